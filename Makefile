@@ -1,0 +1,67 @@
+# Every target creates .venv and installs on first use, so each works on a fresh clone.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# NB=03_attention limits sync/execute to one chapter.
+NB ?=
+CHAPTER_PY = $(if $(NB),chapters/$(NB).py,$(sort $(wildcard chapters/[0-9][0-9]_*.py)))
+NBVAL := --nbval --nbval-current-env --nbval-cell-timeout 600 --nbval-sanitize-with chapters/sanitize.cfg
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: install run test lab execute export check sync book clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+## The main job: train the course model on The Verdict, save a checkpoint, print text.
+run: $(VENV)/.installed
+	$(PY) -m gpt2scratch run
+
+## Everything: pairs, exporter check, package tests, then every chapter under nbval (quick mode).
+test: $(VENV)/.installed-dev
+	$(MAKE) --no-print-directory check
+	$(PY) -m pytest -q tests
+	GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) chapters
+
+check: $(VENV)/.installed
+	$(PY) tools/check_pairs.py
+	$(PY) tools/export.py --check
+
+export: $(VENV)/.installed
+	$(PY) tools/export.py
+
+## py:percent -> ipynb, keeping existing outputs (for edits made outside JupyterLab).
+sync: $(VENV)/.installed
+	for f in $(CHAPTER_PY); do $(BIN)/jupytext --quiet --to ipynb --update "$$f"; done
+
+## Re-run chapters in place with the full settings; these outputs are what the book shows.
+execute: $(VENV)/.installed
+	$(MAKE) --no-print-directory sync export
+	for f in $(CHAPTER_PY); do \
+	  echo "executing $${f%.py}.ipynb"; \
+	  env -u GPT2SCRATCH_QUICK $(BIN)/jupyter nbconvert --log-level WARN --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=7200 --ExecutePreprocessor.kernel_name=python3 "$${f%.py}.ipynb"; \
+	done
+	$(MAKE) --no-print-directory export
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(ROOT_FLAG) --notebook-dir .
+
+book: $(VENV)/.installed-dev
+	$(PY) tools/build_book.py
+
+clean:
+	rm -rf $(VENV) _build _toc.yml .pytest_cache .hypothesis src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

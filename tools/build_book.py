@@ -1,0 +1,69 @@
+"""Build the static book with Jupyter Book 1.0.4, driven by book.yml.
+
+1. Write _toc.yml from book.yml's `toc` section (the TOC parser rejects config keys).
+2. Stage the pages under _build/pages/: each chapter .ipynb with its committed outputs, minus the
+   `#|` exporter directives and `NBVAL_*` markers, which are for tools, not readers.
+3. `jupyter-book build _build/pages --config book.yml --toc _toc.yml`; the site is _build/html.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = ROOT / "chapters"
+STAGE = ROOT / "_build" / "pages"
+TOOL_LINE = re.compile(r"^\s*(#\|.*|#\s*NBVAL_\w+.*)$")
+
+
+def reader_source(source: str) -> str:
+    """A cell's source without the lines meant for the exporter and nbval."""
+    kept = [line for line in source.splitlines(keepends=True) if not TOOL_LINE.match(line)]
+    return "".join(kept).lstrip("\n")
+
+
+def stage_notebook(src: Path, dst: Path) -> None:
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["source"] = reader_source("".join(cell["source"]))
+    dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    config = yaml.safe_load((ROOT / "book.yml").read_text(encoding="utf-8"))
+    toc = config["toc"]
+    toc_entry = {"format": "jb-book", "root": toc["root"], "chapters": [{"file": c} for c in toc["chapters"]]}
+    (ROOT / "_toc.yml").write_text("# Generated from book.yml by tools/build_book.py\n" + yaml.safe_dump(toc_entry, sort_keys=False))
+
+    shutil.rmtree(STAGE, ignore_errors=True)
+    STAGE.mkdir(parents=True)
+    for name in [toc["root"], *toc["chapters"]]:
+        if (CHAPTERS / f"{name}.ipynb").exists():
+            stage_notebook(CHAPTERS / f"{name}.ipynb", STAGE / f"{name}.ipynb")
+        elif (CHAPTERS / f"{name}.md").exists():
+            shutil.copy(CHAPTERS / f"{name}.md", STAGE / f"{name}.md")
+        else:
+            print(f"book.yml lists {name!r}, but chapters/ has neither {name}.ipynb nor {name}.md", file=sys.stderr)
+            return 1
+    for extra in CHAPTERS.glob("*.png"):
+        shutil.copy(extra, STAGE / extra.name)
+
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", str(STAGE), "--config", str(ROOT / "book.yml"), "--toc", str(ROOT / "_toc.yml"),
+           "--path-output", str(ROOT), "--warningiserror", "--keep-going"]
+    print(" ".join(cmd))
+    result = subprocess.run(cmd, cwd=ROOT)
+    if result.returncode == 0:
+        print(f"book built: {ROOT / '_build' / 'html' / 'index.html'}")
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
