@@ -68,6 +68,7 @@ print(f"{len(text):,} characters -> {len(ids):,} tokens ({len(text) / len(ids):.
 print("first 10 ids:", ids[:10])
 print("as text:     ", [enc.decode([i]) for i in ids[:10]])
 assert len(ids) == 5145
+print("<|endoftext|> ->", enc.encode("<|endoftext|>", allowed_special={"<|endoftext|>"}))
 assert enc.encode("<|endoftext|>", allowed_special={"<|endoftext|>"}) == [50256]
 
 # %% [markdown]
@@ -102,10 +103,10 @@ assert y[:-1] == x[1:]  # targets are the inputs shifted by one
 # A text of `N` tokens gives many windows. We slide a window of `context_length + 1` tokens along the ids,
 # moving its start by `stride` tokens each time. Window `i` starts at `i * stride`, and the last start `s`
 # must leave room for `context_length` inputs plus one extra target: `s + context_length + 1 <= N`. So the
-# starts are `0, stride, 2*stride, ...` up to `N - context_length - 1`, and
+# starts are `0, stride, 2*stride, ...` up to `N - context_length - 1`. Writing `T` for `context_length` and
+# `s` for `stride`:
 #
-# $$ \text{number of windows} = \left\lfloor \frac{N - \text{context\_length} - 1}{\text{stride}} \right\rfloor + 1
-#    \qquad (N \ge \text{context\_length} + 1). $$
+# $$ \text{number of windows} = \left\lfloor \frac{N - T - 1}{s} \right\rfloor + 1 \qquad (N \ge T + 1). $$
 #
 # Small numbers first: 12 tokens, numbered by their position so we can see where each window comes from.
 
@@ -493,8 +494,9 @@ print("embedding(ids) == one_hot(ids) @ W == W[ids]")
 # `nn.Embedding` does the lookup instead of the product, because with GPT-2's vocabulary the product would
 # multiply all but one of the 50,257 rows by zero, for every token.
 # The matrix view still tells us what training does: the gradient of `one_hot @ W` with respect to `W`
-# is non-zero only in the rows of tokens that occur in the batch. A token that never appears in a batch
-# gets no update from it, which is why very rare tokens keep near-random vectors.
+# is non-zero only in the rows of tokens that occur in the batch. Through the input lookup, a token that
+# never appears gets no update at all. (GPT-2 also reuses this matrix as its output layer, chapter 4, and
+# that use does touch every row at every step: it learns to push unseen tokens' scores down.)
 
 # %%
 embedding.weight.grad = None
@@ -532,8 +534,9 @@ assert ids_cat[0, 1] == ids_cat[0, 4]
 print("' cat' at position 1 == ' cat' at position 4:", torch.equal(emb_cat[0, 1], emb_cat[0, 4]))
 
 # %% [markdown]
-# Chapter 3 shows that self-attention, left alone, is blind to order too: permute the input vectors and its
-# outputs are permuted the same way. "dog bites man" and "man bites dog" would look alike. So GPT-2 adds
+# Self-attention, chapter 3, is blind to order too: without a mask, permute its input vectors and its
+# outputs come out permuted the same way, so "dog bites man" and "man bites dog" would look alike. (The
+# causal mask leaks a little order, but GPT-2, like most models, is told positions outright.) So GPT-2 adds
 # a second table, `wpe` ("word position embedding"), with one learned vector per *position*
 # `0 .. context_length - 1`, and feeds the model the sum `x = wte[ids] + wpe[positions]`. The position
 # vectors have shape `(T, d_model)`; broadcasting adds the same `T` vectors to every row of the batch.
@@ -810,13 +813,14 @@ print(linear.weight.grad.round(decimals=4))
 
 # %% [markdown]
 # **Exercise 2.3 — sines first, cosines second.** Many codebases (for example tensor2tensor, from the
-# paper's own authors) do not interleave sines and cosines: they put all the sines in the first half of
-# the vector and all the cosines in the second. Implement that layout with `torch.cat`, show it is a fixed
+# paper's own authors, which also spaces its frequencies slightly differently) do not interleave sines and
+# cosines: they put all the sines in the first half of the vector and all the cosines in the second. Implement that layout with `torch.cat`, show it is a fixed
 # permutation of the columns of `sinusoidal_positions`, and explain why a model cannot tell the two apart.
 #
 # *Solution.* Column `2i` (sine `i`) moves to `i`, column `2i + 1` (cosine `i`) to `d_model/2 + i`. A
-# fixed permutation of the input features is absorbed by the first linear layer (permute the rows of its
-# weight), and dot products, so all the similarity structure of section 2.8, are unchanged.
+# fixed reordering of the `d_model` features changes nothing a model can learn: reorder the token table's
+# columns and the weights that read those features the same way, and every output is unchanged. The dot
+# products between positions, all the structure of section 2.8, do not change either, as the cell checks.
 
 # %%
 T_, d = 50, 16
