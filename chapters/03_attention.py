@@ -813,7 +813,7 @@ print(f"threads: {torch.get_num_threads()}; attention matrix per sequence at T=1
 # On this 2-core CPU the fused kernel is faster than the naive batched version, and much faster than the
 # 12-head wrapper; the gap grows with $T$, because the naive version writes and reads the full
 # $B\times H\times T\times T$ weight tensor (48 MiB per sequence at $T=1024$, per layer) while the fused
-# kernel streams through it in blocks. On a GPU the gap is larger still.
+# kernel streams through it in blocks and never stores it.
 #
 # ## Summary
 #

@@ -24,7 +24,7 @@ def reference(module: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
         qkv = qkv + module.c_attn.bias
     q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(B, T, H, hd) for i in range(3))  # (B, T, H, hd)
     scores = torch.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(hd)        # (B, H, T, T)
-    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    future = torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), diagonal=1)
     weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
     y = torch.einsum("bhij,bjhd->bihd", weights, v).reshape(B, T, C)      # heads concatenated
     return torch.einsum("btc,oc->bto", y, module.c_proj.weight) + module.c_proj.bias
