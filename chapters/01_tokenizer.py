@@ -24,7 +24,7 @@
 # 2. **byte-pair encoding (BPE)** trained from scratch on a short story;
 # 3. **GPT-2's own tokenizer**, rebuilt from its two published files, and *proven* to give the same
 #    ids as OpenAI's `tiktoken` on the whole story, on a list of nasty edge cases, and (in the tests)
-#    on thousands of random Unicode strings.
+#    on hundreds of random Unicode strings per run.
 #
 # Before any of that we need text, and a tokenizer to check ourselves against.
 
@@ -162,7 +162,8 @@ def fetch_verified(filename: str, url: str, sha256: str, *, timeout: float = 30.
     try:
         response = urllib.request.urlopen(url, timeout=timeout)
     except (urllib.error.URLError, OSError) as err:
-        looked = f"; the mirror {mirror} has no {filename}" if mirror is not None else ""
+        looked = "" if mirror is None else f"; the mirror {mirror} has no {filename}" if mirror.is_dir() \
+            else f"; the mirror folder {mirror} does not exist"
         raise DataUnavailableError(
             f"{filename} is not in {target.parent}{looked}, and downloading {url} failed ({err}). "
             f"Either set GPT2SCRATCH_DATA_MIRROR to a folder that holds {filename}, "
@@ -208,7 +209,7 @@ def load_text(path: str | os.PathLike) -> str:
     return text
 
 # %%
-from gpt2scratch.data import verdict_text, data_dir
+from gpt2scratch.data import verdict_text
 
 text = verdict_text()
 print(f"{len(text):,} characters, {len(text.encode('utf-8')):,} bytes")
@@ -234,7 +235,7 @@ import importlib.util
 import json
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import regex
 import tiktoken
@@ -706,6 +707,7 @@ show_merges(bpe.merges, -6)
 ids = bpe.encode("Jack Gisburn had given up his painting.")
 print(ids)
 print([bpe.decode([i]) for i in ids])
+print("GPT-2 cuts ' Gisburn' into", [enc.decode([i]) for i in enc.encode(" Gisburn")])
 assert bpe.decode(bpe.encode(text)) == text
 assert bpe.decode(bpe.encode("Unseen text: naïve café, 東京, 🤖!")) == "Unseen text: naïve café, 東京, 🤖!"
 
@@ -741,8 +743,8 @@ print(f"{'GPT-2':>6} {bytes_per_token(enc, train_text):>18.2f} {bytes_per_token(
       f"   (50,257 tokens, trained on 40 GB of web text)")
 
 # %% [markdown]
-# Read the table in two directions. Down the columns, every doubling of the vocabulary buys less: the
-# first 44 merges alone take us from 1.00 to 1.46 bytes per token, while the last 1,256 move the
+# Read the table in two directions. Down the held-out column, each doubling of the vocabulary buys
+# less: the first 44 merges alone take us from 1.00 to 1.46 bytes per token, while the last 1,256 move the
 # held-out figure only from 3.29 to 3.37. Across the rows, the gap between training text and held-out
 # text opens as the vocabulary grows: with 3,256 tokens our tokenizer beats GPT-2 on the text it was
 # trained on (4.32 against 4.00 bytes per token) and loses clearly on the unseen tenth (3.37 against
@@ -766,11 +768,13 @@ print(f"{len(lines[1:-1]):,} merges")
 
 # %% [markdown]
 # GPT-2's first merges, ` t`, ` a`, `he`, `in`, `re`, are nearly the ones our trainer found first on
-# one short story: English is English. But `Ġ t` is written with a `Ġ`. Where is the space? OpenAI stored tokens as *printable* text
-# (so that the files are readable and survive tools that choke on control characters), and for that
-# they mapped each of the 256 byte values to a visible Unicode character: the printable bytes map to
-# themselves, and the 68 others (space, newline, control bytes, ...) are shifted up to code points
-# 256 and above. Space, byte 32, is the 33rd such byte, so it becomes chr(256 + 32) = `Ġ`.
+# one short story: English is English. But `Ġ t` is written with a `Ġ`. Where is the space?
+#
+# OpenAI stored tokens as *printable* text (so that the files are readable and survive tools that
+# choke on control characters), and for that they mapped each of the 256 byte values to a visible
+# Unicode character: the 188 printable bytes map to themselves, and the 68 others (space, newline,
+# control bytes, ...) are shifted up to code points 256 and above, in order. Space, byte 32, is the
+# 33rd of them (after bytes 0 to 31), so it becomes chr(256 + 32) = `Ġ`.
 
 # %%
 #| export
@@ -795,7 +799,7 @@ def bytes_to_unicode() -> dict[int, str]:
 from gpt2scratch.tokenizer import bytes_to_unicode
 
 table = bytes_to_unicode()
-print(len(table), len(set(table.values())))
+print(len(table), len(set(table.values())), "printable bytes kept:", sum(table[b] == chr(b) for b in table))
 print({b: table[b] for b in [ord(" "), ord("\n"), ord("\t"), 0, ord("A"), 0xE9]})
 print("".join(table[b] for b in " Hello\n".encode("utf-8")))
 
@@ -915,7 +919,7 @@ class GPT2Tokenizer:
     def _special_set(self, value, name: str) -> set[str]:
         if value == "all":
             return set(self.special_tokens)
-        if isinstance(value, str) or not all(isinstance(s, str) for s in value):
+        if isinstance(value, str) or not isinstance(value, Iterable) or not all(isinstance(s, str) for s in value):
             raise TypeError(f"{name} must be 'all' or a collection of special-token strings, got {value!r}")
         unknown = set(value) - set(self.special_tokens)
         if unknown:
@@ -991,7 +995,8 @@ assert pieces == tok.bpe(word)
 # emoji (multi-byte, with skin-tone modifiers and zero-width joiners), runs of spaces, tabs and
 # newlines (leading, trailing, mixed), digits, every contraction and its capitalised form, curly
 # apostrophes, control characters, the empty string, and special tokens. The test suite then does
-# the same on thousands of random Unicode strings (`tests/test_tokenizer.py`, with hypothesis).
+# the same on hundreds of random Unicode strings on every run (`tests/test_tokenizer.py`, with
+# hypothesis).
 
 # %%
 ours, theirs = tok.encode(text), enc.encode(text)
@@ -1023,7 +1028,7 @@ print(f"{len(EDGE_CASES)} edge cases x 3 special-token settings: {mismatches} mi
 
 for s in ["two   spaces   ", "a\n\n\nb", "it's", "IT'S", "👍🏽"]:
     chunks_ = regex.findall(GPT2_SPLIT_PATTERN, s)
-    print(f"{s!r:18} chunks {chunks_!r:34} ids {[tok.encode(c) for c in chunks_]}")
+    print(f"{s!r:18} {len(s.encode()):>2} bytes, chunks {chunks_!r:34} ids {[tok.encode(c) for c in chunks_]}")
 
 # %% [markdown]
 # A few of GPT-2's quirks show in that output, and we match every one. A run of spaces before a
@@ -1092,8 +1097,8 @@ assert tok.encode(text) == enc.encode(text)
 
 # %% [markdown]
 # On this machine ours is more than ten times slower than tiktoken with a cold cache and within a
-# factor of two with a warm one. The cache is what makes pure Python usable: after the first pass, encoding is a regex split plus a
-# dictionary lookup per chunk. For the book's datasets (a few MB at most) either tokenizer takes
+# factor of two with a warm one. The cache is what makes pure Python usable: after the first pass,
+# encoding is a regex split plus a dictionary lookup per chunk. For the book's datasets (a few MB at most) either tokenizer takes
 # seconds; the rest of the book uses `gpt2_encoding()` (tiktoken) for speed, knowing now exactly
 # what it computes.
 

@@ -119,6 +119,9 @@ def test_offline_without_mirror_explains_what_to_do(dirs, monkeypatch):
         assert needed in message
     assert isinstance(err.value, RuntimeError)
     assert not (data_path / "f.txt").exists()
+    monkeypatch.setenv("GPT2SCRATCH_DATA_MIRROR", str(mirror / "typo"))
+    with pytest.raises(DataUnavailableError, match="the mirror folder .*typo does not exist"):
+        fetch_verified("f.txt", URL, SHA)
 
 
 def test_download_is_verified_and_atomic(dirs, monkeypatch):

@@ -221,6 +221,8 @@ def test_special_token_argument_errors(tok):
         tok.encode("x", allowed_special=ENDOFTEXT)  # a bare string, not a set
     with pytest.raises(TypeError, match="disallowed_special"):
         tok.encode("x", disallowed_special=[1])
+    with pytest.raises(TypeError, match="allowed_special must be 'all' or a collection.*None"):
+        tok.encode("x", allowed_special=None)
 
 
 # --- input errors -------------------------------------------------------------------------------

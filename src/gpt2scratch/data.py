@@ -111,7 +111,8 @@ def fetch_verified(filename: str, url: str, sha256: str, *, timeout: float = 30.
     try:
         response = urllib.request.urlopen(url, timeout=timeout)
     except (urllib.error.URLError, OSError) as err:
-        looked = f"; the mirror {mirror} has no {filename}" if mirror is not None else ""
+        looked = "" if mirror is None else f"; the mirror {mirror} has no {filename}" if mirror.is_dir() \
+            else f"; the mirror folder {mirror} does not exist"
         raise DataUnavailableError(
             f"{filename} is not in {target.parent}{looked}, and downloading {url} failed ({err}). "
             f"Either set GPT2SCRATCH_DATA_MIRROR to a folder that holds {filename}, "

@@ -9,7 +9,7 @@ import importlib.util
 import json
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import regex
 import tiktoken
@@ -362,7 +362,7 @@ class GPT2Tokenizer:
     def _special_set(self, value, name: str) -> set[str]:
         if value == "all":
             return set(self.special_tokens)
-        if isinstance(value, str) or not all(isinstance(s, str) for s in value):
+        if isinstance(value, str) or not isinstance(value, Iterable) or not all(isinstance(s, str) for s in value):
             raise TypeError(f"{name} must be 'all' or a collection of special-token strings, got {value!r}")
         unknown = set(value) - set(self.special_tokens)
         if unknown:
