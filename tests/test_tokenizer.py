@@ -293,9 +293,9 @@ def test_simple_tokenizer_unknown_and_special():
 
 # --- byte-level BPE -----------------------------------------------------------------------------
 
-def naive_bpe(text: str, vocab_size: int) -> dict[tuple[int, int], int]:
+def naive_bpe(text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN) -> dict[tuple[int, int], int]:
     """Independent reference: recount every pair of every chunk occurrence at each step."""
-    seqs = [list(c.encode("utf-8")) for c in regex.findall(GPT2_SPLIT_PATTERN, text)]
+    seqs = [list(c.encode("utf-8")) for c in regex.findall(pattern, text)]
     merges = {}
     for new_id in range(256, vocab_size):
         counts = Counter(p for s in seqs for p in zip(s, s[1:]))
@@ -312,6 +312,8 @@ def naive_bpe(text: str, vocab_size: int) -> dict[tuple[int, int], int]:
 @settings(max_examples=100, deadline=None)
 def test_train_bpe_matches_naive(s, extra):
     assert train_bpe(s, 256 + extra).merges == naive_bpe(s, 256 + extra)
+    # One long chunk: repeated symbols (aaaa), overlapping pairs and merges that cross spaces.
+    assert train_bpe(s, 256 + extra, pattern=r"(?s).+").merges == naive_bpe(s, 256 + extra, r"(?s).+")
 
 
 def test_train_bpe_on_real_text():
