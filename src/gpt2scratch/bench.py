@@ -83,6 +83,10 @@ def hf_twin(model: GPT2, attn_implementation: str = "sdpa"):
     return hf
 
 
+def _layers(args) -> dict:
+    return {} if args.layers is None else {"n_layers": args.layers}
+
+
 def _median_pairs(run_a, run_b, pairs: int) -> tuple[list[float], list[float]]:
     """Time `pairs` pairs of calls, alternating which goes first; return both lists of seconds."""
     times_a, times_b = [], []
@@ -115,7 +119,7 @@ def bench_train(args) -> float:
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[args.dtype]
     B, T = args.batch_size, args.context_length
     torch.manual_seed(0)
-    config = GPT2Config.preset(args.preset, dropout=args.dropout)
+    config = GPT2Config.preset(args.preset, dropout=args.dropout, **_layers(args))
     ours = GPT2(config).to(device)
     hf = hf_twin(ours)
     ours.eval(), hf.eval()
@@ -174,7 +178,7 @@ def bench_train(args) -> float:
 def bench_generate(args) -> float:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    config = GPT2Config.preset(args.preset, dropout=0.0)
+    config = GPT2Config.preset(args.preset, dropout=0.0, **_layers(args))
     ours = GPT2(config).to(device).eval()
     hf = hf_twin(ours).eval()
     prompt = torch.randint(0, config.vocab_size, (1, args.prompt_tokens), device=device)
@@ -200,7 +204,7 @@ def bench_generate(args) -> float:
             return time.perf_counter() - t0
         return run
 
-    print(f"device {device}, preset {args.preset}, greedy, prompt {args.prompt_tokens} tokens, {n} new tokens")
+    print(f"device {device}, {torch.get_num_threads()} threads, preset {args.preset}, greedy, prompt {args.prompt_tokens} tokens, {n} new tokens")
     for _ in range(args.warmup):
         timed(gen_ours)(), timed(lambda: gen_hf(True))(), timed(lambda: gen_hf(False))()
     t_ours, t_nocache = _median_pairs(timed(gen_ours), timed(lambda: gen_hf(False)), args.steps)
@@ -221,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
         p.add_argument("--preset", default="124M", help="model size: 124M, 355M, 774M, 1558M")
+        p.add_argument("--layers", type=int, default=None, help="override the preset's n_layers (quick smoke runs)")
         p.add_argument("--steps", type=int, default=10, help="timed pairs (ours, HF)")
         p.add_argument("--warmup", type=int, default=2, help="untimed pairs first")
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
