@@ -940,16 +940,22 @@ print(f"MLP forward+backward, B=2, T=256: naive GELU {t_naive * 1e3:.1f} ms, fus
 
 # %% [markdown]
 # The package has a benchmark that times our whole training step (forward, cross-entropy, backward,
-# AdamW) against Hugging Face's `GPT2LMHeadModel` with the same config and the same weights,
-# interleaved in one process:
+# AdamW) against Hugging Face's `GPT2LMHeadModel` with the same config and the same weights (it checks
+# that both give the same logits before it times anything), interleaved in one process:
 #
 # ```
-# python -m gpt2scratch bench train            # CPU: 124M, B=2, T=256, fp32
-# python -m gpt2scratch bench train --device cuda   # GPU: bf16 autocast, reports MFU
+# python -m gpt2scratch bench train                    # CPU: 124M, B=2, T=256, fp32
+# python -m gpt2scratch bench train --device cuda      # GPU: B=16, T=1024, bf16 autocast, reports MFU
+# python -m gpt2scratch bench generate                 # greedy generation, ours vs HF's generate()
 # ```
 #
 # It prints both speeds in tokens per second, the fraction of the machine's measured matmul rate that
-# our step reaches, and, last, the median ratio `ours/HF tok/s`.
+# each step reaches, and, last, the median over pairs of the ratio `ours/HF tok/s`. What to expect:
+# the matrix multiplications are identical in the two models and take most of a CPU step, so the
+# difference there comes from the element-wise work around them, such as the GELU above; on a GPU,
+# where the matmuls are fast and every extra pass over memory shows, that work weighs more. On a
+# machine shared with other jobs, two threads can wait on each other; `--threads 1` then often gives
+# steadier numbers.
 
 # %% [markdown]
 # ## Summary

@@ -98,10 +98,10 @@ def _median_pairs(run_a, run_b, pairs: int) -> tuple[list[float], list[float]]:
 
 
 def _report(name_a: str, name_b: str, times_a, times_b, tokens: int, flops_per_token: float | None,
-            peak: float | None, peak_label: str) -> float:
+            peak: float | None, peak_label: str, unit: str = "step") -> float:
     for name, times in ((name_a, times_a), (name_b, times_b)):
         med = statistics.median(times)
-        line = f"{name:>5}: median {med * 1000:8.1f} ms/step  {tokens / med:9.1f} tok/s"
+        line = f"{name:>5}: median {med * 1000:8.1f} ms/{unit}  {tokens / med:9.1f} tok/s"
         if flops_per_token and peak:
             achieved = flops_per_token * tokens / med
             line += f"  {achieved / 1e9:8.1f} GFLOP/s = {achieved / peak:5.1%} of {peak_label}"
@@ -208,10 +208,10 @@ def bench_generate(args) -> float:
     for _ in range(args.warmup):
         timed(gen_ours)(), timed(lambda: gen_hf(True))(), timed(lambda: gen_hf(False))()
     t_ours, t_nocache = _median_pairs(timed(gen_ours), timed(lambda: gen_hf(False)), args.steps)
-    r_nocache = _report("ours", "HF-no-KV-cache", t_ours, t_nocache, n, None, None, "")
+    r_nocache = _report("ours", "HF-no-KV-cache", t_ours, t_nocache, n, None, None, "", unit="call")
     print(f"ours/HF(use_cache=False) tok/s = {r_nocache:.2f} (same algorithm: full recompute each token)")
     t_ours, t_hf = _median_pairs(timed(gen_ours), timed(lambda: gen_hf(True)), args.steps)
-    ratio = _report("ours", "HF", t_ours, t_hf, n, None, None, "")
+    ratio = _report("ours", "HF", t_ours, t_hf, n, None, None, "", unit="call")
     print("(ours has no KV cache yet: chapter 8 adds one; HF's generate uses its cache by default)")
     print(f"ours/HF tok/s = {ratio:.2f} (median of {args.steps} pairs)")
     return ratio
