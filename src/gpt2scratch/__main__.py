@@ -1,0 +1,231 @@
+"""Command line for gpt2scratch (hand-written; it sits on top of the generated modules).
+
+    python -m gpt2scratch train --data story.txt [--model 124M --epochs 10 --out runs/story ...]
+    python -m gpt2scratch train --data story.txt --epochs 20 --resume runs/story
+    python -m gpt2scratch generate --checkpoint runs/story "Justice is served when" --max-length 100
+    python -m gpt2scratch run         # what `make run` calls: the course model on The Verdict
+    python -m gpt2scratch bench ...   # benchmarks (gpt2scratch.bench)
+
+Bad input (a missing or non-UTF-8 file, a text too short for one window, a bad checkpoint) ends with a
+one-line message on stderr and exit code 2, before any model is built.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+PROMPT = "Justice is served when"
+
+
+class UsageError(Exception):
+    """Bad input found while preparing a command: reported in one line, exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _add_training_options(p: argparse.ArgumentParser, epochs: int, out: str | None) -> None:
+    p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"total epochs to train to (default {epochs})")
+    p.add_argument("--batch-size", type=_positive_int, default=2, help="windows per batch (default 2)")
+    p.add_argument("--context-length", type=_positive_int, default=256, help="tokens per window (default 256)")
+    p.add_argument("--lr", type=_positive_float, default=4e-4, help="AdamW peak learning rate (default 4e-4)")
+    p.add_argument("--weight-decay", type=_non_negative_float, default=0.1, help="AdamW weight decay (default 0.1)")
+    p.add_argument("--dropout", type=_non_negative_float, default=0.1, help="dropout rate (default 0.1)")
+    p.add_argument("--model", default="124M", help="124M | 355M | 774M | 1558M | tiny | mini (default 124M)")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="10%% linear warm-up + cosine decay to 10%% of --lr (default, chapter 05 section 5.8), "
+                        "or a constant lr (section 5.6)")
+    p.add_argument("--grad-clip", type=_non_negative_float, default=1.0,
+                   help="clip the global gradient norm to this (default 1.0; 0 = off)")
+    p.add_argument("--eval-iters", type=_positive_int, default=5, help="batches per loss estimate (default 5)")
+    p.add_argument("--out", default=out, help="checkpoint folder" + (f" (default {out})" if out else
+                                                                   " (default runs/<data file name>)"))
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the checkpoint in DIR (its model config wins over --model/--dropout)")
+    p.add_argument("--seed", type=int, default=123, help="random seed (default 123)")
+    p.add_argument("--device", default="auto", help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument("--prompt", default=PROMPT, help=f"text to continue after each epoch (default {PROMPT!r})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gpt2scratch",
+                                     description="GPT-2 from scratch: train, generate, benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,generate,run,bench}")
+
+    p = sub.add_parser("train", help="train a GPT-2 on a UTF-8 text file (90/10 split), saving checkpoints")
+    p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text to train on")
+    _add_training_options(p, epochs=10, out=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="continue a prompt with a trained checkpoint")
+    p.add_argument("prompt", help="the text to continue")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder (from train or run)")
+    p.add_argument("--max-length", type=_positive_int, default=100, help="new tokens to generate (default 100)")
+    p.add_argument("--temperature", type=_non_negative_float, default=0.8, help="0 = greedy (default 0.8)")
+    p.add_argument("--top-k", type=_positive_int, default=None, help="sample from the k likeliest tokens only")
+    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("run", help="train the course model (GPT-2 124M, context 256) on The Verdict for 10 "
+                                   "epochs with chapter 05's section 5.8 recipe, save runs/verdict/, print a sample")
+    _add_training_options(p, epochs=10, out="runs/verdict")
+    p.set_defaults(func=cmd_run, data=None)
+
+    sub.add_parser("bench", help="benchmarks: python -m gpt2scratch bench --help", add_help=False)
+    return parser
+
+
+def _prepare_training(args: argparse.Namespace, text: str):
+    """Everything that can fail on bad input, before any training: loaders, model, optimizer, scheduler."""
+    import torch
+
+    from gpt2scratch.checkpoint import read_manifest
+    from gpt2scratch.model import GPT2, GPT2Config
+    from gpt2scratch.tokenizer import gpt2_encoding
+    from gpt2scratch.train import make_loaders, model_config, pick_device, set_seed, warmup_cosine
+
+    device = pick_device(args.device)
+    if args.resume is not None:
+        _, manifest = read_manifest(args.resume)
+        if manifest["config"] is None:
+            raise ValueError(f"checkpoint {args.resume} holds no model config")
+        config = GPT2Config.from_dict(manifest["config"])
+    else:
+        config = model_config(args.model, context_length=args.context_length, dropout=args.dropout)
+    context_length = config.context_length if args.resume is not None else args.context_length
+    train_loader, val_loader = make_loaders(text, gpt2_encoding(), context_length=context_length,
+                                            batch_size=args.batch_size, seed=args.seed)
+    set_seed(args.seed)
+    model = GPT2(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                                  fused=device.type in ("cpu", "cuda", "mps"))  # one kernel for all tensors
+    scheduler = None
+    if args.schedule == "cosine":
+        total = args.epochs * len(train_loader)
+        scheduler = warmup_cosine(optimizer, max(1, total // 10), total, 0.1)
+    return device, config, train_loader, val_loader, model, optimizer, scheduler
+
+
+def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
+    from gpt2scratch.train import NonFiniteLossError, train
+
+    try:
+        device, config, train_loader, val_loader, model, optimizer, scheduler = _prepare_training(args, text)
+    except (FileNotFoundError, IsADirectoryError, ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    out = Path(args.out)
+    n_train = len(train_loader.dataset.token_ids)
+    n_val = len(val_loader.dataset.token_ids)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{source}: {n_train:,} train + {n_val:,} val tokens; {len(train_loader)} steps per epoch")
+    print(f"model: {n_params / 1e6:.1f}M parameters (d_model {config.d_model}, {config.n_layers} layers, "
+          f"context {config.context_length}); {args.epochs} epochs on {device}; checkpoints -> {out}/")
+    t0 = time.perf_counter()
+    try:
+        history = train(model, train_loader, val_loader, optimizer, epochs=args.epochs, device=device,
+                        scheduler=scheduler, grad_clip=args.grad_clip or None, eval_iters=args.eval_iters,
+                        sample_prompt=args.prompt or None, checkpoint_dir=out, resume_from=args.resume,
+                        seed=args.seed, progress=not args.no_progress)
+    except NonFiniteLossError as err:
+        print(f"python -m gpt2scratch: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue from the last checkpoint with --resume {out}", file=sys.stderr)
+        return 130
+    elapsed = time.perf_counter() - t0
+    best = min(range(len(history.val_loss)), key=history.val_loss.__getitem__)
+    print(f"done in {elapsed / 60:.1f} min: train loss {history.train_loss[-1]:.3f}, val loss "
+          f"{history.val_loss[-1]:.3f} (val minimum {history.val_loss[best]:.3f} at epoch {history.epoch[best]:.0f})")
+    print(f"checkpoint: {out}/  (python -m gpt2scratch generate --checkpoint {out} \"{PROMPT}\")")
+    if args.prompt:
+        print(f"\n{model.generate(args.prompt, max_length=50, temperature=0.8, seed=args.seed)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gpt2scratch.data import load_text
+
+    try:
+        text = load_text(args.data)
+    except (FileNotFoundError, IsADirectoryError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    if args.out is None:
+        args.out = args.resume if args.resume is not None else str(Path("runs") / Path(args.data).stem)
+    return _train_and_report(args, text, str(args.data))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The course model with chapter 05's section 5.8 recipe: 10 epochs, warm-up + cosine decay, clipping."""
+    from gpt2scratch.data import verdict_text
+
+    schedule = ("warm-up + cosine decay" if args.schedule == "cosine" else "constant lr") + (
+        f", gradient clipping at {args.grad_clip:g}" if args.grad_clip else "")
+    print(f"make run: GPT-2 {args.model} (context {args.context_length}) on The Verdict, chapter 05 section 5.8: "
+          f"{args.epochs} epochs, batch {args.batch_size}, AdamW lr {args.lr:g} ({schedule}), weight decay "
+          f"{args.weight_decay:g}, dropout {args.dropout:g}, seed {args.seed}")
+    t0 = time.perf_counter()
+    code = _train_and_report(args, verdict_text(), "The Verdict")
+    print(f"\nmake run took {(time.perf_counter() - t0) / 60:.1f} min")
+    return code
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from gpt2scratch.checkpoint import load_checkpoint
+    from gpt2scratch.train import pick_device
+
+    try:
+        device = pick_device(args.device)
+        model = load_checkpoint(args.checkpoint, device=device).model
+        text = model.generate(args.prompt, max_length=args.max_length, temperature=args.temperature,
+                              top_k=args.top_k, seed=args.seed)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from gpt2scratch import bench  # lazy: benchmarks pull in optional dependencies
+
+        return bench.main(argv[1:]) or 0
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as err:
+        print(f"python -m gpt2scratch {args.command}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
