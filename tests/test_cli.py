@@ -138,7 +138,7 @@ def test_run_defaults_are_the_chapter_settings():
     args = build_parser().parse_args(["run"])
     assert (args.epochs, args.batch_size, args.context_length, args.lr, args.weight_decay, args.dropout,
             args.model, args.seed, args.out) == (10, 2, 256, 4e-4, 0.1, 0.1, "124M", 123, "runs/verdict")
-    assert (args.schedule, args.grad_clip) == ("cosine", 1.0)  # section 5.8's recipe
+    assert (args.schedule, args.grad_clip, args.checkpoint_every) == ("cosine", 1.0, 5)  # section 5.8's recipe
 
 
 def test_help_lists_every_command():

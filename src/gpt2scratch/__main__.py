@@ -51,7 +51,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_training_options(p: argparse.ArgumentParser, epochs: int, out: str | None) -> None:
+def _add_training_options(p: argparse.ArgumentParser, epochs: int, out: str | None, checkpoint_every: int) -> None:
     p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"total epochs to train to (default {epochs})")
     p.add_argument("--batch-size", type=_positive_int, default=2, help="windows per batch (default 2)")
     p.add_argument("--context-length", type=_positive_int, default=256, help="tokens per window (default 256)")
@@ -67,6 +67,8 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: int, out: str | No
     p.add_argument("--eval-iters", type=_positive_int, default=5, help="batches per loss estimate (default 5)")
     p.add_argument("--out", default=out, help="checkpoint folder" + (f" (default {out})" if out else
                                                                    " (default runs/<data file name>)"))
+    p.add_argument("--checkpoint-every", type=_positive_int, default=checkpoint_every, metavar="EPOCHS",
+                   help=f"save a checkpoint every this many epochs, and at the end (default {checkpoint_every})")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the checkpoint in DIR (its model config wins over --model/--dropout)")
     p.add_argument("--seed", type=int, default=123, help="random seed (default 123)")
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a GPT-2 on a UTF-8 text file (90/10 split), saving checkpoints")
     p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text to train on")
-    _add_training_options(p, epochs=10, out=None)
+    _add_training_options(p, epochs=10, out=None, checkpoint_every=1)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="continue a prompt with a trained checkpoint")
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="train the course model (GPT-2 124M, context 256) on The Verdict for 10 "
                                    "epochs with chapter 05's section 5.8 recipe, save runs/verdict/, print a sample")
-    _add_training_options(p, epochs=10, out="runs/verdict")
+    _add_training_options(p, epochs=10, out="runs/verdict", checkpoint_every=5)  # 1.5 GB per save: not every epoch
     p.set_defaults(func=cmd_run, data=None)
 
     sub.add_parser("bench", help="benchmarks: python -m gpt2scratch bench --help", add_help=False)
@@ -153,7 +155,8 @@ def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
     try:
         history = train(model, train_loader, val_loader, optimizer, epochs=args.epochs, device=device,
                         scheduler=scheduler, grad_clip=args.grad_clip or None, eval_iters=args.eval_iters,
-                        sample_prompt=args.prompt or None, checkpoint_dir=out, resume_from=args.resume,
+                        sample_prompt=args.prompt or None, checkpoint_dir=out,
+                        checkpoint_every=args.checkpoint_every * len(train_loader), resume_from=args.resume,
                         seed=args.seed, progress=not args.no_progress)
     except NonFiniteLossError as err:
         print(f"python -m gpt2scratch: {err}", file=sys.stderr)
@@ -167,7 +170,8 @@ def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
           f"{history.val_loss[-1]:.3f} (val minimum {history.val_loss[best]:.3f} at epoch {history.epoch[best]:.0f})")
     print(f"checkpoint: {out}/  (python -m gpt2scratch generate --checkpoint {out} \"{PROMPT}\")")
     if args.prompt:
-        print(f"\n{model.generate(args.prompt, max_length=50, temperature=0.8, seed=args.seed)}")
+        text = model.generate(args.prompt, max_length=50, temperature=0.8, seed=args.seed)
+        print(f"\n{args.prompt!r} continued (50 tokens, temperature 0.8, seed {args.seed}):\n{text}")
     return 0
 
 
