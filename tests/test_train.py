@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gpt2scratch.dataset import create_dataloader
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.train import (
-    NonFiniteLossError, WarmupCosine, calc_loss_batch, epoch_batches, evaluate, make_loaders, model_config,
+    NonFiniteLossError, WarmupCosine, calc_loss_batch, epoch_batches, evaluate, make_loaders,
     perplexity, pick_device, preserved_rng, rng_state, set_rng_state, set_seed, split_text, train, warmup_cosine,
 )
 
@@ -249,17 +249,33 @@ def test_make_loaders_explains_short_splits():
     assert len(train_loader.dataset.token_ids) == 900 and len(val_loader.dataset.token_ids) == 100
 
 
-def test_model_config_sizes():
-    assert model_config("tiny").d_model == 32
-    assert model_config("124M", context_length=256).context_length == 256
-    with pytest.raises(ValueError, match="unknown model size 'huge'.*tiny"):
-        model_config("huge")
+def test_settings_validate_and_recipe():
+    from gpt2scratch.train import RECIPE, TrainSettings
+
+    assert RECIPE.schedule == "cosine" and RECIPE.grad_clip == 1.0 and RECIPE.epochs == 10
+    assert TrainSettings().grad_clip is None  # train()'s defaults: the plain loop
+    for kwargs, error, message in (({"epochs": True}, TypeError, "epochs must be an int"),
+                                   ({"lr": 0}, ValueError, "lr must be finite and > 0"),
+                                   ({"schedule": "linear"}, ValueError, "'linear'")):
+        with pytest.raises(error, match=message):
+            TrainSettings(**kwargs)
+
+
+def test_prepare_run_builds_everything_from_settings():
+    from gpt2scratch.train import TrainSettings, prepare_run
+
+    settings = TrainSettings(model="tiny", context_length=32, epochs=2, schedule="cosine")
+    run = prepare_run(settings, "The quick brown fox jumps. " * 60, device="cpu")
+    assert run.config.d_model == 32 and run.config.context_length == 32
+    assert run.scheduler is not None and len(run.train_loader) >= 1
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        prepare_run(TrainSettings(model="huge"), "x" * 3000, device="cpu")
 
 
 def test_train_rejects_bad_arguments():
     model, optimizer = fresh()
     train_loader, val_loader = loaders()
-    for kwargs, message in (({"epochs": 0}, "epochs must be"), ({"grad_clip": 0}, "grad_clip must be > 0"),
+    for kwargs, message in (({"epochs": 0}, "epochs must be"), ({"grad_clip": 0}, "grad_clip must be finite and > 0"),
                             ({"eval_every": 0}, "eval_every must be")):
         with pytest.raises(ValueError, match=message):
             train(model, train_loader, val_loader, optimizer, **quiet(**kwargs))

@@ -2,14 +2,8 @@
 
 Hand-written: the public API, re-exported from the generated modules, and nothing else.
 """
-import os as _os
-
-from gpt2scratch.tokenizer import GPT2Tokenizer, gpt2_encoding
 from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.quickmode import is_quick as quick  # for the chapters; not public API
+from gpt2scratch.tokenizer import GPT2Tokenizer, gpt2_encoding
 
-__all__ = ["GPT2", "GPT2Config", "GPT2Tokenizer", "gpt2_encoding", "quick"]
-
-
-def quick() -> bool:
-    """True under `make test` (GPT2SCRATCH_QUICK=1): chapters that train shrink their runs."""
-    return _os.environ.get("GPT2SCRATCH_QUICK", "") not in ("", "0")
+__all__ = ["GPT2", "GPT2Config", "GPT2Tokenizer", "gpt2_encoding"]

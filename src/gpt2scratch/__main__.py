@@ -51,29 +51,47 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_training_options(p: argparse.ArgumentParser, epochs: int, out: str | None, checkpoint_every: int) -> None:
-    p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"total epochs to train to (default {epochs})")
-    p.add_argument("--batch-size", type=_positive_int, default=2, help="windows per batch (default 2)")
-    p.add_argument("--context-length", type=_positive_int, default=256, help="tokens per window (default 256)")
-    p.add_argument("--lr", type=_positive_float, default=4e-4, help="AdamW peak learning rate (default 4e-4)")
-    p.add_argument("--weight-decay", type=_non_negative_float, default=0.1, help="AdamW weight decay (default 0.1)")
-    p.add_argument("--dropout", type=_non_negative_float, default=0.1, help="dropout rate (default 0.1)")
-    p.add_argument("--model", default="124M", help="124M | 355M | 774M | 1558M | tiny | mini (default 124M)")
-    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
-                   help="10%% linear warm-up + cosine decay to 10%% of --lr (default, chapter 05 section 5.8), "
-                        "or a constant lr (section 5.6)")
-    p.add_argument("--grad-clip", type=_non_negative_float, default=1.0,
-                   help="clip the global gradient norm to this (default 1.0; 0 = off)")
-    p.add_argument("--eval-iters", type=_positive_int, default=5, help="batches per loss estimate (default 5)")
-    p.add_argument("--out", default=out, help="checkpoint folder" + (f" (default {out})" if out else
-                                                                   " (default runs/<data file name>)"))
-    p.add_argument("--checkpoint-every", type=_positive_int, default=checkpoint_every, metavar="EPOCHS",
-                   help=f"save a checkpoint every this many epochs, and at the end (default {checkpoint_every})")
+def _add_training_options(p: argparse.ArgumentParser, out: str | None,
+                          checkpoint_every: int) -> None:
+    """The training flags; every default comes from chapter 05's RECIPE (TrainSettings)."""
+    from gpt2scratch.train import RECIPE as R
+
+    p.add_argument("--epochs", type=_positive_int, default=R.epochs,
+                   help=f"total epochs to train to (default {R.epochs})")
+    p.add_argument("--batch-size", type=_positive_int, default=R.batch_size,
+                   help=f"windows per batch (default {R.batch_size})")
+    p.add_argument("--context-length", type=_positive_int, default=R.context_length,
+                   help=f"tokens per window (default {R.context_length})")
+    p.add_argument("--lr", type=_positive_float, default=R.lr,
+                   help=f"AdamW peak learning rate (default {R.lr:g})")
+    p.add_argument("--weight-decay", type=_non_negative_float, default=R.weight_decay,
+                   help=f"AdamW weight decay (default {R.weight_decay:g})")
+    p.add_argument("--dropout", type=_non_negative_float, default=R.dropout,
+                   help=f"dropout rate (default {R.dropout:g})")
+    p.add_argument("--model", default=R.model,
+                   help=f"a GPT2Config preset: 124M | 355M | 774M | 1558M | tiny | mini "
+                        f"(default {R.model})")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default=R.schedule,
+                   help="10%% linear warm-up + cosine decay to 10%% of --lr (default, "
+                        "chapter 05 section 5.8), or a constant lr (section 5.6)")
+    p.add_argument("--grad-clip", type=_non_negative_float, default=R.grad_clip,
+                   help=f"clip the global gradient norm to this (default {R.grad_clip:g}; "
+                        "0 = off)")
+    p.add_argument("--eval-iters", type=_positive_int, default=R.eval_iters,
+                   help=f"batches per loss estimate (default {R.eval_iters})")
+    p.add_argument("--out", default=out, help="checkpoint folder" + (
+        f" (default {out})" if out else " (default runs/<data file name>)"))
+    p.add_argument("--checkpoint-every", type=_positive_int, default=checkpoint_every,
+                   metavar="EPOCHS", help="save a checkpoint every this many epochs, and at "
+                                          f"the end (default {checkpoint_every})")
     p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the checkpoint in DIR (its model config wins over --model/--dropout)")
-    p.add_argument("--seed", type=int, default=123, help="random seed (default 123)")
-    p.add_argument("--device", default="auto", help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument("--prompt", default=PROMPT, help=f"text to continue after each epoch (default {PROMPT!r})")
+                   help="continue the checkpoint in DIR (its model config wins over "
+                        "--model/--dropout)")
+    p.add_argument("--seed", type=int, default=R.seed, help=f"random seed (default {R.seed})")
+    p.add_argument("--device", default="auto",
+                   help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument("--prompt", default=PROMPT,
+                   help=f"text to continue after each epoch (default {PROMPT!r})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -84,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a GPT-2 on a UTF-8 text file (90/10 split), saving checkpoints")
     p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text to train on")
-    _add_training_options(p, epochs=10, out=None, checkpoint_every=1)
+    _add_training_options(p, out=None, checkpoint_every=1)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="continue a prompt with a trained checkpoint")
@@ -99,79 +117,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="train the course model (GPT-2 124M, context 256) on The Verdict for 10 "
                                    "epochs with chapter 05's section 5.8 recipe, save runs/verdict/, print a sample")
-    _add_training_options(p, epochs=10, out="runs/verdict", checkpoint_every=5)  # 1.5 GB per save: not every epoch
+    _add_training_options(p, out="runs/verdict", checkpoint_every=5)  # 1.5 GB a save
     p.set_defaults(func=cmd_run, data=None)
 
     sub.add_parser("bench", help="benchmarks: python -m gpt2scratch bench --help", add_help=False)
     return parser
 
 
-def _prepare_training(args: argparse.Namespace, text: str):
-    """Everything that can fail on bad input, before any training: loaders, model, optimizer, scheduler."""
-    import torch
+def _settings(args: argparse.Namespace):
+    """The parsed flags as one TrainSettings (chapter 05): the run's settings in one place."""
+    from gpt2scratch.train import TrainSettings
 
-    from gpt2scratch.checkpoint import read_manifest
-    from gpt2scratch.model import GPT2, GPT2Config
-    from gpt2scratch.tokenizer import gpt2_encoding
-    from gpt2scratch.train import make_loaders, model_config, pick_device, set_seed, warmup_cosine
-
-    device = pick_device(args.device)
-    if args.resume is not None:
-        _, manifest = read_manifest(args.resume)
-        if manifest["config"] is None:
-            raise ValueError(f"checkpoint {args.resume} holds no model config")
-        config = GPT2Config.from_dict(manifest["config"])
-    else:
-        config = model_config(args.model, context_length=args.context_length, dropout=args.dropout)
-    context_length = config.context_length if args.resume is not None else args.context_length
-    train_loader, val_loader = make_loaders(text, gpt2_encoding(), context_length=context_length,
-                                            batch_size=args.batch_size, seed=args.seed)
-    set_seed(args.seed)
-    model = GPT2(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
-                                  fused=device.type in ("cpu", "cuda", "mps"))  # one kernel for all tensors
-    scheduler = None
-    if args.schedule == "cosine":
-        total = args.epochs * len(train_loader)
-        scheduler = warmup_cosine(optimizer, max(1, total // 10), total, 0.1)
-    return device, config, train_loader, val_loader, model, optimizer, scheduler
+    return TrainSettings(
+        model=args.model, context_length=args.context_length, batch_size=args.batch_size,
+        dropout=args.dropout, lr=args.lr, weight_decay=args.weight_decay,
+        schedule=args.schedule, grad_clip=args.grad_clip or None, epochs=args.epochs,
+        eval_iters=args.eval_iters, sample_prompt=args.prompt or None, seed=args.seed,
+        progress=not args.no_progress)
 
 
 def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
-    from gpt2scratch.train import NonFiniteLossError, train
+    from gpt2scratch.train import NonFiniteLossError, prepare_run, train
 
     try:
-        device, config, train_loader, val_loader, model, optimizer, scheduler = _prepare_training(args, text)
+        settings = _settings(args)
+        run = prepare_run(settings, text, device=args.device, resume=args.resume)
     except (FileNotFoundError, IsADirectoryError, ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
-    out = Path(args.out)
-    n_train = len(train_loader.dataset.token_ids)
-    n_val = len(val_loader.dataset.token_ids)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"{source}: {n_train:,} train + {n_val:,} val tokens; {len(train_loader)} steps per epoch")
-    print(f"model: {n_params / 1e6:.1f}M parameters (d_model {config.d_model}, {config.n_layers} layers, "
-          f"context {config.context_length}); {args.epochs} epochs on {device}; checkpoints -> {out}/")
+    out, config, steps = Path(args.out), run.config, len(run.train_loader)
+    n_train = len(run.train_loader.dataset.token_ids)
+    n_val = len(run.val_loader.dataset.token_ids)
+    n_params = sum(p.numel() for p in run.model.parameters())
+    print(f"{source}: {n_train:,} train + {n_val:,} val tokens; {steps} steps per epoch")
+    print(f"model: {n_params / 1e6:.1f}M parameters (d_model {config.d_model}, "
+          f"{config.n_layers} layers, context {config.context_length}); {args.epochs} epochs "
+          f"on {run.device}; checkpoints -> {out}/")
     t0 = time.perf_counter()
     try:
-        history = train(model, train_loader, val_loader, optimizer, epochs=args.epochs, device=device,
-                        scheduler=scheduler, grad_clip=args.grad_clip or None, eval_iters=args.eval_iters,
-                        sample_prompt=args.prompt or None, checkpoint_dir=out,
-                        checkpoint_every=args.checkpoint_every * len(train_loader), resume_from=args.resume,
-                        seed=args.seed, progress=not args.no_progress)
+        history = train(run.model, run.train_loader, run.val_loader, run.optimizer, settings,
+                        scheduler=run.scheduler, device=run.device, checkpoint_dir=out,
+                        checkpoint_every=args.checkpoint_every * steps,
+                        resume_from=args.resume)
     except NonFiniteLossError as err:
         print(f"python -m gpt2scratch: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue from the last checkpoint with --resume {out}", file=sys.stderr)
+        print(f"\ninterrupted; continue from the last checkpoint with --resume {out}",
+              file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - t0
     best = min(range(len(history.val_loss)), key=history.val_loss.__getitem__)
     print(f"done in {elapsed / 60:.1f} min: train loss {history.train_loss[-1]:.3f}, val loss "
-          f"{history.val_loss[-1]:.3f} (val minimum {history.val_loss[best]:.3f} at epoch {history.epoch[best]:.0f})")
-    print(f"checkpoint: {out}/  (python -m gpt2scratch generate --checkpoint {out} \"{PROMPT}\")")
+          f"{history.val_loss[-1]:.3f} (val minimum {history.val_loss[best]:.3f} at epoch "
+          f"{history.epoch[best]:.0f})")
+    print(f"checkpoint: {out}/  (python -m gpt2scratch generate --checkpoint {out} "
+          f"\"{PROMPT}\")")
     if args.prompt:
-        text = model.generate(args.prompt, max_length=50, temperature=0.8, seed=args.seed)
-        print(f"\n{args.prompt!r} continued (50 tokens, temperature 0.8, seed {args.seed}):\n{text}")
+        text = run.model.generate(args.prompt, max_length=50, temperature=0.8, seed=args.seed)
+        print(f"\n{args.prompt!r} continued (50 tokens, temperature 0.8, seed {args.seed}):"
+              f"\n{text}")
     return 0
 
 

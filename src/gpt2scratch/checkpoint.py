@@ -1,9 +1,9 @@
-# Generated from chapters/05_training.ipynb — edit the notebook, then `make export`. Do not edit by hand.
+# Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
 """Checkpoints: model, optimizer, scheduler, random states and training progress, saved atomically as
 safetensors + JSON (no pickle) and loaded back bit for bit.
 
-Generated from chapter 05 of the book. Layout of a checkpoint folder:
+Generated from Appendix A of the book. Layout of a checkpoint folder:
 
     latest.json                  {"checkpoint": "step-00000090", ...}: written last, atomically
     step-00000090/model.safetensors   weights (a tied weight stored once, its aliases in checkpoint.json)
@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,9 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from gpt2scratch.files import atomic_write, default_mode, fsync_dir, fsync_file
 from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.validation import check_int
 
 FORMAT = "gpt2scratch-checkpoint"
 VERSION = 1
@@ -48,16 +49,24 @@ def pack(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, tuple):
-        return {"__tuple__": [pack(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]}
+        return {
+            "__tuple__": [pack(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]
+        }
     if isinstance(obj, list):
         return [pack(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):
             return {k: pack(v, tensors, f"{key}.{k}") for k, v in obj.items()}
-        return {"__items__": [[pack(k, tensors, f"{key}.key{i}"), pack(v, tensors, f"{key}.{k}")]
-                              for i, (k, v) in enumerate(obj.items())]}
-    raise TypeError(f"cannot store a {type(obj).__name__} (at {key!r}) in a checkpoint: only tensors, arrays, "
-                    "numbers, strings, None, lists, tuples and dicts")
+        return {
+            "__items__": [
+                [pack(k, tensors, f"{key}.key{i}"), pack(v, tensors, f"{key}.{k}")]
+                for i, (k, v) in enumerate(obj.items())
+            ]
+        }
+    raise TypeError(
+        f"cannot store a {type(obj).__name__} (at {key!r}) in a checkpoint: only tensors, arrays, "
+        "numbers, strings, None, lists, tuples and dicts"
+    )
 
 
 def unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -83,7 +92,14 @@ def unique_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str,
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
     for name, t in model.state_dict().items():
-        identity = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+        identity = (
+            t.device,
+            t.untyped_storage().data_ptr(),
+            t.storage_offset(),
+            tuple(t.shape),
+            t.stride(),
+            t.dtype,
+        )
         if identity in seen:
             aliases[name] = seen[identity]
         else:
@@ -92,104 +108,93 @@ def unique_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str,
     return tensors, aliases
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable (POSIX; a no-op where folders cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _write_folder(
+    folder: Path,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    train_state: dict | None,
+    rng: dict | None,
+) -> None:
+    """Write model.safetensors, state.safetensors and checkpoint.json into `folder`."""
+    weights, aliases = unique_weights(model)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    tensors: dict[str, torch.Tensor] = {}
+
+    def packed(obj, key):
+        return None if obj is None else pack(obj, tensors, key)
+
+    def state(obj):
+        return None if obj is None else obj.state_dict()
+
+    config = getattr(model, "config", None)
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config.to_dict() if config is not None else None,
+        "aliases": aliases,
+        "optimizer": packed(state(optimizer), "optimizer"),
+        "scheduler": packed(state(scheduler), "scheduler"),
+        "rng": packed(rng, "rng"),
+        "train_state": packed(train_state, "train_state"),
+    }
+    save_file(tensors, folder / "state.safetensors")
+    files = ("model.safetensors", "state.safetensors")
+    manifest["files"] = {name: (folder / name).stat().st_size for name in files}
+    (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    for name in (*files, MANIFEST):
+        default_mode(folder / name)
+        fsync_file(folder / name)
+    default_mode(folder)
+    fsync_dir(folder)
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
+def save_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    optimizer=None,
+    scheduler=None,
+    *,
+    train_state: dict | None = None,
+    rng: dict | None = None,
+    keep: int = 1,
+) -> Path:
+    """Save a checkpoint into `directory` (created if needed); return its folder.
 
-
-def _default_mode(path: Path) -> None:
-    """mkstemp/mkdtemp create private (0600/0700) entries: give them the usual permissions under the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temp file beside `path`, fsync it, then os.replace it onto `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        _default_mode(Path(tmp))
-        _fsync_file(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def save_checkpoint(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: Any = None, *, train_state: dict | None = None, rng: dict | None = None,
-                    keep: int = 1) -> Path:
-    """Save a checkpoint into `directory` (created if needed) and return its folder.
-
-    Atomic: everything is written to a temporary folder first; `latest.json` moves to the new folder only
-    when it is complete, and older checkpoints beyond the newest `keep` are deleted only after that.
-    `train_state` is anything JSON-like (the training loop's step, epoch, history, ...); `rng` is the
-    dict of random states to restore on resume.
+    `train_state` is anything JSON-like (step, epoch, history, ...); `rng` the random states
+    to restore on resume. The newest `keep` checkpoints are kept.
     """
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"keep must be an int >= 1, got {keep!r}")
+    check_int("keep", keep, minimum=1)
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     step = int((train_state or {}).get("step", 0))
     try:
-        previous = json.loads((root / LATEST).read_text(encoding="utf-8")).get("kept", [])
+        previous = json.loads((root / LATEST).read_text(encoding="utf-8")).get(
+            "kept", []
+        )
     except (OSError, ValueError, AttributeError):
         previous = []
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step-{step:08d}-", dir=root))
     try:
-        weights, aliases = unique_weights(model)
-        save_file(weights, tmp / "model.safetensors", metadata={"format": "pt"})
-        tensors: dict[str, torch.Tensor] = {}
-        config = getattr(model, "config", None)
-        manifest = {
-            "format": FORMAT, "version": VERSION,
-            "config": config.to_dict() if config is not None else None,
-            "aliases": aliases,
-            "optimizer": pack(optimizer.state_dict(), tensors, "optimizer") if optimizer is not None else None,
-            "scheduler": pack(scheduler.state_dict(), tensors, "scheduler") if scheduler is not None else None,
-            "rng": pack(rng, tensors, "rng") if rng is not None else None,
-            "train_state": pack(train_state, tensors, "train_state") if train_state is not None else None,
-        }
-        save_file(tensors, tmp / "state.safetensors")
-        manifest["files"] = {name: (tmp / name).stat().st_size for name in ("model.safetensors", "state.safetensors")}
-        (tmp / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-        for name in ("model.safetensors", "state.safetensors", MANIFEST):
-            _default_mode(tmp / name)
-            _fsync_file(tmp / name)
-        _default_mode(tmp)
-        _fsync_dir(tmp)
+        _write_folder(tmp, model, optimizer, scheduler, train_state, rng)
         name, i = f"step-{step:08d}", 1
-        while (root / name).exists():  # saved twice at the same step: never overwrite a complete checkpoint
+        while (root / name).exists():  # saved twice at one step: never overwrite
             name, i = f"step-{step:08d}.{i}", i + 1
         os.rename(tmp, root / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     kept = [name] + [p for p in previous if p != name][: keep - 1]
     pointer = {"format": FORMAT, "checkpoint": name, "step": step, "kept": kept}
-    atomic_write(root / LATEST, lambda p: p.write_text(json.dumps(pointer), encoding="utf-8"))
-    for entry in root.iterdir():  # old checkpoints, and temp folders of interrupted saves
-        if entry.is_dir() and (entry.name.startswith(".tmp-step-") or
-                               (entry.name.startswith("step-") and entry.name not in kept)):
+    atomic_write(
+        root / LATEST, lambda p: p.write_text(json.dumps(pointer), encoding="utf-8")
+    )
+    for (
+        entry
+    ) in root.iterdir():  # old checkpoints, and temp folders of interrupted saves
+        stale = entry.name.startswith("step-") and entry.name not in kept
+        if entry.is_dir() and (stale or entry.name.startswith(".tmp-step-")):
             shutil.rmtree(entry, ignore_errors=True)
     return root / name
 
@@ -209,7 +214,9 @@ def _read_latest(root: Path) -> dict:
     try:
         pointer = json.loads((root / LATEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise ValueError(f"checkpoint pointer {root / LATEST} is unreadable ({err})") from None
+        raise ValueError(
+            f"checkpoint pointer {root / LATEST} is unreadable ({err})"
+        ) from None
     if pointer.get("format") != FORMAT or "checkpoint" not in pointer:
         raise ValueError(f"{root / LATEST} is not a {FORMAT} pointer file")
     return pointer
@@ -224,8 +231,10 @@ def resolve_checkpoint(directory: str | Path) -> Path:
         return root
     if not root.exists():
         raise FileNotFoundError(f"no checkpoint at {root}: the folder does not exist")
-    raise FileNotFoundError(f"no checkpoint in {root}: expected {LATEST} (written by save_checkpoint) "
-                            f"or a checkpoint folder with {MANIFEST}")
+    raise FileNotFoundError(
+        f"no checkpoint in {root}: expected {LATEST} (written by save_checkpoint) "
+        f"or a checkpoint folder with {MANIFEST}"
+    )
 
 
 def read_manifest(directory: str | Path) -> tuple[Path, dict]:
@@ -234,49 +243,82 @@ def read_manifest(directory: str | Path) -> tuple[Path, dict]:
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise ValueError(f"checkpoint manifest {path / MANIFEST} is unreadable ({err})") from None
+        raise ValueError(
+            f"checkpoint manifest {path / MANIFEST} is unreadable ({err})"
+        ) from None
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise ValueError(f"{path / MANIFEST} is not a {FORMAT} version {VERSION} checkpoint")
+        raise ValueError(
+            f"{path / MANIFEST} is not a {FORMAT} version {VERSION} checkpoint"
+        )
     for name, size in manifest["files"].items():
         actual = (path / name).stat().st_size if (path / name).is_file() else None
         if actual != size:
-            raise ValueError(f"checkpoint file {path / name} has {actual} bytes, the manifest says {size}: "
-                             "it is missing, truncated or was changed after saving")
+            raise ValueError(
+                f"checkpoint file {path / name} has {actual} bytes, the manifest says {size}: "
+                "it is missing, truncated or was changed after saving"
+            )
     return path, manifest
 
 
-def load_checkpoint(directory: str | Path, model: nn.Module | None = None,
-                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, *,
-                    device: torch.device | str = "cpu") -> Checkpoint:
+def _read_weights(path: Path, aliases: dict, expected: dict) -> dict:
+    """model.safetensors with its aliases restored, checked against the model's state dict."""
+    file = path / "model.safetensors"
+    weights = load_file(file)
+    for alias, name in aliases.items():
+        weights[alias] = weights[name]
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {file} does not fit this model: "
+            f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+        )
+    for name, t in weights.items():
+        if t.shape != expected[name].shape:
+            raise ValueError(
+                f"checkpoint {file}: {name} has shape {tuple(t.shape)}, "
+                f"the model expects {tuple(expected[name].shape)}"
+            )
+    return weights
+
+
+def load_checkpoint(
+    directory: str | Path,
+    model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    *,
+    device: torch.device | str = "cpu",
+) -> Checkpoint:
     """Load the checkpoint in `directory` into `model` (built from the saved config, on `device`, if None),
     and into `optimizer` / `scheduler` if given. Random states are returned, not applied."""
     path, manifest = read_manifest(directory)
-    config = GPT2Config.from_dict(manifest["config"]) if manifest["config"] is not None else None
+    config = (
+        GPT2Config.from_dict(manifest["config"])
+        if manifest["config"] is not None
+        else None
+    )
     if model is None:
         if config is None:
-            raise ValueError(f"{path} holds no model config: pass the model to load the weights into")
+            raise ValueError(
+                f"{path} holds no model config: pass the model to load the weights into"
+            )
         model = GPT2(config).to(device)
 
-    weights = load_file(path / "model.safetensors")
-    for alias, name in manifest["aliases"].items():
-        weights[alias] = weights[name]
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {path / 'model.safetensors'} does not fit this model: "
-                         f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
-    for name, t in weights.items():
-        if t.shape != expected[name].shape:
-            raise ValueError(f"checkpoint {path / 'model.safetensors'}: {name} has shape {tuple(t.shape)}, "
-                             f"the model expects {tuple(expected[name].shape)}")
-    model.load_state_dict(weights)
+    model.load_state_dict(_read_weights(path, manifest["aliases"], model.state_dict()))
 
     tensors = load_file(path / "state.safetensors")
     for what, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is not None:
             if manifest[what] is None:
-                raise ValueError(f"checkpoint {path} holds no {what} state, but a {what} was passed to load it into")
+                raise ValueError(
+                    f"checkpoint {path} holds no {what} state, but a {what} was passed to load it into"
+                )
             obj.load_state_dict(unpack(manifest[what], tensors))
-    return Checkpoint(path=path, model=model, config=config,
-                      train_state=unpack(manifest["train_state"], tensors),
-                      rng=unpack(manifest["rng"], tensors))
+    return Checkpoint(
+        path=path,
+        model=model,
+        config=config,
+        train_state=unpack(manifest["train_state"], tensors),
+        rng=unpack(manifest["rng"], tensors),
+    )

@@ -1,23 +1,30 @@
-# Generated from chapters/01_tokenizer.ipynb — edit the notebook, then `make export`. Do not edit by hand.
+# Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-"""Data files for the book: where they live, how they are fetched, and how they are verified."""
+"""Data files for the book: where they live, how they are fetched, and how they are verified.
+
+Generated from Appendix A of the book.
+"""
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-VERDICT_URL = "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt"
+from gpt2scratch.files import atomic_write
+
+VERDICT_URL = (
+    "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
+    "ch02/01_main-chapter-code/the-verdict.txt"
+)
 VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
 VERDICT_FILENAME = "the-verdict.txt"
 
 
 class ChecksumMismatchError(ValueError):
-    """A data file's SHA-256 is not the published one: the file is corrupt, truncated or edited."""
+    """A data file's SHA-256 is not the published one: corrupt, truncated or edited."""
 
 
 class DataUnavailableError(RuntimeError):
@@ -25,34 +32,36 @@ class DataUnavailableError(RuntimeError):
 
 
 def _repo_root() -> Path | None:
-    """The source checkout this package sits in (src/gpt2scratch/ -> repo), or None when pip-installed."""
+    """The checkout this package sits in (src/gpt2scratch/ -> repo), or None if installed."""
     root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() else None
 
 
 def data_dir() -> Path:
-    """Where data files live: $GPT2SCRATCH_DATA_DIR, else <repo>/data in a checkout, else ~/.cache/gpt2scratch."""
+    """$GPT2SCRATCH_DATA_DIR, else <repo>/data in a checkout, else ~/.cache/gpt2scratch."""
     env = os.environ.get("GPT2SCRATCH_DATA_DIR")
     if env:
         return Path(env).expanduser()
     root = _repo_root()
-    return root / "data" if root is not None else Path.home() / ".cache" / "gpt2scratch"
+    return root / "data" if root else Path.home() / ".cache" / "gpt2scratch"
 
 
 def _mirror_dir() -> Path | None:
-    """The folder named by $GPT2SCRATCH_DATA_MIRROR; a relative path is tried against the cwd, then the repo."""
+    """$GPT2SCRATCH_DATA_MIRROR; a relative path is tried against the cwd, then the repo."""
     env = os.environ.get("GPT2SCRATCH_DATA_MIRROR")
     if not env:
         return None
     path = Path(env).expanduser()
     if path.is_absolute() or path.is_dir():
         return path
-    root = _repo_root()  # notebooks run with cwd=chapters/, so `data-mirror` may mean <repo>/data-mirror
+    root = (
+        _repo_root()
+    )  # notebooks run in chapters/: `data-mirror` may mean <repo>/data-mirror
     return root / path if root is not None and (root / path).is_dir() else path
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks (works for multi-GB checkpoints too)."""
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -60,47 +69,49 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _corrupt_message(what: str, expected: str, actual: str, fix: str) -> str:
-    return f"{what} has sha256 {actual}, expected {expected}: the file is corrupt, truncated or edited. {fix}"
+def _corrupt(what: str, expected: str, actual: str, fix: str) -> ChecksumMismatchError:
+    return ChecksumMismatchError(
+        f"{what} has sha256 {actual}, expected {expected}: the file is corrupt, "
+        f"truncated or edited. {fix}"
+    )
+
+
+def check_sha256(path: str | os.PathLike, expected: str, *, fix: str) -> Path:
+    """`path` if its SHA-256 is `expected`; else ChecksumMismatchError saying how to `fix` it."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise _corrupt(str(path), expected, actual, fix)
+    return Path(path)
 
 
 def _write_verified(source: BinaryIO, target: Path, sha256: str, what: str) -> None:
-    """Stream `source` into `target` atomically, refusing it unless its bytes hash to `sha256`.
+    """Stream `source` into `target` atomically, refusing it unless it hashes to `sha256`."""
 
-    The bytes go to a temp file in the target's folder and are renamed into place with os.replace
-    only after the hash matched, so `target` is either absent or complete and correct.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
+    def write(tmp: Path) -> None:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             for chunk in iter(lambda: source.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != sha256:
-            raise ChecksumMismatchError(_corrupt_message(what, sha256, digest.hexdigest(),
-                                                         "Nothing was written; fix the source and try again."))
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            fix = "Nothing was written; fix the source and try again."
+            raise _corrupt(what, sha256, digest.hexdigest(), fix)
+
+    atomic_write(target, write)
 
 
-def fetch_verified(filename: str, url: str, sha256: str, *, timeout: float = 30.0) -> Path:
-    """Path of `data_dir()/filename`, copied from the mirror or downloaded from `url` if missing.
+def fetch_verified(
+    filename: str, url: str, sha256: str, *, timeout: float = 30.0
+) -> Path:
+    """Path of `data_dir()/filename`, copied from the mirror or downloaded if missing.
 
-    Every source (a file already there, the mirror copy, the download) must hash to `sha256`;
-    a mismatch raises ChecksumMismatchError and the bytes are never used. Offline with no mirror,
-    DataUnavailableError says how to get the file by hand. Never called at import time.
+    Every source must hash to `sha256`, else ChecksumMismatchError; offline with no
+    mirror, DataUnavailableError says how to get the file by hand.
     """
     target = data_dir() / filename
     if target.is_file():
-        actual = sha256_file(target)
-        if actual != sha256:
-            raise ChecksumMismatchError(_corrupt_message(
-                str(target), sha256, actual, f"Delete it and run again to fetch a fresh copy: rm '{target}'"))
-        return target
+        fix = f"Delete it and run again to fetch a fresh copy: rm '{target}'"
+        return check_sha256(target, sha256, fix=fix)
 
     mirror = _mirror_dir()
     if mirror is not None and (mirror / filename).is_file():
@@ -111,12 +122,18 @@ def fetch_verified(filename: str, url: str, sha256: str, *, timeout: float = 30.
     try:
         response = urllib.request.urlopen(url, timeout=timeout)
     except (urllib.error.URLError, OSError) as err:
-        looked = "" if mirror is None else f"; the mirror {mirror} has no {filename}" if mirror.is_dir() \
-            else f"; the mirror folder {mirror} does not exist"
+        looked = ""
+        if mirror is not None:
+            looked = (
+                f"; the mirror {mirror} has no {filename}"
+                if mirror.is_dir()
+                else f"; the mirror folder {mirror} does not exist"
+            )
         raise DataUnavailableError(
-            f"{filename} is not in {target.parent}{looked}, and downloading {url} failed ({err}). "
-            f"Either set GPT2SCRATCH_DATA_MIRROR to a folder that holds {filename}, "
-            f"or download {url} by hand and save it as {target} (sha256 {sha256})."
+            f"{filename} is not in {target.parent}{looked}, and downloading {url} failed "
+            f"({err}). Either set GPT2SCRATCH_DATA_MIRROR to a folder that holds "
+            f"{filename}, or download {url} by hand and save it as {target} "
+            f"(sha256 {sha256})."
         ) from err
     with response:
         _write_verified(response, target, sha256, f"download of {url}")
@@ -124,7 +141,7 @@ def fetch_verified(filename: str, url: str, sha256: str, *, timeout: float = 30.
 
 
 def verdict_path() -> Path:
-    """Path of Edith Wharton's *The Verdict* (our running text), fetched and verified on first use."""
+    """Path of Edith Wharton's *The Verdict*, fetched and verified on first use."""
     return fetch_verified(VERDICT_FILENAME, VERDICT_URL, VERDICT_SHA256)
 
 
@@ -134,20 +151,31 @@ def verdict_text() -> str:
 
 
 def load_text(path: str | os.PathLike) -> str:
-    """Read a UTF-8 text file for training; clear errors for a missing, non-UTF-8 or empty file."""
+    """Read a UTF-8 text file; clear errors for a missing, non-UTF-8 or empty file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such file: {path} (resolved from the current folder {Path.cwd()})")
+        where = (
+            "" if path.is_absolute() else f" (resolved from the folder {Path.cwd()})"
+        )
+        raise FileNotFoundError(f"no such file: {path}{where}")
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; pass the path of a UTF-8 text file")
+        raise IsADirectoryError(
+            f"{path} is a folder; pass the path of a UTF-8 text file"
+        )
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        bad = data[err.start:err.start + 4].hex(" ")
-        raise ValueError(f"{path} is not UTF-8 text: invalid byte at offset {err.start} "
-                         f"(bytes {bad}); re-save the file as UTF-8") from None
-    text = text.removeprefix("\ufeff")  # a byte-order mark that Windows editors like to add
+        bad = data[err.start : err.start + 4].hex(" ")
+        raise ValueError(
+            f"{path} is not UTF-8 text: invalid byte at offset {err.start} "
+            f"(bytes {bad}); re-save the file as UTF-8"
+        ) from None
+    text = text.removeprefix(
+        "\ufeff"
+    )  # a byte-order mark that Windows editors like to add
     if not text.strip():
-        raise ValueError(f"{path} is empty (or only whitespace): there is nothing to train on")
+        raise ValueError(
+            f"{path} is empty (or only whitespace): there is nothing to train on"
+        )
     return text
