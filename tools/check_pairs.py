@@ -11,6 +11,8 @@ from pathlib import Path
 
 import jupytext
 
+from chapters import chapter_notebooks, chapter_sources  # which files are chapters
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 
@@ -41,8 +43,8 @@ def check(ipynb: Path) -> list[str]:
 
 
 def main() -> int:
-    notebooks = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
-    orphans = [p for p in sorted(CHAPTERS.glob("[0-9][0-9]_*.py")) if not p.with_suffix(".ipynb").exists()]
+    notebooks = chapter_notebooks(CHAPTERS)
+    orphans = [p for p in chapter_sources(CHAPTERS) if not p.with_suffix(".ipynb").exists()]
     problems = [f"{p.name}: its pair {p.with_suffix('.ipynb').name} is missing" for p in orphans]
     for nb in notebooks:
         problems += check(nb)

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from chapters import chapter_notebooks  # tools/chapters.py: which files are chapters
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 PACKAGE = ROOT / "src" / "gpt2scratch"
@@ -44,7 +46,7 @@ def strip_directives(source: str) -> str:
 def collect(chapters: Path = CHAPTERS) -> dict[str, tuple[str, list[str]]]:
     """Map module name -> (notebook name, list of exported cell sources)."""
     modules: dict[str, tuple[str, list[str]]] = {}
-    for nb_path in sorted(chapters.glob("[0-9][0-9]_*.ipynb")):
+    for nb_path in chapter_notebooks(chapters):
         cells = json.loads(nb_path.read_text(encoding="utf-8"))["cells"]
         default = None
         for cell in cells:
