@@ -5,13 +5,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-# NB=03_attention limits sync/execute to one chapter.
+# NB=03_attention (or NB=A_engineering) limits sync/execute to one chapter.
 NB ?=
-CHAPTER_PY = $(if $(NB),chapters/$(NB).py,$(sort $(wildcard chapters/[0-9][0-9]_*.py)))
+# Chapters are NN_topic and appendices X_topic; tools/chapters.py is the one place that says so.
+CHAPTER_PY = $(if $(NB),chapters/$(NB).py,$(shell $(PYTHON) tools/chapters.py py))
 NBVAL := --nbval --nbval-current-env --nbval-cell-timeout 600 --nbval-sanitize-with chapters/sanitize.cfg
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install run test lab execute export check sync book clean
+.PHONY: install run test lab execute export check sync book book-test clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,15 +30,17 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(PY) -m gpt2scratch run
 
-## Everything: pairs, exporter check, package tests, then every chapter under nbval (quick mode).
+## Everything: pairs, exporter and book checks, package tests, then every chapter under nbval (quick mode).
+## The browser test needs a built book: `make book-test` runs it.
 test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory check
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/browser
 	GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) chapters
 
 check: $(VENV)/.installed
 	$(PY) tools/check_pairs.py
 	$(PY) tools/export.py --check
+	$(PY) tools/book_check.py
 
 export: $(VENV)/.installed
 	$(PY) tools/export.py
@@ -61,6 +64,11 @@ lab: $(VENV)/.installed
 
 book: $(VENV)/.installed-dev
 	$(PY) tools/build_book.py
+
+## Build the book, then open every page in headless Chromium (screenshots in _build/screenshots/).
+book-test: $(VENV)/.installed-dev
+	$(MAKE) --no-print-directory book
+	$(PY) -m pytest -q -rs -p no:cacheprovider tests/browser
 
 clean:
 	rm -rf $(VENV) _build _toc.yml .pytest_cache .hypothesis src/*.egg-info

@@ -2,8 +2,15 @@
 
 1. Write _toc.yml from book.yml's `toc` section (the TOC parser rejects config keys).
 2. Stage the pages under _build/pages/: each chapter .ipynb with its committed outputs, minus the
-   `#|` exporter directives and `NBVAL_*` markers, which are for tools, not readers.
+   `#|` exporter directives and `NBVAL_*` markers, which are for tools, not readers, and minus any
+   stored stderr stream (progress bars, warnings). `make check` already refuses stderr in the
+   committed notebooks; dropping it here too keeps a stray one out of the published pages.
+   Cell tags pass through: `hide-input` folds a cell's code (exercise solutions) in the page.
 3. `jupyter-book build _build/pages --config book.yml --toc _toc.yml`; the site is _build/html.
+4. Drop repeated inline <script> blocks from each page's <head>. Sphinx 7.4 emits a body-only script
+   twice when an extension adds it after the builder starts (sphinx-thebe, sphinx-togglebutton), and
+   the second `const THEBE_JS_URL = ...` throws "Identifier 'THEBE_JS_URL' has already been declared"
+   in every reader's console. `make book-test` watches the console.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 STAGE = ROOT / "_build" / "pages"
 TOOL_LINE = re.compile(r"^\s*(#\|.*|#\s*NBVAL_\w+.*)$")
+INLINE_SCRIPT = re.compile(r"\n[ \t]*<script>(?P<body>.*?)</script>", re.DOTALL)
 
 
 def reader_source(source: str) -> str:
@@ -28,12 +36,39 @@ def reader_source(source: str) -> str:
     return "".join(kept).lstrip("\n")
 
 
+def reader_cell(cell: dict) -> dict | None:
+    """The cell as a reader sees it, or None when nothing is left to see."""
+    if cell["cell_type"] != "code":
+        return cell
+    cell["source"] = reader_source("".join(cell["source"]))
+    cell["outputs"] = [out for out in cell.get("outputs", [])
+                       if not (out.get("output_type") == "stream" and out.get("name") == "stderr")]
+    if not cell["source"].strip() and not cell["outputs"]:
+        return None  # e.g. a cell that only held `#| default_exp`
+    return cell
+
+
 def stage_notebook(src: Path, dst: Path) -> None:
     nb = json.loads(src.read_text(encoding="utf-8"))
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code":
-            cell["source"] = reader_source("".join(cell["source"]))
+    nb["cells"] = [kept for cell in nb["cells"] if (kept := reader_cell(cell)) is not None]
     dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def dedupe_inline_scripts(page: str) -> str:
+    """The page with each repeated attribute-less inline <script> in its <head> kept once."""
+    head_end = page.find("</head>")
+    if head_end < 0:
+        return page
+    seen: set[str] = set()
+
+    def keep_first(match: re.Match) -> str:
+        body = match["body"].strip()
+        if body in seen:
+            return ""
+        seen.add(body)
+        return match[0]
+
+    return INLINE_SCRIPT.sub(keep_first, page[:head_end]) + page[head_end:]
 
 
 def main() -> int:
@@ -60,6 +95,10 @@ def main() -> int:
            "--path-output", str(ROOT), "--warningiserror", "--keep-going"]
     print(" ".join(cmd))
     result = subprocess.run(cmd, cwd=ROOT)
+    for page in (ROOT / "_build" / "html").rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        if (fixed := dedupe_inline_scripts(text)) != text:
+            page.write_text(fixed, encoding="utf-8")
     if result.returncode == 0:
         print(f"book built: {ROOT / '_build' / 'html' / 'index.html'}")
     return result.returncode
