@@ -37,10 +37,13 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q tests --ignore=tests/browser
 	GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) chapters
 
+## Pairs agree, src/ is fresh, the house style holds (CONTRIBUTING.md). Runs all three, then fails.
 check: $(VENV)/.installed
-	$(PY) tools/check_pairs.py
-	$(PY) tools/export.py --check
-	$(PY) tools/book_check.py
+	@status=0; \
+	$(PY) tools/check_pairs.py || status=1; \
+	$(PY) tools/export.py --check || status=1; \
+	$(PY) tools/book_check.py || status=1; \
+	exit $$status
 
 export: $(VENV)/.installed
 	$(PY) tools/export.py
