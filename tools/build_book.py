@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from chapters import chapter_notebooks  # tools/chapters.py: which files are chapters
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 STAGE = ROOT / "_build" / "pages"
@@ -74,6 +76,11 @@ def dedupe_inline_scripts(page: str) -> str:
 def main() -> int:
     config = yaml.safe_load((ROOT / "book.yml").read_text(encoding="utf-8"))
     toc = config["toc"]
+    unlisted = [nb.name for nb in chapter_notebooks(CHAPTERS) if nb.stem not in toc["chapters"]]
+    if unlisted:
+        print(f"book.yml's toc does not list {', '.join(unlisted)}: add every chapter and appendix "
+              "under toc: chapters, in book order", file=sys.stderr)
+        return 1
     toc_entry = {"format": "jb-book", "root": toc["root"], "chapters": [{"file": c} for c in toc["chapters"]]}
     (ROOT / "_toc.yml").write_text("# Generated from book.yml by tools/build_book.py\n" + yaml.safe_dump(toc_entry, sort_keys=False))
 
