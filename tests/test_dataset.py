@@ -154,6 +154,17 @@ def test_bad_types_raise_type_error(kwargs):
         create_dataloader(list(range(1000)), **kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [dict(shuffle=1), dict(drop_last="yes"), dict(shuffle=None)])
+def test_flags_must_be_bools(kwargs):
+    with pytest.raises(TypeError, match="must be True or False, got"):
+        create_dataloader(list(range(1000)), **kwargs)
+
+
+def test_seed_type_error_names_the_value():
+    with pytest.raises(TypeError, match=r"^seed must be an int or None, got float 1\.5$"):
+        create_dataloader(list(range(1000)), seed=1.5)
+
+
 @pytest.mark.parametrize("data", [None, 42, {1, 2, 3}, b"bytes", [0.5, 1.5], torch.ones(10),
                                   torch.ones(10, dtype=torch.bool), ["a", "b"], (i for i in range(10))])
 def test_bad_data_raises_type_error(data):
