@@ -9,7 +9,7 @@ import pytest
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 sys.path.insert(0, str(TOOLS))
-import book_check  # noqa: E402
+import book_check  # noqa: E402  (tools/ is not a package)
 import chapters  # noqa: E402
 
 MODULES = {"tokenizer", "model", "data"}
@@ -68,8 +68,8 @@ def test_clean_appendix_needs_no_summary_or_exercises(tmp_path):
 
 def test_long_cell_fails(tmp_path):
     path = chapter(tmp_path, code("x = 1\n" * 61))
-    assert problems(path) == ["03_demo.ipynb cell 1: code cell has 61 lines (at most 60); "
-                              "split it into steps with prose between them"]
+    assert problems(path) == [("03_demo.ipynb cell 1: code cell has 61 lines (at most 60); "
+                               "split it into steps with prose between them")]
 
 
 def test_more_than_ten_wide_lines_fail(tmp_path):
@@ -84,8 +84,8 @@ def test_more_than_ten_wide_lines_fail(tmp_path):
 def test_stderr_output_fails(tmp_path):
     bar = stream(" 45%|████▌     | 9/20 [00:01<00:01,  8.00it/s]", name="stderr")
     found = problems(chapter(tmp_path, code("train()", outputs=[bar, bar])))
-    assert found == ["03_demo.ipynb cell 1: 2 stored stderr output(s) (progress bars or warnings): "
-                     "store outputs with them off"]
+    assert found == [("03_demo.ipynb cell 1: 2 stored stderr output(s) (progress bars or warnings): "
+                      "store outputs with them off")]
 
 
 @pytest.mark.parametrize("shown", [
@@ -110,9 +110,9 @@ def test_reimport_of_defined_name_fails(tmp_path):
     path = chapter(tmp_path,
                    code("class SimpleTokenizer:\n    pass\n"),
                    code("from gpt2scratch.tokenizer import SimpleTokenizer\n"))
-    assert problems(path) == [
+    assert problems(path) == [(
         "03_demo.ipynb cell 2: re-imports 'SimpleTokenizer' from gpt2scratch, but cell 1 defined it: "
-        "use the chapter's own definition (or say why with a `# reimport-ok: ...` comment on the import)"]
+        "use the chapter's own definition (or say why with a `# reimport-ok: ...` comment on the import)")]
 
 
 @pytest.mark.parametrize("later", [

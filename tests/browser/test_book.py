@@ -19,22 +19,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
-from functools import lru_cache
+from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
-import harness
+import harness  # tests/browser/harness.py
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHAPTERS_DIR = ROOT / "chapters"
 sys.path.insert(0, str(ROOT / "tools"))
-from book_check import MACHINE_PATH  # noqa: E402
+from book_check import MACHINE_PATH  # noqa: E402  (tools/ is not a package)
 from chapters import chapter_notebooks  # noqa: E402
 
 
@@ -119,7 +120,7 @@ class _Ids(HTMLParser):
                 self.ids.add(value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ids_of(path: Path) -> frozenset[str]:
     parser = _Ids()
     parser.feed(path.read_text(encoding="utf-8", errors="replace"))
@@ -151,6 +152,7 @@ def toc_name(href: str, page: str) -> str:
 
 @pytest.fixture(scope="module")
 def book():
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)  # no stale pictures of pages that are gone
     with harness.browser(SITE) as b:
         yield b
 
@@ -165,7 +167,7 @@ def test_every_chapter_is_in_the_toc():
 @pytest.mark.parametrize("page", PAGES)
 def test_page(book, page):
     book.open_page(f"{page}.html")
-    book.screenshot(SCREENSHOTS / f"{PAGES.index(page):02d}_{page}.png")
+    book.screenshot(SCREENSHOTS / f"{page}.png")
     facts = book.js(PAGE_FACTS)
     images, hidden = source_facts(page)
     problems: list[str] = []
