@@ -344,10 +344,12 @@ _SMALL_BPE = train_bpe(textwrap.dedent(inspect.getsource(textwrap)), 400)
 
 
 def test_bpe_errors():
-    with pytest.raises(ValueError, match="vocab_size must be an int >= 256.*got 100"):
+    with pytest.raises(ValueError, match="vocab_size must be >= 256, got 100"):
         train_bpe("abc", 100)
-    with pytest.raises(ValueError, match="vocab_size"):
+    with pytest.raises(TypeError, match="vocab_size must be an int, got float 300.0"):
         train_bpe("abc", 300.0)
+    with pytest.raises(TypeError, match="vocab_size must be an int, got bool"):
+        train_bpe("abc", True)
     with pytest.raises(TypeError, match="text must be a str"):
         train_bpe(b"abc", 300)
     with pytest.raises(ValueError, match=r"merges must have ids 256, 257"):
@@ -356,3 +358,10 @@ def test_bpe_errors():
         BPETokenizer({}).decode([256])
     with pytest.raises(TypeError, match="encode expects a str"):
         BPETokenizer({}).encode(3)
+
+
+def test_custom_vocabulary_without_special_tokens():
+    tiny = GPT2Tokenizer(encoder={"a": 0, "b": 1, "ab": 2}, merges=[("a", "b")])
+    assert (tiny.n_vocab, tiny.special_tokens) == (3, {})
+    assert tiny.encode("abab") == [2, 2] and tiny.decode([2, 0]) == "aba"
+    assert tiny.encode("ab", allowed_special="all") == [2]  # no special tokens to allow
