@@ -12,25 +12,34 @@
 #     name: python3
 # ---
 
+
 # %% [markdown]
-# # 03 · Attention
+# # Chapter 3 — Attention
 #
-# A language model reads a sequence of token vectors and must predict the next token. Each position
-# therefore needs a way to *look back* at the positions before it and pull in whatever is useful:
-# "it" needs to find the noun it stands for, "--though" needs the clause it qualifies. **Attention**
-# is that mechanism. Every position asks a question (a *query*), every position advertises what it holds
-# (a *key*), and each position receives a weighted average of the others' *values*, weighted by how well
-# query and key match.
+# In this chapter you build `CausalSelfAttention`, the module that lets every token in GPT-2 look
+# back at the tokens before it. It takes the `x` of shape `(B, T, 768)` that
+# [Chapter 2](02_text_to_tensors.ipynb) produced (token plus position embeddings, `wte + wpe`) and
+# returns a tensor of the same shape, in which every position has pulled in information from itself and
+# the positions before it. Chapter 4 stacks twelve of these modules, with an MLP after each, into GPT-2.
+#
+# Why does a language model need this? It must predict the next token, and each position therefore
+# needs a way to *look back* and pull in whatever is useful: "it" needs to find the noun it stands for,
+# "--though" needs the clause it qualifies. **Attention** is that mechanism. Every position asks a
+# question (a *query*), every position advertises what it holds (a *key*), and each position receives a
+# weighted average of the others' *values*, weighted by how well query and key match.
 #
 # We build it in six steps, each one a small change to the last, and watch the numbers at every step:
 #
-# 1. **simplified self-attention**: no trainable weights, a 6-word toy sentence, loops first, then matrices;
-# 2. **scaled dot-product attention** with trainable query/key/value projections, and why we divide by $\sqrt{d_k}$;
+# 1. **simplified self-attention**: no trainable weights, a 6-word toy sentence, loops first, then
+#    matrices;
+# 2. **scaled dot-product attention** with trainable query/key/value projections, and why we divide
+#    by $\sqrt{d_k}$;
 # 3. the **causal mask**: why $-\infty$ goes in *before* the softmax;
 # 4. **dropout** on the attention weights;
-# 5. **multi-head attention**, 12 heads × 64 dimensions = 768, first as a list of single heads, then batched;
+# 5. **multi-head attention**, 12 heads × 64 dimensions = 768, first as a list of single heads, then
+#    batched, with a figure of the reshape that makes the head a batch dimension;
 # 6. one fused q/k/v projection and PyTorch's `F.scaled_dot_product_attention`: the
-#    `CausalSelfAttention` module that the GPT-2 model of chapter 04 uses.
+#    `CausalSelfAttention` module that the GPT-2 model of Chapter 4 uses.
 #
 # Then we **prove** that steps 5 and 6 compute the same function (to within float32 round-off), look at
 # attention maps for a sentence of *The Verdict*, and time naive against fused.
@@ -44,7 +53,8 @@
 # %%
 #| export
 """Causal multi-head self-attention, GPT-2 style: one fused q/k/v projection and
-`F.scaled_dot_product_attention` (chapter 03 of the book)."""
+`F.scaled_dot_product_attention` (Chapter 3 of the book)."""
+
 from __future__ import annotations
 
 import math
@@ -53,32 +63,39 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gpt2scratch.validation import check_bool, check_int, check_number
+
 # %%
 import time
 
 import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.patches import FancyArrowPatch, Rectangle
 
-import gpt2scratch
+from gpt2scratch.quickmode import full_or_quick
 
-torch.set_printoptions(sci_mode=False, linewidth=110)
+torch.set_printoptions(sci_mode=False, linewidth=88)
 
 # %% [markdown]
 # ## 1 · Simplified self-attention: a weighted average, nothing more
 #
 # Take the sentence *"the cat sat on the mat"*, one token per word, and give each word a hand-made
-# 3-dimensional embedding. (Real embeddings are learned and have 768 dimensions; chapter 04 adds them.)
-# Read the three dimensions loosely as *animal*, *action*, *object/place*:
+# 3-dimensional embedding. (Real embeddings are the learned 768-dimensional `wte + wpe` vectors of
+# [Chapter 2](02_text_to_tensors.ipynb); three hand-picked numbers are easier to follow.) Read the three
+# dimensions loosely as *animal*, *action*, *object/place*:
 
 # %%
 words = ["the", "cat", "sat", "on", "the", "mat"]
 X = torch.tensor(
-    [[0.1, 0.0, 0.2],   # the
-     [0.9, 0.1, 0.3],   # cat
-     [0.2, 0.9, 0.1],   # sat
-     [0.0, 0.3, 0.5],   # on
-     [0.1, 0.0, 0.2],   # the  (same word, same embedding)
-     [0.1, 0.0, 0.9]])  # mat
+    [
+        [0.1, 0.0, 0.2],  # the
+        [0.9, 0.1, 0.3],  # cat
+        [0.2, 0.9, 0.1],  # sat
+        [0.0, 0.3, 0.5],  # on
+        [0.1, 0.0, 0.2],  # the  (same word, same embedding)
+        [0.1, 0.0, 0.9],  # mat
+    ]
+)
 T, d = X.shape  # (6, 3)
 print(T, "tokens of", d, "dimensions")
 
@@ -91,9 +108,10 @@ print(T, "tokens of", d, "dimensions")
 #    $w_{ij} = e^{s_{ij}} / \sum_k e^{s_{ik}}$;
 # 3. **context**: average the inputs with those weights, $z_i = \sum_j w_{ij} x_j$.
 #
-# First with plain Python loops, so that nothing is hidden. The softmax subtracts the row maximum before
-# exponentiating; that changes nothing mathematically ($e^{s-m}/\sum e^{s-m} = e^{s}/\sum e^{s}$) but keeps
-# `exp` from overflowing (we show why below).
+# First with plain Python loops, so that nothing is hidden. The softmax subtracts the row maximum
+# before exponentiating; that changes nothing mathematically ($e^{s-m}/\sum e^{s-m} = e^{s}/\sum e^{s}$)
+# but keeps `exp` from overflowing (we show why below).
+
 
 # %%
 def dot(a: list[float], b: list[float]) -> float:
@@ -110,11 +128,15 @@ def softmax_list(row: list[float]) -> list[float]:
 x = X.tolist()
 scores_loop = [[dot(x[i], x[j]) for j in range(T)] for i in range(T)]
 weights_loop = [softmax_list(row) for row in scores_loop]
-context_loop = [[sum(weights_loop[i][j] * x[j][c] for j in range(T)) for c in range(d)] for i in range(T)]
+context_loop = [
+    [sum(weights_loop[i][j] * x[j][c] for j in range(T)) for c in range(d)]
+    for i in range(T)
+]
 
 i = words.index("sat")  # follow one query: "sat"
 print("scores  of 'sat':", [round(s, 4) for s in scores_loop[i]])
-print("weights of 'sat':", [round(w, 4) for w in weights_loop[i]], " sum =", round(sum(weights_loop[i]), 4))
+print("weights of 'sat':", [round(w, 4) for w in weights_loop[i]])
+print("sum of the weights:", round(sum(weights_loop[i]), 4))
 print("context of 'sat':", [round(z, 4) for z in context_loop[i]])
 
 # %% [markdown]
@@ -126,9 +148,9 @@ print("context of 'sat':", [round(z, 4) for z in context_loop[i]])
 # along each row, and all context vectors are $Z = WX$.
 
 # %%
-S = X @ X.T                      # (6, 6)  S[i, j] = x_i · x_j
-W = torch.softmax(S, dim=-1)     # (6, 6)  each row sums to 1
-Z = W @ X                        # (6, 3)  row i = sum_j W[i, j] x_j
+S = X @ X.T  # (6, 6)  S[i, j] = x_i · x_j
+W = torch.softmax(S, dim=-1)  # (6, 6)  each row sums to 1
+Z = W @ X  # (6, 3)  row i = sum_j W[i, j] x_j
 
 assert torch.allclose(S, torch.tensor(scores_loop))
 assert torch.allclose(W, torch.tensor(weights_loop))
@@ -140,21 +162,27 @@ print("context vectors Z:\n", Z.round(decimals=4))
 # %% [markdown]
 # Loops and matrices agree. Two things are worth noticing already:
 #
-# * the two rows for **"the"** (rows 0 and 4) are identical. Attention compares *contents*; it has no idea
-#   where a token sits. Position information has to be added to the embeddings (chapter 04), or the order
-#   of words would not matter;
+# * the two rows for **"the"** (rows 0 and 4) are identical. Attention compares *contents*; it has no
+#   idea where a token sits. That is why [Chapter 2](02_text_to_tensors.ipynb) added a position
+#   embedding `wpe` to every token embedding: without it, GPT-2 could not tell "the" at position 0 from
+#   "the" at position 4, and apart from the causal mask of step 3, the order of the words would not
+#   matter;
 # * "the" gives its largest weight to "mat" (0.1827), not to itself: a dot product also grows with the
 #   *length* of the other vector, and "mat" is long. Raw dot products of raw embeddings are a crude
 #   similarity. Step 2 fixes this by letting the model learn *what* to compare.
 #
-# **Why subtract the maximum in the softmax?** `exp` overflows float32 just above 88. Scores of a few
-# hundred are rare at initialisation but not impossible during training:
+# **Why subtract the maximum in the softmax?** `exp` overflows float32 between 88 and 89, where it
+# passes float32's largest number, about 3.4e38. Scores of a few hundred are rare at initialisation but
+# not impossible during training:
 
 # %%
+e88, e89 = torch.exp(torch.tensor([88.0, 89.0])).tolist()
+print(f"in float32: exp(88) = {e88:.2e}, exp(89) = {e89}")
+print(f"largest float32: {torch.finfo(torch.float32).max:.2e}")
 big = torch.tensor([1000.0, 999.0])
 naive = torch.exp(big) / torch.exp(big).sum()
-print("naive softmax:   ", naive)                                  # inf / inf = nan
-print("torch.softmax:   ", torch.softmax(big, dim=-1).round(decimals=4))  # subtracts the max first
+print("naive softmax:", naive)  # inf / inf = nan
+print("torch.softmax:", torch.softmax(big, dim=-1).round(decimals=4))  # max first
 assert torch.isnan(naive).all()
 
 # %% [markdown]
@@ -168,41 +196,43 @@ assert torch.isnan(naive).all()
 # * the **value** $v_j = x_j W_v$: what position $j$ hands over when it is chosen.
 #
 # Scores become $q_i \cdot k_j$, and the context vector averages the values: $z_i = \sum_j w_{ij} v_j$.
-# Because $W_q \neq W_k$, "$i$ looks for $j$" no longer has to equal "$j$ looks for $i$": the score matrix
-# stops being symmetric. We use `nn.Linear(..., bias=False)` for the three matrices; it stores
+# Because $W_q \neq W_k$, "$i$ looks for $j$" no longer has to equal "$j$ looks for $i$": the score
+# matrix stops being symmetric. We use `nn.Linear(..., bias=False)` for the three matrices; it stores
 # $W^\top$ and computes `x @ weight.T`, which is the same thing.
 
 # %%
 torch.manual_seed(123)
-d_in, d_k = 3, 2                           # project 3-d inputs to 2-d queries/keys/values
+d_in, d_k = 3, 2  # project 3-d inputs to 2-d queries/keys/values
 W_q = nn.Linear(d_in, d_k, bias=False)
 W_k = nn.Linear(d_in, d_k, bias=False)
 W_v = nn.Linear(d_in, d_k, bias=False)
 
 with torch.no_grad():
-    Q, K, V = W_q(X), W_k(X), W_v(X)       # each (6, 2)
-    scores = Q @ K.T                       # (6, 6)
-    weights = torch.softmax(scores / math.sqrt(d_k), dim=-1)   # (6, 6)
-    context = weights @ V                  # (6, 2)
+    Q, K, V = W_q(X), W_k(X), W_v(X)  # each (6, 2)
+    scores = Q @ K.T  # (6, 6)
+    weights = torch.softmax(scores / math.sqrt(d_k), dim=-1)  # (6, 6)
+    context = weights @ V  # (6, 2)
 
 print("queries Q:\n", Q.round(decimals=4))
 print("scores Q K^T:\n", scores.round(decimals=4))
+print("largest |score|:", round(scores.abs().max().item(), 4))
 print("symmetric?", torch.allclose(scores, scores.T))
 print("context vectors:\n", context.round(decimals=4))
 
 # %% [markdown]
-# The projections are random for now, so the scores are small (none above 0.27 in absolute value), the
-# weights nearly uniform and the six context vectors nearly alike. Training is what will make $W_q$ and
-# $W_k$ pick out useful pairs.
+# The projections are random for now, so the scores are small (the largest is 0.2624 in absolute
+# value), the weights nearly uniform and the six context vectors nearly alike. Training is what will
+# make $W_q$ and $W_k$ pick out useful pairs.
 #
 # ### Why divide by $\sqrt{d_k}$?
 #
 # If the entries of $q$ and $k$ are independent with mean 0 and variance 1, the dot product
-# $q\cdot k = \sum_{m=1}^{d_k} q_m k_m$ is a sum of $d_k$ terms of variance 1, so its **standard deviation
-# is $\sqrt{d_k}$**. In GPT-2 each head has $d_k = 64$, so raw scores are spread 8× wider than at $d_k=1$.
-# The softmax of widely spread scores is nearly one-hot: one key takes (almost) all the weight, and the
-# gradient of the softmax, $J = \mathrm{diag}(w) - w w^\top$, is then nearly zero: learning stalls.
-# Dividing by $\sqrt{d_k}$ brings the scores back to unit standard deviation whatever the head size.
+# $q\cdot k = \sum_{m=1}^{d_k} q_m k_m$ is a sum of $d_k$ terms of variance 1, so its **standard
+# deviation is $\sqrt{d_k}$**. In GPT-2 each head has $d_k = 64$, so raw scores are spread 8× wider than
+# at $d_k=1$. The softmax of widely spread scores is nearly one-hot: one key takes (almost) all the
+# weight, and the gradient of the softmax, $J = \mathrm{diag}(w) - w w^\top$, is then nearly zero:
+# learning stalls. Dividing by $\sqrt{d_k}$ brings the scores back to unit standard deviation whatever
+# the head size.
 #
 # Measured on random unit-variance queries against 8 random keys each:
 
@@ -210,26 +240,31 @@ print("context vectors:\n", context.round(decimals=4))
 torch.manual_seed(123)
 n, n_keys = 2000, 8
 print(f"{'':>15} | {'raw scores':^18} | {'scaled by 1/sqrt(d_k)':^21}")
-print(f"{'d_k':>5} {'std(q·k)':>9} | {'max weight':>10} {'|J|':>7} | {'max weight':>10} {'|J|':>10}")
+print(
+    f"{'d_k':>5} {'std(q·k)':>9} | {'max weight':>10} {'|J|':>7} "
+    f"| {'max weight':>10} {'|J|':>10}"
+)
 for dk in [1, 2, 64, 768]:
     q = torch.randn(n, 1, dk)
     k = torch.randn(n, n_keys, dk)
-    s = (q * k).sum(-1)                              # (n, 8) raw scores
+    s = (q * k).sum(-1)  # (n, 8) raw scores
     cols = []
     for scaled in (False, True):
-        w = torch.softmax(s / math.sqrt(dk) if scaled else s, dim=-1)       # (n, 8)
-        J = torch.diag_embed(w) - w.unsqueeze(-1) * w.unsqueeze(-2)          # (n, 8, 8) softmax Jacobian
-        cols.append(f"{w.max(-1).values.mean().item():>10.3f} {J.norm(dim=(-2, -1)).mean().item():>7.3f}")
+        w = torch.softmax(s / math.sqrt(dk) if scaled else s, dim=-1)  # (n, 8)
+        # the softmax Jacobian diag(w) - w w^T, one (8, 8) matrix per query
+        J = torch.diag_embed(w) - w.unsqueeze(-1) * w.unsqueeze(-2)
+        max_w = w.max(-1).values.mean().item()
+        cols.append(f"{max_w:>10.3f} {J.norm(dim=(-2, -1)).mean().item():>7.3f}")
     print(f"{dk:>5} {s.std().item():>9.2f} | {cols[0]} | {cols[1]:>21}")
 
 # %% [markdown]
 # The standard deviation of the raw scores grows like $\sqrt{d_k}$ (1.00, 1.42, 8.08, 27.83). Without
-# scaling, the largest of 8 weights averages 0.881 at $d_k=64$ and 0.962 at $d_k=768$: nearly one-hot. The
-# average norm of the softmax Jacobian (how strongly the weights react to a change in the scores, which is
-# what gradients flow through) drops from 0.349 at $d_k=1$ to 0.145 and 0.051. With scaling, the largest
-# weight stays between 0.300 and 0.363 and the Jacobian norm between 0.349 and 0.366 whatever $d_k$: the
-# softmax stays in its responsive range. That is the whole reason for the "scaled" in *scaled dot-product
-# attention*, $\mathrm{softmax}(QK^\top/\sqrt{d_k})\,V$.
+# scaling, the largest of 8 weights averages 0.881 at $d_k=64$ and 0.962 at $d_k=768$: nearly one-hot.
+# The average norm of the softmax Jacobian (how strongly the weights react to a change in the scores,
+# which is what gradients flow through) drops from 0.349 at $d_k=1$ to 0.145 and 0.051. With scaling,
+# the largest weight stays between 0.300 and 0.363 and the Jacobian norm between 0.349 and 0.366
+# whatever $d_k$: the softmax stays in its responsive range. That is the whole reason for the "scaled"
+# in *scaled dot-product attention*, $\mathrm{softmax}(QK^\top/\sqrt{d_k})\,V$.
 
 # %% [markdown]
 # ## 3 · The causal mask: $-\infty$ before the softmax
@@ -241,9 +276,10 @@ for dk in [1, 2, 64, 768]:
 # We mark the forbidden entries with a boolean matrix, `True` strictly above the diagonal:
 
 # %%
-mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)   # (6, 6) True = future = forbidden
+# (6, 6), True = future = forbidden
+mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
 print(mask.int())
-s = scores / math.sqrt(d_k)   # the scaled scores from step 2, (6, 6)
+s = scores / math.sqrt(d_k)  # the scaled scores from step 2, (6, 6)
 
 # %% [markdown]
 # There are three tempting ways to apply it. Let us compare them on the scores of step 2.
@@ -251,17 +287,17 @@ s = scores / math.sqrt(d_k)   # the scaled scores from step 2, (6, 6)
 # **(a) softmax, then zero the future, then renormalise** each row so it sums to 1 again:
 
 # %%
-w_a = torch.softmax(s, dim=-1)            # (6, 6) every key gets weight
-w_a = w_a.masked_fill(mask, 0.0)          # drop the future
+w_a = torch.softmax(s, dim=-1)  # (6, 6) every key gets weight
+w_a = w_a.masked_fill(mask, 0.0)  # drop the future
 w_a = w_a / w_a.sum(dim=-1, keepdim=True)  # rows sum to 1 again
 print(w_a.round(decimals=4))
 
 # %% [markdown]
-# **(b) put $-\infty$ on the future scores, then softmax**: $e^{-\infty} = 0$, so the future gets weight
-# exactly 0 and the normalising sum only runs over the allowed keys. One step:
+# **(b) put $-\infty$ on the future scores, then softmax**: $e^{-\infty} = 0$, so the future gets
+# weight exactly 0 and the normalising sum only runs over the allowed keys. One step:
 
 # %%
-w_b = torch.softmax(s.masked_fill(mask, float("-inf")), dim=-1)   # (6, 6)
+w_b = torch.softmax(s.masked_fill(mask, float("-inf")), dim=-1)  # (6, 6)
 print(w_b.round(decimals=4))
 print("max |a - b| < 1e-6:", (w_a - w_b).abs().max().item() < 1e-6)
 print("future weights exactly zero:", bool((w_b[mask] == 0).all()))
@@ -271,51 +307,56 @@ print("future weights exactly zero:", bool((w_b[mask] == 0).all()))
 # $\frac{e^{s_j}/Z}{\sum_{k\le i} e^{s_k}/Z}$ where $Z$ sums over *all* keys: the $Z$ cancels, leaving
 # $e^{s_j}/\sum_{k\le i}e^{s_k}$, which is what (b) computes directly. So why prefer (b)?
 #
-# * it is **one pass** instead of three, with no extra $T\times T$ temporaries, and fused kernels can skip
-#   the masked blocks altogether;
-# * it is **exact** even when (a) falls apart: if a *future* key dominates, the allowed weights underflow
-#   to 0 in the first softmax, and the renormalisation divides 0 by 0:
+# * it is **one pass** instead of three, with no extra $T\times T$ temporaries, and fused kernels can
+#   skip the masked blocks altogether;
+# * it is **exact** even when (a) falls apart: if a *future* key dominates, the allowed weights
+#   underflow to 0 in the first softmax, and the renormalisation divides 0 by 0:
 
 # %%
-row = torch.tensor([[0.0, 200.0]])               # query 0 may see key 0 only; key 1 (future) scores 200
+row = torch.tensor(
+    [[0.0, 200.0]]
+)  # query 0 may see key 0 only; future key 1 scores 200
 future = torch.tensor([[False, True]])
 a = torch.softmax(row, dim=-1).masked_fill(future, 0.0)
-print("(a) softmax-then-mask:", a / a.sum(-1, keepdim=True))                  # 0/0 = nan
-print("(b) -inf-then-softmax:", torch.softmax(row.masked_fill(future, float("-inf")), dim=-1))
+print("(a) softmax-then-mask:", a / a.sum(-1, keepdim=True))  # 0/0 = nan
+b = torch.softmax(row.masked_fill(future, float("-inf")), dim=-1)
+print("(b) -inf-then-softmax:", b)
 
 # %% [markdown]
 # **(c) put 0 on the future scores, then softmax** looks similar but is wrong: a score of 0 is an
 # ordinary score, and $e^0 = 1$ gives the future a sizeable share of the weight:
 
 # %%
-w_c = torch.softmax(s.masked_fill(mask, 0.0), dim=-1)   # WRONG: masks with 0 instead of -inf
+w_c = torch.softmax(s.masked_fill(mask, 0.0), dim=-1)  # WRONG: masks with 0, not -inf
 print(w_c.round(decimals=4))
-print("weight that leaks to the future, per row:", w_c.masked_fill(~mask, 0).sum(-1).round(decimals=4))
+leak = w_c.masked_fill(~mask, 0).sum(-1)
+print("weight that leaks to the future, per row:", leak.round(decimals=4))
 
 # %% [markdown]
-# Row 0 ("the") should put all of its weight on itself; (c) gives 5/6 of it to the five words that follow.
-# A leak is easy to *prove* rather than eyeball: change a future token and see whether an earlier
-# output moves. We replace the last word "mat" by "cat" and compare the outputs at positions 0–4, which
-# must not depend on position 5:
+# Row 0 ("the") should put all of its weight on itself; (c) gives 0.83 of it (about 5/6) to the five
+# words that follow. A leak is easy to *prove* rather than eyeball: change a future token and see
+# whether an earlier output moves. We replace the last word "mat" by "cat" and compare the outputs at
+# positions 0–4, which must not depend on position 5:
 
 # %%
 X2 = X.clone()
-X2[5] = X[1]                                   # "the cat sat on the cat"
+X2[5] = X[1]  # "the cat sat on the cat"
 with torch.no_grad():
     V2, K2 = W_v(X2), W_k(X2)
-    s2 = Q @ K2.T / math.sqrt(d_k)             # the queries of positions 0..5 are unchanged
+    s2 = Q @ K2.T / math.sqrt(d_k)  # the queries of positions 0..5 are unchanged
     for name, fill in [("-inf (b)", float("-inf")), ("0    (c)", 0.0)]:
         before = torch.softmax(s.masked_fill(mask, fill), dim=-1) @ V
         after = torch.softmax(s2.masked_fill(mask, fill), dim=-1) @ V2
-        print(f"mask with {name}: max change at positions 0-4 = {(after - before)[:5].abs().max().item():.4f}")
+        change = (after - before)[:5].abs().max().item()
+        print(f"mask with {name}: max change at positions 0-4 = {change:.4f}")
 
 # %% [markdown]
 # With $-\infty$ the first five outputs do not move at all; with 0 they change, so they had been
 # peeking at the last word.
 #
-# One caveat about $-\infty$: a row whose keys are *all* masked becomes $0/0$ = `nan`. With a causal mask
-# this cannot happen (the diagonal is always allowed), but it can with padding masks, which is why some
-# code uses a large finite negative number instead.
+# One caveat about $-\infty$: a row whose keys are *all* masked becomes $0/0$ = `nan`. With a causal
+# mask this cannot happen (the diagonal is always allowed), but it can with padding masks, which is why
+# some code uses a large finite negative number instead.
 
 # %%
 print(torch.softmax(torch.tensor([float("-inf"), float("-inf")]), dim=-1))
@@ -323,10 +364,11 @@ print(torch.softmax(torch.tensor([float("-inf"), float("-inf")]), dim=-1))
 # %% [markdown]
 # ## 4 · Dropout on the attention weights
 #
-# During training GPT-2 randomly zeroes 10% of the attention weights (and of a few other activations),
-# so that the model cannot rely on any single connection. `nn.Dropout(p)` zeroes each entry with
-# probability $p$ and multiplies the survivors by $1/(1-p)$, so that the *expected* value of every entry
-# is unchanged: $(1-p)\cdot \frac{w}{1-p} + p\cdot 0 = w$. With $p = 0.5$ the survivors double:
+# During training GPT-2 randomly zeroes a fraction $p$ of the attention weights (and of a few other
+# activations), so that the model cannot rely on any single connection. `nn.Dropout(p)` zeroes each
+# entry with probability $p$ and multiplies the survivors by $1/(1-p)$, so that the *expected* value of
+# every entry is unchanged: $(1-p)\cdot \frac{w}{1-p} + p\cdot 0 = w$. With $p = 0.5$ the survivors
+# double:
 
 # %%
 torch.manual_seed(123)
@@ -339,79 +381,103 @@ print(dropout(torch.ones(6, 6)))
 
 # %%
 torch.manual_seed(123)
-dropped = dropout(w_b)                                      # (6, 6)
+dropped = dropout(w_b)  # (6, 6)
 print(dropped.round(decimals=4))
 print("row sums after dropout:", dropped.sum(-1).round(decimals=4))
 mean = torch.stack([dropout(w_b) for _ in range(20_000)]).mean(0)
-print("average over 20,000 draws equals the original within", round((mean - w_b).abs().max().item(), 2))
-assert (mean - w_b).abs().max() < 0.05
+gap = (mean - w_b).abs().max().item()
+print("average over 20,000 draws equals the original within", round(gap, 2))
+assert gap < 0.05
 dropout.eval()
 print("eval() mode leaves the weights unchanged:", torch.equal(dropout(w_b), w_b))
-assert torch.equal(dropout(w_b), w_b)   # no dropout at inference
+assert torch.equal(dropout(w_b), w_b)  # no dropout at inference
 
 # %% [markdown]
 # Everything so far fits in one small module: a single causal attention **head**. It takes inputs of
 # width `d_in` and returns context vectors of width `d_head`. We keep the mask as a *buffer*: it moves
-# with the module to the GPU and lands in the `state_dict`... which is exactly what we will avoid in the
-# final version (see step 6).
+# with the module to the GPU and lands in the `state_dict`... which is exactly what we will avoid in
+# the final version (see step 6).
+
 
 # %%
 class CausalHead(nn.Module):
     """One causal attention head, computed the naive way (teaching version)."""
 
-    def __init__(self, d_in: int, d_head: int, context_length: int, dropout: float = 0.0, qkv_bias: bool = True):
+    def __init__(
+        self,
+        d_in: int,
+        d_head: int,
+        context_length: int,
+        dropout: float = 0.0,
+        qkv_bias: bool = True,
+    ):
         super().__init__()
         self.W_q = nn.Linear(d_in, d_head, bias=qkv_bias)
         self.W_k = nn.Linear(d_in, d_head, bias=qkv_bias)
         self.W_v = nn.Linear(d_in, d_head, bias=qkv_bias)
         self.dropout = nn.Dropout(dropout)
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), 1))
+        ones = torch.ones(context_length, context_length, dtype=torch.bool)
+        self.register_buffer("mask", torch.triu(ones, 1))  # True = future
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape                                         # (B, T, d_in)
-        q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)           # each (B, T, d_head)
-        scores = q @ k.transpose(1, 2) / math.sqrt(k.shape[-1])   # (B, T, T)
+        B, T, _ = x.shape  # (B, T, d_in)
+        q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)  # each (B, T, d_head)
+        scores = q @ k.transpose(1, 2) / math.sqrt(k.shape[-1])  # (B, T, T)
         scores = scores.masked_fill(self.mask[:T, :T], float("-inf"))
-        weights = self.dropout(torch.softmax(scores, dim=-1))     # (B, T, T)
-        return weights @ v                                        # (B, T, d_head)
+        weights = self.dropout(torch.softmax(scores, dim=-1))  # (B, T, T)
+        return weights @ v  # (B, T, d_head)
 
 
 torch.manual_seed(123)
 head = CausalHead(d_in=3, d_head=2, context_length=6)
-batch = torch.stack([X, X2])       # (2, 6, 3): both sentences as one batch
+batch = torch.stack([X, X2])  # (2, 6, 3): both sentences as one batch
 print(head(batch).shape)
+print("state_dict keys:", list(head.state_dict()))
 
 # %% [markdown]
 # ## 5 · Multi-head attention
 #
-# One head computes one pattern of weights per position: it can look for *one* kind of thing. GPT-2 runs
-# **12 heads in parallel**, each with its own $W_q, W_k, W_v$ projecting the 768-dimensional input down to
-# $768/12 = 64$ dimensions, concatenates the 12 outputs back to 768, and mixes them with one more linear
-# layer, the **output projection** (`c_proj` in GPT-2's naming). The total cost is about the same as one
-# 768-dimensional head, but the model gets 12 independent attention patterns.
+# One head computes one pattern of weights per position: it can look for *one* kind of thing. GPT-2
+# runs **12 heads in parallel**, each with its own $W_q, W_k, W_v$ projecting the 768-dimensional input
+# down to $768/12 = 64$ dimensions, concatenates the 12 outputs back to 768, and mixes them with one
+# more linear layer, the **output projection** (`c_proj` in GPT-2's naming). Together the 12 heads'
+# projections have as many parameters as one 768-dimensional head would (12 blocks of 768×64 make one
+# 768×768 matrix), but the model gets 12 independent attention patterns.
 #
 # ### 5a · As a list of single heads
 #
 # The most literal implementation: 12 `CausalHead`s and a `torch.cat`.
 
+
 # %%
 class MultiHeadWrapper(nn.Module):
     """Multi-head attention as n_heads separate CausalHeads (teaching version; slow)."""
 
-    def __init__(self, d_model: int, n_heads: int, context_length: int, dropout: float = 0.0, qkv_bias: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        context_length: int,
+        dropout: float = 0.0,
+        qkv_bias: bool = True,
+    ):
         super().__init__()
+        d_head = d_model // n_heads
         self.heads = nn.ModuleList(
-            [CausalHead(d_model, d_model // n_heads, context_length, dropout, qkv_bias) for _ in range(n_heads)])
+            CausalHead(d_model, d_head, context_length, dropout, qkv_bias)
+            for _ in range(n_heads)
+        )
         self.c_proj = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.cat([head(x) for head in self.heads], dim=-1)   # n_heads x (B, T, hd) -> (B, T, C)
-        return self.c_proj(y)                                     # (B, T, C)
+        # n_heads x (B, T, hd) -> (B, T, C)
+        y = torch.cat([head(x) for head in self.heads], dim=-1)
+        return self.c_proj(y)  # (B, T, C)
 
 
 d_model, n_heads, context_length = 768, 12, 1024
 torch.manual_seed(123)
-x = torch.randn(2, 6, d_model)                     # (B=2, T=6, C=768)
+x = torch.randn(2, 6, d_model)  # (B=2, T=6, C=768)
 wrapper = MultiHeadWrapper(d_model, n_heads, context_length).eval()
 print("input ", tuple(x.shape))
 print("one head ->", tuple(wrapper.heads[0](x).shape))
@@ -423,37 +489,138 @@ print(f"parameters: {sum(p.numel() for p in wrapper.parameters()):,}")
 #
 # The 12 heads do identical work on different slices, so we can stack their weights: one
 # `nn.Linear(768, 768)` for all queries (its output features 0–63 are head 0's query, 64–127 head 1's,
-# and so on), the same for keys and values. Then we only need to *reshape* so that the head becomes a batch
-# dimension, and one matrix multiplication computes all 12 score matrices.
+# and so on), the same for keys and values. Then we only need to *reshape* so that the head becomes a
+# batch dimension, and one matrix multiplication computes all 12 score matrices.
 #
-# The reshape is the part that trips people up, so here it is one line at a time, with the shape of each
-# tensor:
+# The reshape is the part that trips people up, so first a picture, with toy sizes (4 tokens, 3 heads
+# of 2 features). Panel 1: the same `x` goes through three projections, and within each of q, k and v
+# every head owns a band of adjacent columns. Panel 2: `.view` regroups each token's row into one row
+# per head without moving any memory, and `.transpose` then brings the head to the front, so that each
+# head holds its own `(T, hd)` matrix and attention can treat the heads like a batch.
+
+
+# %% tags=["hide-input"]
+T_fig, H_fig, hd_fig = 4, 3, 2  # toy sizes: 4 tokens, 3 heads of 2 features, C = 6
+C_fig = H_fig * hd_fig
+head_colors = plt.cm.Set2.colors[:H_fig]
+tokens = [f"t{t}" for t in range(T_fig)]
+
+
+def note(ax, x, y, text, **kw):
+    ax.text(x, y, text, **{"ha": "center", "va": "top", "fontsize": 9, **kw})
+
+
+def block(ax, x0, y0, shape, color, title=None, rows=None):
+    """Draw a (rows, cols) block of unit cells with its top-left corner at (x0, y0).
+
+    color(r, c) is the colour of cell (r, c); rows labels the rows on the left.
+    """
+    n_rows, n_cols = shape
+    for r in range(n_rows):
+        for c in range(n_cols):
+            xy = (x0 + c, y0 - r - 1)
+            ax.add_patch(Rectangle(xy, 1, 1, fc=color(r, c), ec="white", lw=1.5))
+    if title:
+        note(ax, x0 + n_cols / 2, y0 + 0.3, title, va="bottom", fontsize=10)
+    for r, text in enumerate(rows or []):
+        note(ax, x0 - 0.2, y0 - r - 0.5, text, ha="right", va="center", fontsize=8)
+
+
+def arrow(ax, x0, x1, text, y=-T_fig / 2):
+    style = dict(arrowstyle="-|>", mutation_scale=15, color="0.3")
+    ax.add_patch(FancyArrowPatch((x0, y), (x1, y), **style))
+    note(ax, (x0 + x1) / 2, y + 0.3, text, va="bottom")
+
+
+def solid(color):
+    return lambda r, c: color
+
+
+def by_column(r, c):  # column c belongs to head c // hd
+    return head_colors[c // hd_fig]
+
+
+def by_row(r, c):  # row r is head r
+    return head_colors[r]
+
+
+# %% tags=["hide-input"]
+fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7))
+# panel 1: x -> q, k, v, each (T, C); every head owns hd adjacent columns of each
+block(top, 0, 0, (T_fig, C_fig), solid("0.85"), "x  (T, C)", tokens)
+arrow(top, C_fig + 0.3, C_fig + 3.3, "W_q, W_k, W_v")
+for i, (name, edge) in enumerate(zip("qkv", ["#d62728", "#1f77b4", "#2ca02c"])):
+    x0 = C_fig + 4 + i * (C_fig + 1)
+    block(top, x0, 0, (T_fig, C_fig), by_column, f"{name} = x W_{name}  (T, C)")
+    top.add_patch(Rectangle((x0, -T_fig), C_fig, T_fig, fill=False, ec=edge, lw=3))
+caption = "side by side, [q | k | v] is the (T, 3C) output of step 6's c_attn"
+note(top, C_fig + 4, -T_fig - 0.6, caption + "; colours mark the heads", ha="left")
+# panel 2: q (T, C) -> .view -> (T, H, hd) -> .transpose -> (H, T, hd)
+block(bottom, 0, 0, (T_fig, C_fig), by_column, "q  (T, C)", tokens)
+arrow(bottom, C_fig + 0.3, C_fig + 2.8, ".view(T, H, hd)")
+x0 = C_fig + 3.4
+for t in range(T_fig):  # token t: an (H, hd) matrix, one row per head
+    block(bottom, x0 + t * (hd_fig + 0.6), 0, (H_fig, hd_fig), by_row, tokens[t])
+x1 = x0 + T_fig * (hd_fig + 0.6)
+note(bottom, (x0 + x1) / 2, -T_fig - 0.3, "(T, H, hd): same memory, no copy")
+arrow(bottom, x1, x1 + 2.8, ".transpose(0, 1)")
+for h in range(H_fig):  # head h: a (T, hd) matrix, one row per token
+    xh = x1 + 3.8 + h * (hd_fig + 1.4)
+    block(bottom, xh, 0, (T_fig, hd_fig), solid(head_colors[h]), f"head {h}", tokens)
+x_mid = x1 + 3.6 + H_fig * (hd_fig + 1.4) / 2
+note(bottom, x_mid, -T_fig - 0.3, "(H, T, hd): the head is a batch dimension")
+titles = [
+    "1 · three projections of the same x",
+    "2 · the head reshape of q (k, v alike)",
+]
+for ax, title in zip([top, bottom], titles):
+    ax.set(xlim=(-1.2, 33), ylim=(-T_fig - 1.6, 1.6), aspect="equal")
+    ax.axis("off")
+    ax.set_title(title, loc="left")
+sizes = f"toy sizes T={T_fig}, H={H_fig}, hd={hd_fig} (GPT-2: H=12, hd=64, C=768)"
+fig.suptitle(sizes + "; the batch dimension B is left out", fontsize=10, y=0.02)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The same reshape in code, with the batch dimension and GPT-2's sizes, one line at a time and the
+# shape of each tensor. (To keep the lines about shapes, the scores here are $qq^\top$ without scaling
+# or mask; the module below does it properly.)
 
 # %%
 torch.manual_seed(123)
-B, T_, C = x.shape                              # (2, 6, 768)
-H, hd = n_heads, d_model // n_heads             # 12 heads of 64
+B, T_, C = x.shape  # (2, 6, 768)
+H, hd = n_heads, d_model // n_heads  # 12 heads of 64
 W_query = nn.Linear(C, C)
 with torch.no_grad():
-    q = W_query(x)                              # (B, T, C)       = (2, 6, 768)
-    q = q.view(B, T_, H, hd)                    # (B, T, H, hd)   = (2, 6, 12, 64): split C into heads
-    q = q.transpose(1, 2)                       # (B, H, T, hd)   = (2, 12, 6, 64): heads act like batch
-    att = q @ q.transpose(-2, -1)               # (B, H, T, T)    = (2, 12, 6, 6): one score matrix per head
-    y = att @ q                                 # (B, H, T, hd)   = (2, 12, 6, 64)
-    y = y.transpose(1, 2)                       # (B, T, H, hd)   = (2, 6, 12, 64)
-    y = y.contiguous().view(B, T_, C)           # (B, T, C)       = (2, 6, 768): heads concatenated again
+    q = W_query(x)  # (B, T, C)      = (2, 6, 768)
+    q = q.view(B, T_, H, hd)  # (B, T, H, hd)  = (2, 6, 12, 64): split C into heads
+    q = q.transpose(1, 2)  # (B, H, T, hd)  = (2, 12, 6, 64): heads act like batch
+    att = q @ q.transpose(-2, -1)  # (B, H, T, T)   = (2, 12, 6, 6): one per head
+    y = att @ q  # (B, H, T, hd)  = (2, 12, 6, 64)
+    y = y.transpose(1, 2)  # (B, T, H, hd)  = (2, 6, 12, 64)
+    y = y.contiguous().view(B, T_, C)  # (B, T, C) = (2, 6, 768): heads concatenated
 print(tuple(q.shape), tuple(att.shape), tuple(y.shape))
 print("is the transposed tensor contiguous?", q.is_contiguous())
 
 # %% [markdown]
-# `view` only reinterprets the memory, so it needs a tensor whose memory is laid out in the order of its
-# shape; after `transpose` it is not, hence `.contiguous()` (a copy) before the final `view`. The module:
+# `view` only reinterprets the memory, so it needs a tensor whose memory is laid out in the order of
+# its shape; after `transpose` it is not, hence `.contiguous()` (a copy) before the final `view`. The
+# module:
+
 
 # %%
 class MultiHeadAttention(nn.Module):
-    """Batched multi-head causal attention with separate q, k, v projections and an explicit mask."""
+    """Batched causal multi-head attention with separate q/k/v and an explicit mask."""
 
-    def __init__(self, d_model: int, n_heads: int, context_length: int, dropout: float = 0.0, qkv_bias: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        context_length: int,
+        dropout: float = 0.0,
+        qkv_bias: bool = True,
+    ):
         super().__init__()
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
         self.W_query = nn.Linear(d_model, d_model, bias=qkv_bias)
@@ -461,20 +628,21 @@ class MultiHeadAttention(nn.Module):
         self.W_value = nn.Linear(d_model, d_model, bias=qkv_bias)
         self.attn_dropout = nn.Dropout(dropout)
         self.c_proj = nn.Linear(d_model, d_model)
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), 1))
+        ones = torch.ones(context_length, context_length, dtype=torch.bool)
+        self.register_buffer("mask", torch.triu(ones, 1))  # True = future
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         H, hd = self.n_heads, self.head_dim
-        q = self.W_query(x).view(B, T, H, hd).transpose(1, 2)     # (B, H, T, hd)
-        k = self.W_key(x).view(B, T, H, hd).transpose(1, 2)       # (B, H, T, hd)
-        v = self.W_value(x).view(B, T, H, hd).transpose(1, 2)     # (B, H, T, hd)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(hd)          # (B, H, T, T)
+        q = self.W_query(x).view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+        k = self.W_key(x).view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+        v = self.W_value(x).view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(hd)  # (B, H, T, T)
         scores = scores.masked_fill(self.mask[:T, :T], float("-inf"))
         weights = self.attn_dropout(torch.softmax(scores, dim=-1))  # (B, H, T, T)
-        y = weights @ v                                           # (B, H, T, hd)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)          # (B, T, C)
-        return self.c_proj(y)                                     # (B, T, C)
+        y = weights @ v  # (B, H, T, hd)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.c_proj(y)  # (B, T, C)
 
 
 batched = MultiHeadAttention(d_model, n_heads, context_length).eval()
@@ -482,7 +650,8 @@ print("output", tuple(batched(x).shape))
 print(f"parameters: {sum(p.numel() for p in batched.parameters()):,}")
 
 # %% [markdown]
-# Same parameter count as the wrapper, as it must be: 12 heads of 768×64 weights are one 768×768 matrix.
+# Same parameter count as the wrapper, 2,362,368, as it must be: 12 heads of 768×64 weights are one
+# 768×768 matrix.
 #
 # ## 6 · Fused q/k/v and `F.scaled_dot_product_attention`: the exported module
 #
@@ -490,23 +659,85 @@ print(f"parameters: {sum(p.numel() for p in batched.parameters()):,}")
 #
 # **One projection for q, k and v.** Three `Linear(768, 768)` layers become one `Linear(768, 2304)`,
 # called `c_attn` as in GPT-2. Its 2304 output features are *q, k, v concatenated in that order*, and
-# within each block the heads are contiguous (features 0–63 of the q block are head 0). One large matrix
-# multiplication is faster than three smaller ones, and the layout is exactly OpenAI's: Hugging Face's
-# `attn.c_attn.weight` has shape (768, 2304) because its `Conv1D` stores (in, out); ours is
-# `nn.Linear`'s (out, in) = (2304, 768), so pretrained weights load with a single transpose (chapter 07).
+# within each block the heads are contiguous (features 0–63 of the q block are head 0): exactly panel 1
+# of the figure, read as one wide matrix. One larger matrix multiplication replaces three smaller ones,
+# and the layout is exactly OpenAI's: Hugging Face's `attn.c_attn.weight` has shape (768, 2304) because
+# its `Conv1D` stores (in, out); ours is `nn.Linear`'s (out, in) = (2304, 768), so pretrained weights
+# load with a single transpose (Chapter 7).
 #
 # **A fused attention kernel.** `F.scaled_dot_product_attention(q, k, v, is_causal=True)` computes
-# $\mathrm{softmax}(QK^\top/\sqrt{d_k} + \text{mask})\,V$ in one call. Depending on the device and dtype it
-# dispatches to a FlashAttention-style kernel that processes the keys in blocks with an online softmax and
-# never materialises the $T\times T$ weight matrix: memory grows linearly in $T$ instead of quadratically,
-# and the causal blocks above the diagonal are skipped. `is_causal=True` also means no mask buffer: nothing
-# of size `context_length`² to store, move or save.
+# $\mathrm{softmax}(QK^\top/\sqrt{d_k} + \text{mask})\,V$ in one call. Depending on the device and dtype
+# it dispatches to a FlashAttention-style kernel that processes the keys in blocks with an online
+# softmax and never materialises the $T\times T$ weight matrix: memory grows linearly in $T$ instead of
+# quadratically, and the causal blocks above the diagonal are skipped. `is_causal=True` also means no
+# mask buffer: nothing of size `context_length`² to store, move or save.
 #
-# Dropout is passed to the kernel as `dropout_p`, and only in training mode; after the output projection
-# comes a second, ordinary dropout (`resid_dropout`), as in GPT-2.
-#
-# For visualisation, the module also has `attention_weights(x)`, which recomputes the weights the naive
+# First, the reshape of panel 2 and its inverse, as two small functions that the module calls:
+
+
+# %%
+#| export
+def split_heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, T, C) -> (B, H, T, C // H): give each head its own (T, hd) matrix."""
+    B, T, C = t.shape
+    return t.view(B, T, n_heads, C // n_heads).transpose(1, 2)
+
+
+def merge_heads(t: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, hd) -> (B, T, H * hd): concatenate the heads again."""
+    B, H, T, hd = t.shape
+    return t.transpose(1, 2).contiguous().view(B, T, H * hd)
+
+
+# %%
+with torch.no_grad():
+    q_5b = W_query(x).view(B, T_, H, hd).transpose(1, 2)  # the lines of step 5b
+    q_split = split_heads(W_query(x), n_heads)
+print("split_heads:", tuple(W_query(x).shape), "->", tuple(q_split.shape))
+print("same as step 5b:", torch.equal(q_split, q_5b))
+print("merge_heads undoes it:", torch.equal(merge_heads(q_split), W_query(x)))
+assert torch.equal(q_split, q_5b) and torch.equal(merge_heads(q_split), W_query(x))
+
+# %% [markdown]
+# The module also checks its arguments before torch sees them, with the package's one error
+# contract: a wrong type raises `TypeError`, a wrong value `ValueError`, and the message names the bad
+# value. The checks use the shared helpers of [Appendix A](A_engineering.ipynb); they are plumbing,
+# not attention, so their cell is folded.
+
+
+# %% tags=["hide-input"]
+#| export
+def _check_args(d_model: int, n_heads: int, dropout: float, qkv_bias: bool) -> None:
+    """Refuse bad hyperparameters before torch sees them, naming the bad value."""
+    check_int("d_model", d_model, minimum=1)
+    check_int("n_heads", n_heads, minimum=1)
+    if d_model % n_heads != 0:
+        raise ValueError(
+            f"d_model must be divisible by n_heads, got d_model={d_model}, "
+            f"n_heads={n_heads} (remainder {d_model % n_heads}); "
+            "e.g. n_heads=12 for d_model=768"
+        )
+    check_number("dropout", dropout, minimum=0.0, maximum=1.0)
+    check_bool("qkv_bias", qkv_bias)
+
+
+def _check_input(x: torch.Tensor, d_model: int) -> None:
+    """x must be a tensor of shape (B, T, d_model)."""
+    if not isinstance(x, torch.Tensor):
+        kind = type(x).__name__
+        raise TypeError(
+            f"x must be a torch.Tensor of shape (B, T, {d_model}), got {kind}"
+        )
+    if x.dim() != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"x must have shape (B, T, {d_model}), got {tuple(x.shape)}")
+
+
+# %% [markdown]
+# Now the module itself. Dropout is passed to the kernel as `dropout_p`, and only in training mode;
+# after the output projection comes a second, ordinary dropout (`resid_dropout`), as in GPT-2. For
+# visualisation, the module also has `attention_weights(x)`, which recomputes the weights the naive
 # way (they are exactly what the fused kernel avoids storing). `forward` never uses it.
+
 
 # %%
 #| export
@@ -516,87 +747,81 @@ class CausalSelfAttention(nn.Module):
     Args:
         d_model: width of the residual stream C (768 for GPT-2 124M).
         n_heads: number of heads H; each head works in d_model // n_heads dimensions.
-        dropout: drop probability for the attention weights (inside the kernel) and for the output
-            (`resid_dropout`); both act only in training mode.
+        dropout: drop probability for the attention weights (inside the kernel) and
+            for the output (`resid_dropout`); both act only in training mode.
         qkv_bias: whether `c_attn` has a bias (GPT-2: yes).
 
-    Parameters are named and laid out like Hugging Face's GPT-2 `attn` block: `c_attn` maps C -> 3C with
-    q, k, v concatenated in that order and the heads contiguous within each; `c_proj` maps C -> C.
-    HF's Conv1D stores weights as (in, out), nn.Linear as (out, in): transpose to convert.
-
-    `forward(x)` takes (B, T, C) and returns (B, T, C). `attention_weights(x)` returns the (B, H, T, T)
-    softmax weights, recomputed the naive way for visualisation; `forward` never materialises them.
+    Named and laid out like Hugging Face's GPT-2 `attn` block: `c_attn` maps C -> 3C,
+    q, k, v in that order, heads contiguous within each; `c_proj` maps C -> C. HF's
+    Conv1D stores weights as (in, out), nn.Linear as (out, in): transpose to convert.
+    `forward(x)` maps (B, T, C) -> (B, T, C); `attention_weights(x)` returns the
+    (B, H, T, T) weights, recomputed the naive way, which `forward` never stores.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, qkv_bias: bool = True):
+    def __init__(
+        self, d_model: int, n_heads: int, dropout: float = 0.0, qkv_bias: bool = True
+    ):
         super().__init__()
-        if d_model <= 0 or n_heads <= 0:
-            raise ValueError(f"d_model and n_heads must be positive, got d_model={d_model}, n_heads={n_heads}")
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model must be divisible by n_heads, got d_model={d_model}, n_heads={n_heads} "
-                             f"(remainder {d_model % n_heads}); e.g. n_heads=12 for d_model=768")
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1], got {dropout}")
+        _check_args(d_model, n_heads, dropout, qkv_bias)
         self.d_model = d_model
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
-        self.dropout = dropout                                           # attention-weight dropout probability
-        self.c_attn = nn.Linear(d_model, 3 * d_model, bias=qkv_bias)     # q, k, v for all heads at once
-        self.c_proj = nn.Linear(d_model, d_model)                        # mixes the heads' outputs
+        self.dropout = dropout  # drop probability for the attention weights
+        self.c_attn = nn.Linear(d_model, 3 * d_model, bias=qkv_bias)  # q, k, v at once
+        self.c_proj = nn.Linear(d_model, d_model)  # mixes the heads' outputs
         self.resid_dropout = nn.Dropout(dropout)
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Project x (B, T, C) to queries, keys and values, each (B, H, T, hd)."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor of shape (B, T, {self.d_model}), got {type(x).__name__}")
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"x must have shape (B, T, {self.d_model}), got {tuple(x.shape)}")
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)                          # 3 x (B, T, C)
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)     # (B, H, T, hd)
-        k = k.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)     # (B, H, T, hd)
-        v = v.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)     # (B, H, T, hd)
-        return q, k, v
+        _check_input(x, self.d_model)
+        q, k, v = self.c_attn(x).split(self.d_model, dim=2)  # 3 x (B, T, C)
+        return tuple(split_heads(t, self.n_heads) for t in (q, k, v))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self._qkv(x)                                            # 3 x (B, H, T, hd)
-        B, T, C = x.shape
-        # softmax(q k^T / sqrt(hd) + causal mask) v in one fused kernel; dropout on the weights only when training
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=True)                # (B, H, T, hd)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)                  # (B, T, C): concatenate the heads
-        return self.resid_dropout(self.c_proj(y))                         # (B, T, C)
+        q, k, v = self._qkv(x)  # 3 x (B, H, T, hd)
+        # softmax(q k^T / sqrt(hd) + causal mask) v in one fused kernel
+        p = self.dropout if self.training else 0.0  # dropout only when training
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        return self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, C)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """The causal attention weights softmax(q k^T / sqrt(hd)) for x (B, T, C), as (B, H, T, T).
+        """The causal weights softmax(q k^T / sqrt(hd)) of x (B, T, C), as (B, H, T, T).
 
-        Computed the naive way, without dropout, for inspection and plots; rows sum to 1 and entries above
-        the diagonal are exactly 0. Wrap the call in `torch.no_grad()` if you do not need gradients.
+        Naive and without dropout, for inspection and plots: rows sum to 1 and entries
+        above the diagonal are exactly 0. Call it under `torch.no_grad()` if you do not
+        need gradients.
         """
-        q, k, v = self._qkv(x)                                            # 3 x (B, H, T, hd)
+        q, k, _ = self._qkv(x)  # 2 x (B, H, T, hd)
         T = x.shape[1]
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)       # (B, H, T, T)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, T, T)
         future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)  # (B, H, T, T)
+        return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+
 
 # %%
-from gpt2scratch.attention import CausalSelfAttention   # the exported copy, exactly what the package ships
-
 torch.manual_seed(123)
 attn = CausalSelfAttention(d_model=768, n_heads=12).eval()
 print(attn)
 print("output", tuple(attn(x).shape))
 print(f"parameters: {sum(p.numel() for p in attn.parameters()):,}")
+print("state_dict keys:", list(attn.state_dict()))
 
 # %% [markdown]
-# The module checks its arguments before torch does, with messages that say what would be valid:
+# The same 2,362,368 parameters as the two naive versions, and no mask in the `state_dict`, unlike
+# `CausalHead`'s. Bad arguments fail before torch sees them, with messages that say what would be
+# valid:
 
 # %%
-for bad in [dict(d_model=768, n_heads=10), dict(d_model=768, n_heads=12, dropout=1.5)]:
+bad_args = [
+    dict(d_model=768, n_heads=10),
+    dict(d_model=768, n_heads=12, dropout=1.5),
+    dict(d_model=768, n_heads=12.0),
+]
+for bad in bad_args:
     try:
         CausalSelfAttention(**bad)
-    except ValueError as err:
-        print("ValueError:", err)
+    except (TypeError, ValueError) as err:
+        print(f"{type(err).__name__}: {err}")
 try:
     attn(torch.randn(2, 6, 512))
 except ValueError as err:
@@ -605,21 +830,18 @@ except ValueError as err:
 # %% [markdown]
 # ## Proof: naive and fused compute the same function
 #
-# Three implementations, three weight layouts. To compare them we copy one set of weights through all of
-# them:
+# Three implementations, three weight layouts. To compare them we copy one set of weights through all
+# of them:
 #
-# * **wrapper → batched**: head $h$'s `W_q` is rows $64h \ldots 64h+63$ of `W_query`, so stacking the 12
-#   heads' weights along the output dimension (`torch.cat(..., dim=0)`) gives `W_query`; same for keys,
-#   values and the biases. `c_proj` is shared as is.
+# * **wrapper → batched**: head $h$'s `W_q` is rows $64h \ldots 64h+63$ of `W_query`, so stacking the
+#   12 heads' weights along the output dimension (`torch.cat(..., dim=0)`) gives `W_query`; same for
+#   keys, values and the biases. `c_proj` is shared as is.
 # * **batched → fused**: `c_attn` is `W_query`, `W_key`, `W_value` stacked along the output dimension.
 #
-# Then we feed the same input through all three (in `eval()` mode, so dropout is off) and measure the
-# largest absolute difference. We also check PyTorch's own `nn.MultiheadAttention`, whose `in_proj_weight`
-# uses the same q/k/v stacking as `c_attn`.
+# We also check PyTorch's own `nn.MultiheadAttention`, whose `in_proj_weight` uses the same q/k/v
+# stacking as `c_attn`.
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-# (round-off differences depend on the CPU's vector instructions; the asserts are what is checked)
 torch.manual_seed(123)
 wrapper = MultiHeadWrapper(d_model, n_heads, context_length).eval()
 batched = MultiHeadAttention(d_model, n_heads, context_length).eval()
@@ -628,21 +850,29 @@ torch_mha = nn.MultiheadAttention(d_model, n_heads, batch_first=True).eval()
 
 with torch.no_grad():
     for name in ["query", "key", "value"]:
-        short = name[0]                                            # W_q / W_k / W_v inside each head
-        for p in ["weight", "bias"]:
-            stacked = torch.cat([getattr(getattr(h, f"W_{short}"), p) for h in wrapper.heads], dim=0)
-            getattr(getattr(batched, f"W_{name}"), p).copy_(stacked)    # (768, 768) / (768,)
+        for p in ["weight", "bias"]:  # W_q / W_k / W_v inside each head
+            parts = [getattr(getattr(h, f"W_{name[0]}"), p) for h in wrapper.heads]
+            getattr(getattr(batched, f"W_{name}"), p).copy_(torch.cat(parts, dim=0))
     batched.c_proj.load_state_dict(wrapper.c_proj.state_dict())
     for p in ["weight", "bias"]:
-        qkv = torch.cat([getattr(getattr(batched, f"W_{n}"), p) for n in ["query", "key", "value"]], dim=0)
-        getattr(fused.c_attn, p).copy_(qkv)                                 # (2304, 768) / (2304,)
+        parts = [
+            getattr(getattr(batched, f"W_{n}"), p) for n in ["query", "key", "value"]
+        ]
+        getattr(fused.c_attn, p).copy_(torch.cat(parts, dim=0))  # (2304, 768) / (2304,)
     fused.c_proj.load_state_dict(batched.c_proj.state_dict())
     torch_mha.in_proj_weight.copy_(fused.c_attn.weight)
     torch_mha.in_proj_bias.copy_(fused.c_attn.bias)
     torch_mha.out_proj.load_state_dict(fused.c_proj.state_dict())
 
+# %% [markdown]
+# Then we feed the same input through all of them (in `eval()` mode, so dropout is off) and measure the
+# largest absolute difference. Round-off depends on the CPU's vector instructions, so the printed
+# differences are not checked by the tests; the asserts are.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
 torch.manual_seed(123)
-x = torch.randn(4, 64, d_model)                                             # (B=4, T=64, C=768)
+x = torch.randn(4, 64, d_model)  # (B=4, T=64, C=768)
 with torch.no_grad():
     y_wrapper, y_batched, y_fused = wrapper(x), batched(x), fused(x)
     causal = torch.ones(64, 64, dtype=torch.bool).triu(1)
@@ -654,16 +884,23 @@ diffs = {
     "wrapper vs fused": (y_wrapper - y_fused).abs().max().item(),
     "fused vs nn.MultiheadAttention": (y_fused - y_torch).abs().max().item(),
 }
-print(f"output scale: max |y| = {y_fused.abs().max().item():.3f}")
+scale = y_fused.abs().max().item()
+print(f"output scale: max |y| = {scale:.3f}")
 for name, diff in diffs.items():
     print(f"max abs diff {name:32s} {diff:.1e}")
     assert diff <= 1e-5, (name, diff)
+worst = max(diffs.values())
+print(
+    f"the largest diff is {1e-5 / worst:.0f}x below the 1e-5 bound "
+    f"and {scale / worst:.1e}x below the output scale"
+)
 
 # %% [markdown]
-# The differences are float32 round-off, about 100× below the 1e-5 bound and about 10⁶× below the output
-# scale. (The wrapper and the batched module even agree exactly here: they do the same multiplications,
-# only grouped differently.) The gradients agree too: backpropagating the same loss through the naive wrapper and
-# the fused module gives the same gradient with respect to the input and to the projection weights.
+# The differences are float32 round-off: the largest is about 48× below the 1e-5 bound and about
+# 5.5 million (5.5e+06) times below the output scale. (The wrapper and the batched module even agree
+# exactly here: they do the same multiplications, only grouped differently.) The gradients agree
+# too: backpropagating the same loss through the naive wrapper and the fused module gives the same
+# gradient with respect to the input and to the projection weights.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -672,9 +909,13 @@ wrapper(xg1).pow(2).mean().backward()
 fused(xg2).pow(2).mean().backward()
 grad_diff = (xg1.grad - xg2.grad).abs().max().item()
 proj_diff = (wrapper.c_proj.weight.grad - fused.c_proj.weight.grad).abs().max().item()
-print(f"max abs diff of d loss / d x:      {grad_diff:.1e}  (grad scale {xg2.grad.abs().max().item():.1e})")
-print(f"max abs diff of d loss / d c_proj: {proj_diff:.1e}  (grad scale {fused.c_proj.weight.grad.abs().max().item():.1e})")
-assert grad_diff <= 1e-5 * xg2.grad.abs().max() and proj_diff <= 1e-5 * fused.c_proj.weight.grad.abs().max()
+x_scale = xg2.grad.abs().max().item()
+proj_scale = fused.c_proj.weight.grad.abs().max().item()
+print(f"max abs diff of d loss / d x:      {grad_diff:.1e}  (grad scale {x_scale:.1e})")
+print(
+    f"max abs diff of d loss / d c_proj: {proj_diff:.1e}  (grad scale {proj_scale:.1e})"
+)
+assert grad_diff <= 1e-5 * x_scale and proj_diff <= 1e-5 * proj_scale
 
 # %% [markdown]
 # Finally, `attention_weights` is consistent with `forward`: multiplying its weights by the values and
@@ -683,20 +924,31 @@ assert grad_diff <= 1e-5 * xg2.grad.abs().max() and proj_diff <= 1e-5 * fused.c_
 # %%
 # NBVAL_IGNORE_OUTPUT
 with torch.no_grad():
-    w = fused.attention_weights(x)                        # (4, 12, 64, 64)
-    _, _, v = fused._qkv(x)                               # (4, 12, 64, 64) values
-    y_from_w = fused.c_proj((w @ v).transpose(1, 2).reshape(x.shape))
-print("weights", tuple(w.shape), "| rows sum to 1:", torch.allclose(w.sum(-1), torch.ones(1)),
-      "| future weights all zero:", bool((w[..., causal] == 0).all()))
-print(f"max abs diff forward vs weights @ values: {(y_from_w - y_fused).abs().max().item():.1e}")
-assert (y_from_w - y_fused).abs().max() <= 1e-5
+    w = fused.attention_weights(x)  # (4, 12, 64, 64)
+    _, _, v = fused._qkv(x)  # (4, 12, 64, 64) values
+    y_from_w = fused.c_proj(merge_heads(w @ v))
+rows_sum_to_1 = torch.allclose(w.sum(-1), torch.ones(1))
+print(
+    "weights",
+    tuple(w.shape),
+    "| rows sum to 1:",
+    rows_sum_to_1,
+    "| future weights all zero:",
+    bool((w[..., causal] == 0).all()),
+)
+print(
+    f"max abs diff forward vs weights @ values: {(y_from_w - y_fused).abs().max():.1e}"
+)
+assert rows_sum_to_1 and (y_from_w - y_fused).abs().max() <= 1e-5
 
 # %% [markdown]
 # ## Looking at attention maps
 #
 # What do the weights look like on real text? We take the first words of *The Verdict*, tokenise them
-# with GPT-2's tokenizer (chapter 01), and give each token a random 768-dimensional embedding (the same
-# token always gets the same vector; chapter 04 replaces these with learned embeddings).
+# with GPT-2's tokenizer ([Chapter 1](01_tokenizer.ipynb)), and give each token a random
+# 768-dimensional vector, the same vector wherever the token occurs. That is a token embedding `wte`
+# without training and without [Chapter 2](02_text_to_tensors.ipynb)'s position embedding `wpe`: we
+# leave positions out here so that a repeated token is an exact copy of its earlier occurrence.
 
 # %%
 from gpt2scratch.data import verdict_text
@@ -708,18 +960,17 @@ labels = [enc.decode([t]) for t in ids]
 print(len(ids), "tokens:", labels)
 
 torch.manual_seed(123)
-token_ids = torch.tensor(ids)
-unique, index = torch.unique(token_ids, return_inverse=True)
-emb = torch.randn(len(unique), d_model)[index].unsqueeze(0)    # (1, 20, 768): repeated tokens share a vector
+unique, index = torch.unique(torch.tensor(ids), return_inverse=True)
+emb = torch.randn(len(unique), d_model)[index].unsqueeze(0)  # (1, 20, 768)
 
 # %% [markdown]
 # An **untrained** attention module has small random weights, so the scores $q\cdot k/\sqrt{64}$ are
 # small and every row of the softmax is roughly *uniform over the allowed positions*: row $i$ gives each
 # of its $i+1$ keys about $1/(i+1)$, give or take random noise. There is nothing to see yet. To make
-# structure visible, we also build one head by hand: set head 0's
-# query and key projections to copy the same slice of the input ($W_q = W_k = I$ on
-# dimensions 0–63, all else 0), so that $q_i\cdot k_j$ is large exactly when tokens $i$ and $j$ are the
-# *same* token. That is a "duplicate-token head", a pattern that trained models do learn.
+# structure visible, we also build one head by hand: set head 0's query and key projections to copy
+# the same slice of the input ($W_q = W_k = I$ on dimensions 0–63, all else 0), so that $q_i\cdot k_j$
+# is large exactly when tokens $i$ and $j$ are the *same* token. That is a "duplicate-token head", a
+# pattern that trained models do learn.
 
 # %%
 torch.manual_seed(123)
@@ -728,34 +979,63 @@ handset = CausalSelfAttention(d_model, n_heads).eval()
 with torch.no_grad():
     handset.c_attn.weight.zero_()
     handset.c_attn.bias.zero_()
-    eye = torch.eye(64)                                # head 0: q = k = x[..., 0:64]
-    handset.c_attn.weight[0:64, 0:64] = eye            # query block, head 0
-    handset.c_attn.weight[768:832, 0:64] = eye         # key block, head 0
-    w_untrained = untrained.attention_weights(emb)[0, 0]    # (20, 20) head 0
-    w_handset = handset.attention_weights(emb)[0, 0]        # (20, 20) head 0
-
-uniform = torch.tril(torch.ones(20, 20)) / torch.arange(1, 21).unsqueeze(1)    # row i: 1/(i+1) on j <= i
-allowed = uniform > 0
-with torch.no_grad():
+    eye = torch.eye(64)  # head 0: q = k = x[..., 0:64]
+    handset.c_attn.weight[0:64, 0:64] = eye  # query block, head 0
+    handset.c_attn.weight[768:832, 0:64] = eye  # key block, head 0
+    w_untrained = untrained.attention_weights(emb)[0, 0]  # (20, 20) head 0
+    w_handset = handset.attention_weights(emb)[0, 0]  # (20, 20) head 0
     q, k, _ = untrained._qkv(emb)
-    score_std = (q @ k.transpose(-2, -1) / math.sqrt(64))[..., allowed].std().item()
+    scores_untrained = q @ k.transpose(-2, -1) / math.sqrt(64)  # (1, 12, 20, 20)
+
+# %% [markdown]
+# How far from uniform is the untrained head, and where does the hand-set head look?
+
+# %%
+uniform = torch.tril(torch.ones(20, 20)) / torch.arange(1, 21).unsqueeze(1)  # 1/(i+1)
+allowed = uniform > 0
+score_std = scores_untrained[..., allowed].std().item()
 rel_dev = ((w_untrained - uniform).abs() / uniform)[allowed].mean().item()
-print(f"untrained: scores q·k/8 have std {score_std:.2f}; head 0's weights differ from uniform by "
-      f"{100 * rel_dev:.0f}% on average")
-print(f"untrained head 0, last row: weights from {w_untrained[-1].min().item():.3f} to "
-      f"{w_untrained[-1].max().item():.3f} (uniform: {1 / 20:.3f})")
+print(
+    f"untrained: scores q·k/8 have std {score_std:.2f}; head 0's weights differ "
+    f"from uniform by {100 * rel_dev:.0f}% on average"
+)
+last = w_untrained[-1]
+print(
+    f"untrained head 0, last row: weights from {last.min().item():.3f} to "
+    f"{last.max().item():.3f} (uniform: {1 / 20:.3f})"
+)
 repeats = [(i, j) for i in range(20) for j in range(i) if ids[i] == ids[j]]
 print("repeated tokens (later, earlier):", [(labels[i], i, j) for i, j in repeats])
-print("hand-set head, weight from the later to the earlier copy:",
-      [round(w_handset[i, j].item(), 3) for i, j in repeats])
+print(
+    "hand-set head, weight from the later to the earlier copy:",
+    [round(w_handset[i, j].item(), 3) for i, j in repeats],
+)
+firsts = [i for i in range(20) if ids[i] not in ids[:i]]  # first occurrences
+diag = w_handset.diagonal()[firsts]
+print(
+    f"hand-set head, weight on itself at the {len(firsts)} first occurrences: "
+    f"min {diag.min().item():.3f}"
+)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
-for ax, w, title in [(axes[0], w_untrained, "untrained module, head 0: roughly uniform, no structure"),
-                     (axes[1], w_handset, "hand-set head: attends to earlier copies of the same token")]:
-    sns.heatmap(w.numpy(), ax=ax, cmap="viridis", vmin=0, vmax=1, square=True,
-                xticklabels=[l.strip() for l in labels], yticklabels=[l.strip() for l in labels],
-                cbar_kws={"shrink": 0.7})
+ticks = [label.strip() for label in labels]
+panels = [
+    (axes[0], w_untrained, "untrained module, head 0: roughly uniform, no structure"),
+    (axes[1], w_handset, "hand-set head: attends to earlier copies of the same token"),
+]
+for ax, w, title in panels:
+    sns.heatmap(
+        w.numpy(),
+        ax=ax,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        square=True,
+        xticklabels=ticks,
+        yticklabels=ticks,
+        cbar_kws={"shrink": 0.7},
+    )
     ax.set_title(title)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
@@ -763,102 +1043,139 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Left: the honest picture of an untrained module. The upper triangle is exactly 0 (the causal mask) and
-# the rows fade from 1 (the first token can only see itself) towards 1/20. The scores have a standard
-# deviation of only 0.34, so the weights wobble randomly around uniform (by 33% of the uniform value on
-# average; the last row ranges from 0.022 to 0.085 around 0.050) without any pattern that means anything.
-# Right: the hand-set head puts nearly all of its weight on the diagonal (every token is its own best match),
-# except at the second " a" and the second "--", which split it between themselves and their earlier copy
-# (0.463 and 0.487 on the earlier copy). Trained GPT-2 heads show far
-# richer patterns: previous-token heads, heads that track punctuation, heads that find the subject of a
-# verb. Chapter 10 draws them from the trained model.
+# Left: the honest picture of an untrained module. The upper triangle is exactly 0 (the causal mask)
+# and the rows fade from 1 (the first token can only see itself) towards 1/20 = 0.050. The scores
+# have a standard deviation of only 0.34, so the weights wobble randomly around uniform (by 33% of the
+# uniform value on average; the last row ranges from 0.022 to 0.085 around 0.050) without any pattern
+# that means anything. Right: the hand-set head puts nearly all of its weight on the diagonal (at
+# least 0.885 at each of the 18 first occurrences: every token is its own best match), except at the
+# second " a" and the second "--", which split it between themselves and their earlier copy (0.463
+# and 0.487 on the earlier copy). Trained GPT-2 heads show far richer patterns: previous-token heads,
+# heads that track punctuation, heads that find the subject of a verb. Chapter 10 draws them from
+# the trained model.
 #
 # ## Timing: naive versus fused
 #
-# The batched naive module (5b) and the fused module (6) compute the same thing; how long do they take?
-# We time both, interleaved in one process, forward only, median of several runs, for one batch of short
-# sequences and one long sequence. The machine is shared and timings vary from run to run, so this cell's
-# output is not checked.
+# The three versions compute the same thing; how long do they take? We time them interleaved in one
+# process, forward only, median of several runs, on one sequence ($B = 1$) of growing length $T$, so
+# that only $T$ changes. The machine is shared and timings vary from run to run, so this cell's output
+# is not checked. Next to the times, the cell prints the memory of the $(H, T, T)$ float32 weight
+# tensor that the naive versions store and the fused kernel does not.
+
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def median_ms(fns: dict, x: torch.Tensor, repeats: int) -> dict:
+def median_ms(fns: dict, x: torch.Tensor, n_runs: int) -> dict:
     times = {name: [] for name in fns}
     with torch.no_grad():
         for fn in fns.values():
-            fn(x)                                                   # warm-up
-        for _ in range(repeats):
-            for name, fn in fns.items():                            # interleaved
+            fn(x)  # warm-up
+        for _ in range(n_runs):
+            for name, fn in fns.items():  # interleaved
                 t0 = time.perf_counter()
                 fn(x)
                 times[name].append(time.perf_counter() - t0)
     return {name: 1000 * sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
-repeats = 3 if gpt2scratch.quick() else 10
-print("quick mode: 3 repeats instead of 10" if gpt2scratch.quick() else "full mode: 10 repeats")
-fns = {"wrapper (5a)": wrapper, "batched (5b)": batched, "fused (6)": fused}
-for shape in [(8, 128, d_model), (1, 1024, d_model)]:
+n_runs = full_or_quick(10, 1, what="one timing run instead of 10")
+print(f"B=1, median of {n_runs} runs, {torch.get_num_threads()} threads; times in ms")
+print(
+    f"{'T':>5} | {'wrapper':>8} {'batched':>8} {'fused':>8} | "
+    f"{'batched/fused':>13} {'wrapper/fused':>13} | {'weights MiB':>11}"
+)
+fns = {"wrapper": wrapper, "batched": batched, "fused": fused}
+for T_time in [128, 256, 512, 1024]:
     torch.manual_seed(123)
-    xt = torch.randn(shape)
+    xt = torch.randn(1, T_time, d_model)
     with torch.no_grad():
-        assert (batched(xt) - fused(xt)).abs().max() <= 1e-5        # same function at this size too
-    ms = median_ms(fns, xt, repeats)
-    print(f"B={shape[0]}, T={shape[1]}: " + ", ".join(f"{n} {t:.1f} ms" for n, t in ms.items())
-          + f"  ->  batched/fused = {ms['batched (5b)'] / ms['fused (6)']:.2f}x")
-print(f"threads: {torch.get_num_threads()}; attention matrix per sequence at T=1024: "
-      f"{12 * 1024 * 1024 * 4 / 2**20:.0f} MiB (naive stores it, fused does not)")
+        assert (batched(xt) - fused(xt)).abs().max() <= 1e-5  # same function here too
+    ms = median_ms(fns, xt, n_runs)
+    w, b, f = ms["wrapper"], ms["batched"], ms["fused"]
+    mib = n_heads * T_time**2 * 4 / 2**20  # (H, T, T) float32 weights, one layer
+    print(
+        f"{T_time:>5} | {w:>8.1f} {b:>8.1f} {f:>8.1f} | "
+        f"{b / f:>13.2f} {w / f:>13.1f} | {mib:>11.1f}"
+    )
 
 # %% [markdown]
-# On this 2-core CPU the fused kernel is faster than the naive batched version, and much faster than the
-# 12-head wrapper; the gap grows with $T$, because the naive version writes and reads the full
-# $B\times H\times T\times T$ weight tensor (48 MiB per sequence at $T=1024$, per layer) while the fused
-# kernel streams through it in blocks and never stores it.
+# In the run stored above, with $B = 1$ throughout, the fused module is the fastest at every length.
+# The batched naive version takes 1.63, 1.55 and 1.74 times the fused time at $T$ = 128, 256 and 512,
+# and 2.89 times at $T = 1024$; the 12-head wrapper, with its twelve small matrix products per
+# projection, takes 2.9 to 3.8 times as long. So at these lengths the speed gap does not grow
+# smoothly with $T$: it is roughly flat up to 512 and larger at 1024. These timings come from a
+# shared 2-core machine and change from run to run, so read them as rough, and run the cell again to
+# see your own.
+#
+# What does not vary is memory. The naive versions write and read the whole $H\times T\times T$
+# weight tensor, which grows with the square of $T$: 0.8 MiB per sequence and per layer at
+# $T = 128$, 48 MiB at $T = 1024$. The fused kernel streams through the keys in blocks and never
+# stores it.
 #
 # ## Summary
 #
-# * Self-attention replaces each token vector with a **weighted average** of (projections of) the token
-#   vectors; the weights are a softmax of **query·key** scores.
+# * Self-attention replaces each token vector with a **weighted average** of (projections of) the
+#   token vectors; the weights are a softmax of **query·key** scores.
 # * The queries, keys and values are learned projections $W_q, W_k, W_v$. Scores are divided by
 #   $\sqrt{d_k}$ because the dot product of $d_k$-dimensional random vectors has standard deviation
 #   $\sqrt{d_k}$; unscaled, the softmax saturates and its gradient vanishes.
-# * The **causal mask** fills future scores with $-\infty$ *before* the softmax: exact zeros in one step.
-#   Renormalising after the softmax gives the same numbers but can produce 0/0; masking with 0 leaks the
-#   future into the past.
+# * The **causal mask** fills future scores with $-\infty$ *before* the softmax: exact zeros in one
+#   step. Renormalising after the softmax gives the same numbers but can produce 0/0; masking with 0
+#   leaks the future into the past.
 # * **Dropout** zeroes weights at random in training and scales the survivors by $1/(1-p)$, preserving
 #   the expectation; in `eval()` it does nothing.
-# * **Multi-head** attention runs $H$ heads of size $C/H$ in parallel; reshaping $(B,T,C)\to(B,H,T,C/H)$
-#   makes the head a batch dimension. GPT-2 124M: 12 heads × 64 = 768.
+# * **Multi-head** attention runs $H$ heads of size $C/H$ in parallel; reshaping
+#   $(B,T,C)\to(B,T,H,C/H)\to(B,H,T,C/H)$ (`split_heads`) makes the head a batch dimension. GPT-2
+#   124M: 12 heads × 64 = 768.
 # * The exported `CausalSelfAttention` fuses the three projections into `c_attn` (HF GPT-2 layout) and
-#   calls `F.scaled_dot_product_attention(..., is_causal=True)`. It agrees with the 12-head wrapper, the
-#   batched version and `nn.MultiheadAttention` to within float32 round-off (max abs diffs printed above),
-#   in outputs and in gradients.
+#   calls `F.scaled_dot_product_attention(..., is_causal=True)`. It agrees with the 12-head wrapper,
+#   the batched version and `nn.MultiheadAttention` to within float32 round-off (max abs diffs printed
+#   above), in outputs and in gradients.
+# * Attention itself is blind to order apart from the causal mask; GPT-2 gets positions from the `wpe`
+#   embedding of [Chapter 2](02_text_to_tensors.ipynb).
+#
+# Next: [Chapter 4 — The GPT-2 model](04_gpt2_model.ipynb) wraps this module in LayerNorm, an MLP and
+# residual connections, and stacks twelve such blocks into GPT-2.
 #
 # ## Exercises
 #
-# **1. Count the parameters by hand.** How many parameters does `CausalSelfAttention(768, 12)` have? Does
-# the number of heads change it? How large is the attention part of all 12 layers of GPT-2 124M?
+# Try each one before you unfold its solution.
 #
-# *Solution.* `c_attn` has a 768×2304 weight and 2304 biases, `c_proj` a 768×768 weight and 768 biases.
-# The head count only decides how the 768 dimensions are split, so it does not change the count.
+# **1. Count the parameters by hand.** How many parameters does `CausalSelfAttention(768, 12)` have?
+# Does the number of heads change it? How many parameters sit in the attention modules of all 12 layers
+# of GPT-2 124M?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# `c_attn` has a 768×2304 weight and 2304 biases, `c_proj` a 768×768 weight and 768 biases: 2,362,368
+# in all. The head count only decides how the 768 dimensions are split, so it does not change the
+# count. Twelve layers hold 28,348,416. The cell below checks this; Chapter 4 counts the rest of the
+# model.
+# ```
 
-# %%
+# %% tags=["hide-input"]
 by_hand = (768 * 2304 + 2304) + (768 * 768 + 768)
 for heads in [1, 12, 768]:
     counted = sum(p.numel() for p in CausalSelfAttention(768, heads).parameters())
     print(f"n_heads={heads:>3}: {counted:,} parameters")
     assert counted == by_hand
-print(f"by hand: {by_hand:,}; 12 layers: {12 * by_hand:,} (about 28 M of GPT-2's 124 M)")
+print(f"by hand: {by_hand:,}; 12 layers: {12 * by_hand:,}")
 
 # %% [markdown]
 # **2. Local (sliding-window) attention.** Change the mask so that every token sees only itself and the
-# previous $w-1$ tokens (as in Mistral or Longformer). Implement it with an explicit $-\infty$ mask on the
-# naive computation, check it against `F.scaled_dot_product_attention` with a boolean `attn_mask`
+# previous $w-1$ tokens (as in Mistral or Longformer). Implement it with an explicit $-\infty$ mask on
+# the naive computation, check it against `F.scaled_dot_product_attention` with a boolean `attn_mask`
 # (where `True` means *may attend*), and verify that outputs ignore tokens more than $w-1$ steps back.
 #
-# *Solution.* Allowed pairs satisfy $i-w < j \le i$: the causal mask *and* a band.
+# ```{admonition} Solution
+# :class: dropdown
+# Allowed pairs satisfy $i-w < j \le i$: the causal mask *and* a band. The cell below builds that mask,
+# checks the naive computation against the kernel, and changes token 0 drastically: with $w = 3$ the
+# outputs from position 3 on do not move.
+# ```
 
-# %%
+
+# %% tags=["hide-input"]
 def local_mask(T: int, window: int) -> torch.Tensor:
     """True where query i may attend to key j: i - window < j <= i."""
     i = torch.arange(T).unsqueeze(1)
@@ -868,38 +1185,91 @@ def local_mask(T: int, window: int) -> torch.Tensor:
 
 print(local_mask(6, window=3).int())
 torch.manual_seed(123)
-q, k, v = torch.randn(3, 1, 2, 6, 8).unbind(0)               # 3 x (B=1, H=2, T=6, hd=8)
+q, k, v = torch.randn(3, 1, 2, 6, 8).unbind(0)  # 3 x (B=1, H=2, T=6, hd=8)
 allowed = local_mask(6, window=3)
-naive = torch.softmax((q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(~allowed, float("-inf")), -1) @ v
+scores_local = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(~allowed, -math.inf)
+naive = torch.softmax(scores_local, dim=-1) @ v
 kernel = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-print(f"naive vs SDPA with attn_mask: max abs diff {(naive - kernel).abs().max().item():.1e}")
+print(f"naive vs SDPA with attn_mask: max abs diff {(naive - kernel).abs().max():.1e}")
 assert (naive - kernel).abs().max() <= 1e-6
 k2, v2 = k.clone(), v.clone()
-k2[..., 0, :], v2[..., 0, :] = 100.0, 100.0                  # change token 0 drastically
+k2[..., 0, :], v2[..., 0, :] = 100.0, 100.0  # change token 0 drastically
 out2 = F.scaled_dot_product_attention(q, k2, v2, attn_mask=allowed)
-print("outputs at positions >= 3 unchanged:", torch.equal(out2[..., 3:, :], kernel[..., 3:, :]))
+print(
+    "outputs at positions >= 3 unchanged:",
+    torch.equal(out2[..., 3:, :], kernel[..., 3:, :]),
+)
 
 # %% [markdown]
-# **3. Order blindness.** Show that *without* the causal mask, self-attention is *permutation-equivariant*:
-# shuffling the input tokens shuffles the outputs in the same way and changes nothing else. Then show that
-# the causal mask breaks this symmetry, which is the only thing telling positions apart until position
-# embeddings are added in chapter 04.
+# **3. Order blindness.** Show that *without* the causal mask, self-attention is
+# *permutation-equivariant*: shuffling the input tokens shuffles the outputs in the same way and
+# changes nothing else. Then show that the causal mask breaks this symmetry. Inside attention, the mask
+# is the only thing that tells positions apart; in GPT-2 the other is the position embedding `wpe` that
+# [Chapter 2](02_text_to_tensors.ipynb) adds to the input.
 #
-# *Solution.* Use the module's own projections with `is_causal=False`, then compare with `forward`.
+# ```{admonition} Solution
+# :class: dropdown
+# Use the module's own projections with `is_causal=False`, then compare with `forward`. Without the
+# mask, `f(x)[perm]` and `f(x[perm])` agree to round-off; with it, they differ by order 1.
+# ```
 
-# %%
+
+# %% tags=["hide-input"]
 def bidirectional(module: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
-    q, k, v = module._qkv(x)                                            # 3 x (B, H, T, hd)
-    y = F.scaled_dot_product_attention(q, k, v, is_causal=False)        # every token sees every token
-    return module.c_proj(y.transpose(1, 2).reshape(x.shape))            # (B, T, C)
+    q, k, v = module._qkv(x)  # 3 x (B, H, T, hd)
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # all see all
+    return module.c_proj(merge_heads(y))  # (B, T, C)
 
 
 torch.manual_seed(123)
 xs = torch.randn(1, 8, d_model)
 perm = torch.randperm(8)
 with torch.no_grad():
-    no_mask = (bidirectional(fused, xs)[:, perm] - bidirectional(fused, xs[:, perm])).abs().max().item()
-    with_mask = (fused(xs)[:, perm] - fused(xs[:, perm])).abs().max().item()
-print(f"no mask:     f(x)[perm] vs f(x[perm]) max abs diff {no_mask:.1e}  -> equivariant")
-print(f"causal mask: f(x)[perm] vs f(x[perm]) max abs diff {with_mask:.1e}  -> order matters")
+    no_mask = bidirectional(fused, xs)[:, perm] - bidirectional(fused, xs[:, perm])
+    with_mask = fused(xs)[:, perm] - fused(xs[:, perm])
+no_mask, with_mask = no_mask.abs().max().item(), with_mask.abs().max().item()
+print(f"no mask:     max |f(x)[perm] - f(x[perm])| = {no_mask:.1e}  -> equivariant")
+print(f"causal mask: max |f(x)[perm] - f(x[perm])| = {with_mask:.1e}  -> order matters")
 assert no_mask <= 1e-5 and with_mask > 1e-2
+
+# %% [markdown]
+# **4. The one-step reshape.** A tempting shortcut for `split_heads` is `t.view(B, H, T, hd)` in one
+# step, with no transpose. It runs without error and gives the right shape. Using panel 2 of the
+# figure, predict what "head 0" then holds at positions 0 to 5 when $T = 6$, and show with the test
+# of step 3 (change the last token, watch the earlier outputs) that the shortcut breaks causality.
+#
+# ```{admonition} Solution
+# :class: dropdown
+# `view(B, H, T, hd)` cuts each sequence's $T \times C$ numbers, token after token, into $H$ consecutive
+# pieces of $T \cdot hd$ numbers. With $T = 6$ and $C = 768$ each piece is half a token: "head 0"
+# holds features 0–383 of token 0, 64 at each "position", and in general "head $h$" holds features
+# of token $h // 2$ only. The last token therefore sits in heads 10 and 11 at every position, the
+# causal mask no longer lines up with the tokens, and changing the last token moves the earlier
+# outputs. The cell below checks the first claim and overrides `_qkv` with the shortcut.
+# ```
+
+
+# %% tags=["hide-input"]
+class OneStepReshape(CausalSelfAttention):
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        return tuple(t.reshape(B, self.n_heads, T, self.head_dim) for t in (q, k, v))
+
+
+torch.manual_seed(123)
+t6 = torch.randn(1, 6, d_model)  # (B, T, C) with T = 6
+head0 = t6.view(1, n_heads, 6, 64)[0, 0]  # "head 0" of the shortcut, (6, 64)
+same = torch.equal(head0, t6[0, 0, :384].view(6, 64))
+print("shortcut's head 0 = token 0's features 0-383:", same)
+assert same
+shortcut = OneStepReshape(d_model, n_heads).eval()
+shortcut.load_state_dict(fused.state_dict())
+x1 = torch.randn(1, 6, d_model)
+x2 = x1.clone()
+x2[:, -1] = torch.randn(d_model)  # change the last token only
+with torch.no_grad():
+    for name, module in [("split_heads", fused), ("one-step view", shortcut)]:
+        change = (module(x2) - module(x1))[:, :-1].abs().max().item()
+        print(f"{name:>13}: max change at positions 0-4 = {change:.4f}")
+        assert change <= 1e-6 if module is fused else change > 1e-3

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2scratch.attention import CausalSelfAttention
+from gpt2scratch.attention import CausalSelfAttention, merge_heads, split_heads
 
 
 def reference(module: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +122,8 @@ def test_indivisible_heads_raise_value_error_naming_both(d_model, n_heads):
 
 
 @pytest.mark.parametrize("kwargs", [dict(d_model=0, n_heads=1), dict(d_model=8, n_heads=0),
-                                    dict(d_model=8, n_heads=2, dropout=-0.1), dict(d_model=8, n_heads=2, dropout=1.5)])
+                                    dict(d_model=8, n_heads=2, dropout=-0.1), dict(d_model=8, n_heads=2, dropout=1.5),
+                                    dict(d_model=8, n_heads=2, dropout=float("nan"))])
 def test_bad_arguments_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         CausalSelfAttention(**kwargs)
@@ -204,3 +205,23 @@ def test_attention_weights_are_causal_normalised_and_consistent_with_forward():
         v = module.c_attn(x)[..., 64:].view(2, 9, 4, 8).transpose(1, 2)   # (B, H, T, hd)
         y = module.c_proj((w @ v).transpose(1, 2).reshape(2, 9, 32))
         torch.testing.assert_close(y, module(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kwargs,name", [(dict(d_model=768.0, n_heads=12), "d_model"),
+                                         (dict(d_model=768, n_heads=True), "n_heads"),
+                                         (dict(d_model=8, n_heads=2, dropout="0.1"), "dropout"),
+                                         (dict(d_model=8, n_heads=2, qkv_bias=1), "qkv_bias")])
+def test_wrong_types_raise_type_error_naming_the_argument(kwargs, name):
+    """One error contract: a wrong type is a TypeError (bools are not ints), naming the argument."""
+    with pytest.raises(TypeError, match=name):
+        CausalSelfAttention(**kwargs)
+
+
+def test_split_heads_gives_each_head_its_own_columns_and_merge_heads_inverts_it():
+    torch.manual_seed(0)
+    t = torch.randn(2, 5, 12)                                              # (B, T, C), 3 heads of 4
+    heads = split_heads(t, 3)                                              # (B, H, T, hd)
+    assert tuple(heads.shape) == (2, 3, 5, 4)
+    for h in range(3):
+        assert torch.equal(heads[:, h], t[..., 4 * h:4 * (h + 1)])         # head h = features 4h..4h+3
+    assert torch.equal(merge_heads(heads), t)
