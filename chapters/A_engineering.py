@@ -54,8 +54,9 @@ import torch
 #| export validation
 """Argument checks shared by the whole package: one error contract.
 
-A value of the wrong type raises TypeError, a value out of range raises ValueError, and the
-message names the argument and the value it got. Generated from Appendix A of the book.
+A value of the wrong type raises TypeError, a value out of range raises ValueError, and
+the message names the argument and the value it got. Generated from Appendix A of the
+book.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def _bounds(minimum, maximum, min_open: bool, max_open: bool) -> str:
 
 
 def check_int(name: str, value, *, minimum: int | None = None, none_ok: bool = False):
-    """`value` if it is an int (not a bool) >= `minimum`; else TypeError / ValueError."""
+    """`value` if it is an int (not a bool) >= `minimum`; else TypeError/ValueError."""
     if value is None and none_ok:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -86,6 +87,13 @@ def check_int(name: str, value, *, minimum: int | None = None, none_ok: bool = F
     return int(value)
 
 
+# %% [markdown]
+# Real numbers (learning rates, dropout, temperatures) also refuse NaN and infinity, and their
+# bounds may be open or closed: a learning rate must be `> 0`, a dropout rate `>= 0` and `< 1`.
+
+
+# %%
+#| export validation
 def check_number(
     name: str,
     value,
@@ -194,17 +202,24 @@ def fsync_file(path: str | os.PathLike) -> None:
 
 
 def default_mode(path: str | os.PathLike) -> None:
-    """Give a mkstemp/mkdtemp entry (0600/0700) the usual permissions under the umask."""
+    """Give a mkstemp/mkdtemp entry (0600/0700) the usual permissions (umask)."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it onto `path`.
+# %% [markdown]
+# And the writer itself:
 
-    If `write` raises (or the process is interrupted), `path` is untouched and the temp file
-    is removed. Returns `path`.
+
+# %%
+#| export files
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it onto
+    `path`.
+
+    If `write` raises (or the process is interrupted), `path` is untouched and the temp
+    file is removed. Returns `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +282,8 @@ with tempfile.TemporaryDirectory() as folder:
 
 # %%
 #| export data
-"""Data files for the book: where they live, how they are fetched, and how they are verified.
+"""Data files for the book: where they live, how they are fetched, and how they are
+verified.
 
 Generated from Appendix A of the book.
 """
@@ -280,7 +296,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from gpt2scratch.files import atomic_write
+from gpt2scratch import files  # the package module (a module imports modules)
 
 VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
@@ -298,14 +314,26 @@ class DataUnavailableError(RuntimeError):
     """A data file is not on disk, not in the mirror, and could not be downloaded."""
 
 
+# %% [markdown]
+# Where the files live: `data_dir()` and the mirror folder.
+
+
+# %%
+#| export data
 def _repo_root() -> Path | None:
-    """The checkout this package sits in (src/gpt2scratch/ -> repo), or None if installed."""
-    root = Path(__file__).resolve().parents[2]
-    return root if (root / "pyproject.toml").is_file() else None
+    """The checkout this code sits in, or None when the package is pip-installed."""
+    # in the package: src/gpt2scratch/ -> the repo; in a notebook: chapters/ -> the repo
+    here = Path(globals().get("__file__", Path.cwd() / "notebook")).resolve()
+    for root in here.parents[:3]:
+        if (root / "pyproject.toml").is_file() and (
+            root / "src" / "gpt2scratch"
+        ).is_dir():
+            return root
+    return None
 
 
 def data_dir() -> Path:
-    """$GPT2SCRATCH_DATA_DIR, else <repo>/data in a checkout, else ~/.cache/gpt2scratch."""
+    """$GPT2SCRATCH_DATA_DIR, else <repo>/data, else ~/.cache/gpt2scratch."""
     env = os.environ.get("GPT2SCRATCH_DATA_DIR")
     if env:
         return Path(env).expanduser()
@@ -314,16 +342,15 @@ def data_dir() -> Path:
 
 
 def _mirror_dir() -> Path | None:
-    """$GPT2SCRATCH_DATA_MIRROR; a relative path is tried against the cwd, then the repo."""
+    """$GPT2SCRATCH_DATA_MIRROR; a relative path is tried in the cwd, then the repo."""
     env = os.environ.get("GPT2SCRATCH_DATA_MIRROR")
     if not env:
         return None
     path = Path(env).expanduser()
     if path.is_absolute() or path.is_dir():
         return path
-    root = (
-        _repo_root()
-    )  # notebooks run in chapters/: `data-mirror` may mean <repo>/data-mirror
+    # notebooks run in chapters/: `data-mirror` may mean <repo>/data-mirror
+    root = _repo_root()
     return root / path if root is not None and (root / path).is_dir() else path
 
 
@@ -352,7 +379,9 @@ def _corrupt(what: str, expected: str, actual: str, fix: str) -> ChecksumMismatc
 
 
 def check_sha256(path: str | os.PathLike, expected: str, *, fix: str) -> Path:
-    """`path` if its SHA-256 is `expected`; else ChecksumMismatchError saying how to `fix` it."""
+    """`path` if its SHA-256 is `expected`; else ChecksumMismatchError saying how to
+    `fix` it.
+    """
     actual = sha256_file(path)
     if actual != expected:
         raise _corrupt(str(path), expected, actual, fix)
@@ -360,7 +389,9 @@ def check_sha256(path: str | os.PathLike, expected: str, *, fix: str) -> Path:
 
 
 def _write_verified(source: BinaryIO, target: Path, sha256: str, what: str) -> None:
-    """Stream `source` into `target` atomically, refusing it unless it hashes to `sha256`."""
+    """Stream `source` into `target` atomically, refusing it unless it hashes to
+    `sha256`.
+    """
 
     def write(tmp: Path) -> None:
         digest = hashlib.sha256()
@@ -372,7 +403,7 @@ def _write_verified(source: BinaryIO, target: Path, sha256: str, what: str) -> N
             fix = "Nothing was written; fix the source and try again."
             raise _corrupt(what, sha256, digest.hexdigest(), fix)
 
-    atomic_write(target, write)
+    files.atomic_write(target, write)
 
 
 # %%
@@ -407,8 +438,8 @@ def fetch_verified(
                 else f"; the mirror folder {mirror} does not exist"
             )
         raise DataUnavailableError(
-            f"{filename} is not in {target.parent}{looked}, and downloading {url} failed "
-            f"({err}). Either set GPT2SCRATCH_DATA_MIRROR to a folder that holds "
+            f"{filename} is not in {target.parent}{looked}, and downloading {url} "
+            f"failed ({err}). Either set GPT2SCRATCH_DATA_MIRROR to a folder that holds "
             f"{filename}, or download {url} by hand and save it as {target} "
             f"(sha256 {sha256})."
         ) from err
@@ -538,15 +569,18 @@ with tempfile.TemporaryDirectory() as scratch:
 
 # %%
 #| export checkpoint
-"""Checkpoints: model, optimizer, scheduler, random states and training progress, saved atomically as
-safetensors + JSON (no pickle) and loaded back bit for bit.
+"""Checkpoints: model, optimizer, scheduler, random states and training progress, saved
+atomically as safetensors + JSON (no pickle) and loaded back bit for bit.
 
 Generated from Appendix A of the book. Layout of a checkpoint folder:
 
-    latest.json                  {"checkpoint": "step-00000090", ...}: written last, atomically
-    step-00000090/model.safetensors   weights (a tied weight stored once, its aliases in checkpoint.json)
+    latest.json                  {"checkpoint": "step-00000090", ...}: written last,
+    atomically
+    step-00000090/model.safetensors   weights (a tied weight stored once, its aliases in
+    checkpoint.json)
     step-00000090/state.safetensors   optimizer and RNG tensors
-    step-00000090/checkpoint.json     config, structure of the optimizer/scheduler state, train state, file sizes
+    step-00000090/checkpoint.json     config, structure of the optimizer/scheduler
+    state, train state, file sizes
 """
 from __future__ import annotations
 
@@ -563,9 +597,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from gpt2scratch.files import atomic_write, default_mode, fsync_dir, fsync_file
+from gpt2scratch import files, validation  # package modules (a module imports modules)
 from gpt2scratch.model import GPT2, GPT2Config
-from gpt2scratch.validation import check_int
 
 FORMAT = "gpt2scratch-checkpoint"
 VERSION = 1
@@ -581,7 +614,9 @@ MANIFEST = "checkpoint.json"
 # %%
 #| export checkpoint
 def pack(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
-    """`obj` as JSON-able data; its tensors are moved into `tensors` under names starting with `key`."""
+    """`obj` as JSON-able data; its tensors are moved into `tensors` under names
+    starting with `key`.
+    """
     if isinstance(obj, torch.Tensor):
         if key in tensors:
             raise ValueError(f"two tensors would be stored under the name {key!r}")
@@ -609,7 +644,8 @@ def pack(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
             ]
         }
     raise TypeError(
-        f"cannot store a {type(obj).__name__} (at {key!r}) in a checkpoint: only tensors, arrays, "
+        f"cannot store a {type(obj).__name__} (at {key!r}) in a checkpoint: only "
+        "tensors, arrays, "
         "numbers, strings, None, lists, tuples and dicts"
     )
 
@@ -639,7 +675,9 @@ def unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 # %%
 #| export checkpoint
 def unique_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors to store, {alias: stored name}): a weight shared by several names is stored once."""
+    """(tensors to store, {alias: stored name}): a weight shared by several names is
+    stored once.
+    """
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -699,14 +737,14 @@ def _write_folder(
         "train_state": packed(train_state, "train_state"),
     }
     save_file(tensors, folder / "state.safetensors")
-    files = ("model.safetensors", "state.safetensors")
-    manifest["files"] = {name: (folder / name).stat().st_size for name in files}
+    names = ("model.safetensors", "state.safetensors")
+    manifest["files"] = {name: (folder / name).stat().st_size for name in names}
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    for name in (*files, MANIFEST):
-        default_mode(folder / name)
-        fsync_file(folder / name)
-    default_mode(folder)
-    fsync_dir(folder)
+    for name in (*names, MANIFEST):
+        files.default_mode(folder / name)
+        files.fsync_file(folder / name)
+    files.default_mode(folder)
+    files.fsync_dir(folder)
 
 
 # %% [markdown]
@@ -728,10 +766,10 @@ def save_checkpoint(
 ) -> Path:
     """Save a checkpoint into `directory` (created if needed); return its folder.
 
-    `train_state` is anything JSON-like (step, epoch, history, ...); `rng` the random states
-    to restore on resume. The newest `keep` checkpoints are kept.
+    `train_state` is anything JSON-like (step, epoch, history, ...); `rng` the random
+    states to restore on resume. The newest `keep` checkpoints are kept.
     """
-    check_int("keep", keep, minimum=1)
+    validation.check_int("keep", keep, minimum=1)
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     step = int((train_state or {}).get("step", 0))
@@ -751,12 +789,11 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    fsync_dir(root)
+    files.fsync_dir(root)
     kept = [name] + [p for p in previous if p != name][: keep - 1]
     pointer = {"format": FORMAT, "checkpoint": name, "step": step, "kept": kept}
-    atomic_write(
-        root / LATEST, lambda p: p.write_text(json.dumps(pointer), encoding="utf-8")
-    )
+    write = lambda p: p.write_text(json.dumps(pointer), encoding="utf-8")  # noqa: E731
+    files.atomic_write(root / LATEST, write)
     for (
         entry
     ) in root.iterdir():  # old checkpoints, and temp folders of interrupted saves
@@ -775,7 +812,7 @@ def save_checkpoint(
 #| export checkpoint
 @dataclass
 class Checkpoint:
-    """What `load_checkpoint` returns: the model (built or filled in) and the saved states."""
+    """What `load_checkpoint` returns: the model and the saved states."""
 
     path: Path
     model: nn.Module
@@ -797,7 +834,7 @@ def _read_latest(root: Path) -> dict:
 
 
 def resolve_checkpoint(directory: str | Path) -> Path:
-    """The checkpoint folder that `directory` means: its `latest.json` target, or itself."""
+    """The checkpoint folder `directory` means: its `latest.json` target, or itself."""
     root = Path(directory)
     if (root / LATEST).is_file():
         return root / _read_latest(root)["checkpoint"]
@@ -811,8 +848,15 @@ def resolve_checkpoint(directory: str | Path) -> Path:
     )
 
 
+# %% [markdown]
+# The manifest is checked before any tensor is read: format, version, and the size of every
+# file, so that a truncated file is named as such instead of failing deep inside safetensors.
+
+
+# %%
+#| export checkpoint
 def read_manifest(directory: str | Path) -> tuple[Path, dict]:
-    """(checkpoint folder, its checkpoint.json), checked: format, version, and the size of every file."""
+    """(checkpoint folder, its checkpoint.json), checked: format, version, sizes."""
     path = resolve_checkpoint(directory)
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
@@ -828,8 +872,8 @@ def read_manifest(directory: str | Path) -> tuple[Path, dict]:
         actual = (path / name).stat().st_size if (path / name).is_file() else None
         if actual != size:
             raise ValueError(
-                f"checkpoint file {path / name} has {actual} bytes, the manifest says {size}: "
-                "it is missing, truncated or was changed after saving"
+                f"checkpoint file {path / name} has {actual} bytes, the manifest "
+                f"says {size}: it is missing, truncated or was changed after saving"
             )
     return path, manifest
 
@@ -842,7 +886,7 @@ def read_manifest(directory: str | Path) -> tuple[Path, dict]:
 # %%
 #| export checkpoint
 def _read_weights(path: Path, aliases: dict, expected: dict) -> dict:
-    """model.safetensors with its aliases restored, checked against the model's state dict."""
+    """model.safetensors with its aliases restored, checked against the model."""
     file = path / "model.safetensors"
     weights = load_file(file)
     for alias, name in aliases.items():
@@ -863,6 +907,13 @@ def _read_weights(path: Path, aliases: dict, expected: dict) -> dict:
     return weights
 
 
+# %% [markdown]
+# `load_checkpoint` builds the model from the saved config when it is not given one, and fills
+# in the optimizer and the scheduler when they are.
+
+
+# %%
+#| export checkpoint
 def load_checkpoint(
     directory: str | Path,
     model: nn.Module | None = None,
@@ -871,14 +922,12 @@ def load_checkpoint(
     *,
     device: torch.device | str = "cpu",
 ) -> Checkpoint:
-    """Load the checkpoint in `directory` into `model` (built from the saved config, on `device`, if None),
-    and into `optimizer` / `scheduler` if given. Random states are returned, not applied."""
+    """Load the checkpoint in `directory` into `model` (built from the saved config, on
+    `device`, if None), and into `optimizer` / `scheduler` if given. Random states are
+    returned, not applied.
+    """
     path, manifest = read_manifest(directory)
-    config = (
-        GPT2Config.from_dict(manifest["config"])
-        if manifest["config"] is not None
-        else None
-    )
+    config = manifest["config"] and GPT2Config.from_dict(manifest["config"])
     if model is None:
         if config is None:
             raise ValueError(
@@ -893,7 +942,8 @@ def load_checkpoint(
         if obj is not None:
             if manifest[what] is None:
                 raise ValueError(
-                    f"checkpoint {path} holds no {what} state, but a {what} was passed to load it into"
+                    f"checkpoint {path} holds no {what} state, but a {what} was "
+                    "passed to load it into"
                 )
             obj.load_state_dict(unpack(manifest[what], tensors))
     return Checkpoint(
@@ -1091,7 +1141,7 @@ assert full.step_loss == resumed.step_loss and full.to_dict() == resumed.to_dict
 
 # %%
 def resume_forgetting(what):
-    """Resume by hand (weights, Adam and schedule always restored), forgetting `what`."""
+    """Resume by hand (weights, Adam, schedule always restored), forgetting `what`."""
     m, opt, sched = fresh_run()
     state = load_checkpoint(workdir / "resume", m, opt, sched)
     torch.manual_seed(999)  # a new process: some other random state
@@ -1124,9 +1174,7 @@ n = len(resume_loader) - saved["batch"]
 reference = full.step_loss[23 : 23 + n]
 for what in ("nothing", "rng", "data order"):
     same = sum(a == b for a, b in zip(resume_forgetting(what), reference))
-    print(
-        f"forgetting {what:10}: {same:2d} of the {n} remaining steps of epoch 2 identical"
-    )
+    print(f"forgetting {what:10}: {same:2d} of the {n} steps left in epoch 2 identical")
 assert resume_forgetting("nothing") == reference
 
 # %% [markdown]

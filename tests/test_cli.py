@@ -75,11 +75,11 @@ def test_bad_options(tmp_path, capsys):
     path = tmp_path / "story.txt"
     path.write_text(STORY, encoding="utf-8")
     code, _, err = run_main(["train", "--data", str(path), "--model", "huge"], capsys)
-    assert code == 2 and "unknown model size 'huge'" in one_line_error(err)
+    assert code == 2 and "unknown preset 'huge'" in one_line_error(err)
     code, _, err = run_main(["train", "--data", str(path), "--epochs", "0"], capsys)
     assert code == 2 and "expected a positive integer, got 0" in err  # argparse: usage line + message
     code, _, err = run_main(["train", "--data", str(path), "--dropout", "1.5", "--model", "tiny"], capsys)
-    assert code == 2 and "dropout must be in [0, 1), got 1.5" in one_line_error(err)
+    assert code == 2 and "dropout must be finite and >= 0 and < 1, got 1.5" in one_line_error(err)
 
 
 def test_train_resume_and_generate_end_to_end(tmp_path, capsys):

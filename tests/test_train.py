@@ -227,7 +227,7 @@ def test_pick_device_and_set_seed():
 def test_split_text_is_by_characters():
     train_text, val_text = split_text("abcdefghij", 0.9)
     assert (train_text, val_text) == ("abcdefghi", "j")
-    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+    with pytest.raises(ValueError, match="train_ratio must be finite and > 0 and < 1"):
         split_text("abc", 1.0)
 
 

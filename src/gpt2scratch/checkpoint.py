@@ -1,14 +1,17 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-"""Checkpoints: model, optimizer, scheduler, random states and training progress, saved atomically as
-safetensors + JSON (no pickle) and loaded back bit for bit.
+"""Checkpoints: model, optimizer, scheduler, random states and training progress, saved
+atomically as safetensors + JSON (no pickle) and loaded back bit for bit.
 
 Generated from Appendix A of the book. Layout of a checkpoint folder:
 
-    latest.json                  {"checkpoint": "step-00000090", ...}: written last, atomically
-    step-00000090/model.safetensors   weights (a tied weight stored once, its aliases in checkpoint.json)
+    latest.json                  {"checkpoint": "step-00000090", ...}: written last,
+    atomically
+    step-00000090/model.safetensors   weights (a tied weight stored once, its aliases in
+    checkpoint.json)
     step-00000090/state.safetensors   optimizer and RNG tensors
-    step-00000090/checkpoint.json     config, structure of the optimizer/scheduler state, train state, file sizes
+    step-00000090/checkpoint.json     config, structure of the optimizer/scheduler
+    state, train state, file sizes
 """
 from __future__ import annotations
 
@@ -25,9 +28,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from gpt2scratch.files import atomic_write, default_mode, fsync_dir, fsync_file
+from gpt2scratch import files, validation  # package modules (a module imports modules)
 from gpt2scratch.model import GPT2, GPT2Config
-from gpt2scratch.validation import check_int
 
 FORMAT = "gpt2scratch-checkpoint"
 VERSION = 1
@@ -36,7 +38,9 @@ MANIFEST = "checkpoint.json"
 
 
 def pack(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
-    """`obj` as JSON-able data; its tensors are moved into `tensors` under names starting with `key`."""
+    """`obj` as JSON-able data; its tensors are moved into `tensors` under names
+    starting with `key`.
+    """
     if isinstance(obj, torch.Tensor):
         if key in tensors:
             raise ValueError(f"two tensors would be stored under the name {key!r}")
@@ -64,7 +68,8 @@ def pack(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
             ]
         }
     raise TypeError(
-        f"cannot store a {type(obj).__name__} (at {key!r}) in a checkpoint: only tensors, arrays, "
+        f"cannot store a {type(obj).__name__} (at {key!r}) in a checkpoint: only "
+        "tensors, arrays, "
         "numbers, strings, None, lists, tuples and dicts"
     )
 
@@ -87,7 +92,9 @@ def unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def unique_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors to store, {alias: stored name}): a weight shared by several names is stored once."""
+    """(tensors to store, {alias: stored name}): a weight shared by several names is
+    stored once.
+    """
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -139,14 +146,14 @@ def _write_folder(
         "train_state": packed(train_state, "train_state"),
     }
     save_file(tensors, folder / "state.safetensors")
-    files = ("model.safetensors", "state.safetensors")
-    manifest["files"] = {name: (folder / name).stat().st_size for name in files}
+    names = ("model.safetensors", "state.safetensors")
+    manifest["files"] = {name: (folder / name).stat().st_size for name in names}
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    for name in (*files, MANIFEST):
-        default_mode(folder / name)
-        fsync_file(folder / name)
-    default_mode(folder)
-    fsync_dir(folder)
+    for name in (*names, MANIFEST):
+        files.default_mode(folder / name)
+        files.fsync_file(folder / name)
+    files.default_mode(folder)
+    files.fsync_dir(folder)
 
 
 def save_checkpoint(
@@ -161,10 +168,10 @@ def save_checkpoint(
 ) -> Path:
     """Save a checkpoint into `directory` (created if needed); return its folder.
 
-    `train_state` is anything JSON-like (step, epoch, history, ...); `rng` the random states
-    to restore on resume. The newest `keep` checkpoints are kept.
+    `train_state` is anything JSON-like (step, epoch, history, ...); `rng` the random
+    states to restore on resume. The newest `keep` checkpoints are kept.
     """
-    check_int("keep", keep, minimum=1)
+    validation.check_int("keep", keep, minimum=1)
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     step = int((train_state or {}).get("step", 0))
@@ -184,12 +191,11 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    fsync_dir(root)
+    files.fsync_dir(root)
     kept = [name] + [p for p in previous if p != name][: keep - 1]
     pointer = {"format": FORMAT, "checkpoint": name, "step": step, "kept": kept}
-    atomic_write(
-        root / LATEST, lambda p: p.write_text(json.dumps(pointer), encoding="utf-8")
-    )
+    write = lambda p: p.write_text(json.dumps(pointer), encoding="utf-8")  # noqa: E731
+    files.atomic_write(root / LATEST, write)
     for (
         entry
     ) in root.iterdir():  # old checkpoints, and temp folders of interrupted saves
@@ -201,7 +207,7 @@ def save_checkpoint(
 
 @dataclass
 class Checkpoint:
-    """What `load_checkpoint` returns: the model (built or filled in) and the saved states."""
+    """What `load_checkpoint` returns: the model and the saved states."""
 
     path: Path
     model: nn.Module
@@ -223,7 +229,7 @@ def _read_latest(root: Path) -> dict:
 
 
 def resolve_checkpoint(directory: str | Path) -> Path:
-    """The checkpoint folder that `directory` means: its `latest.json` target, or itself."""
+    """The checkpoint folder `directory` means: its `latest.json` target, or itself."""
     root = Path(directory)
     if (root / LATEST).is_file():
         return root / _read_latest(root)["checkpoint"]
@@ -238,7 +244,7 @@ def resolve_checkpoint(directory: str | Path) -> Path:
 
 
 def read_manifest(directory: str | Path) -> tuple[Path, dict]:
-    """(checkpoint folder, its checkpoint.json), checked: format, version, and the size of every file."""
+    """(checkpoint folder, its checkpoint.json), checked: format, version, sizes."""
     path = resolve_checkpoint(directory)
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
@@ -254,14 +260,14 @@ def read_manifest(directory: str | Path) -> tuple[Path, dict]:
         actual = (path / name).stat().st_size if (path / name).is_file() else None
         if actual != size:
             raise ValueError(
-                f"checkpoint file {path / name} has {actual} bytes, the manifest says {size}: "
-                "it is missing, truncated or was changed after saving"
+                f"checkpoint file {path / name} has {actual} bytes, the manifest "
+                f"says {size}: it is missing, truncated or was changed after saving"
             )
     return path, manifest
 
 
 def _read_weights(path: Path, aliases: dict, expected: dict) -> dict:
-    """model.safetensors with its aliases restored, checked against the model's state dict."""
+    """model.safetensors with its aliases restored, checked against the model."""
     file = path / "model.safetensors"
     weights = load_file(file)
     for alias, name in aliases.items():
@@ -290,14 +296,12 @@ def load_checkpoint(
     *,
     device: torch.device | str = "cpu",
 ) -> Checkpoint:
-    """Load the checkpoint in `directory` into `model` (built from the saved config, on `device`, if None),
-    and into `optimizer` / `scheduler` if given. Random states are returned, not applied."""
+    """Load the checkpoint in `directory` into `model` (built from the saved config, on
+    `device`, if None), and into `optimizer` / `scheduler` if given. Random states are
+    returned, not applied.
+    """
     path, manifest = read_manifest(directory)
-    config = (
-        GPT2Config.from_dict(manifest["config"])
-        if manifest["config"] is not None
-        else None
-    )
+    config = manifest["config"] and GPT2Config.from_dict(manifest["config"])
     if model is None:
         if config is None:
             raise ValueError(
@@ -312,7 +316,8 @@ def load_checkpoint(
         if obj is not None:
             if manifest[what] is None:
                 raise ValueError(
-                    f"checkpoint {path} holds no {what} state, but a {what} was passed to load it into"
+                    f"checkpoint {path} holds no {what} state, but a {what} was "
+                    "passed to load it into"
                 )
             obj.load_state_dict(unpack(manifest[what], tensors))
     return Checkpoint(

@@ -1,6 +1,7 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-"""Data files for the book: where they live, how they are fetched, and how they are verified.
+"""Data files for the book: where they live, how they are fetched, and how they are
+verified.
 
 Generated from Appendix A of the book.
 """
@@ -13,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from gpt2scratch.files import atomic_write
+from gpt2scratch import files  # the package module (a module imports modules)
 
 VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
@@ -32,13 +33,19 @@ class DataUnavailableError(RuntimeError):
 
 
 def _repo_root() -> Path | None:
-    """The checkout this package sits in (src/gpt2scratch/ -> repo), or None if installed."""
-    root = Path(__file__).resolve().parents[2]
-    return root if (root / "pyproject.toml").is_file() else None
+    """The checkout this code sits in, or None when the package is pip-installed."""
+    # in the package: src/gpt2scratch/ -> the repo; in a notebook: chapters/ -> the repo
+    here = Path(globals().get("__file__", Path.cwd() / "notebook")).resolve()
+    for root in here.parents[:3]:
+        if (root / "pyproject.toml").is_file() and (
+            root / "src" / "gpt2scratch"
+        ).is_dir():
+            return root
+    return None
 
 
 def data_dir() -> Path:
-    """$GPT2SCRATCH_DATA_DIR, else <repo>/data in a checkout, else ~/.cache/gpt2scratch."""
+    """$GPT2SCRATCH_DATA_DIR, else <repo>/data, else ~/.cache/gpt2scratch."""
     env = os.environ.get("GPT2SCRATCH_DATA_DIR")
     if env:
         return Path(env).expanduser()
@@ -47,16 +54,15 @@ def data_dir() -> Path:
 
 
 def _mirror_dir() -> Path | None:
-    """$GPT2SCRATCH_DATA_MIRROR; a relative path is tried against the cwd, then the repo."""
+    """$GPT2SCRATCH_DATA_MIRROR; a relative path is tried in the cwd, then the repo."""
     env = os.environ.get("GPT2SCRATCH_DATA_MIRROR")
     if not env:
         return None
     path = Path(env).expanduser()
     if path.is_absolute() or path.is_dir():
         return path
-    root = (
-        _repo_root()
-    )  # notebooks run in chapters/: `data-mirror` may mean <repo>/data-mirror
+    # notebooks run in chapters/: `data-mirror` may mean <repo>/data-mirror
+    root = _repo_root()
     return root / path if root is not None and (root / path).is_dir() else path
 
 
@@ -77,7 +83,9 @@ def _corrupt(what: str, expected: str, actual: str, fix: str) -> ChecksumMismatc
 
 
 def check_sha256(path: str | os.PathLike, expected: str, *, fix: str) -> Path:
-    """`path` if its SHA-256 is `expected`; else ChecksumMismatchError saying how to `fix` it."""
+    """`path` if its SHA-256 is `expected`; else ChecksumMismatchError saying how to
+    `fix` it.
+    """
     actual = sha256_file(path)
     if actual != expected:
         raise _corrupt(str(path), expected, actual, fix)
@@ -85,7 +93,9 @@ def check_sha256(path: str | os.PathLike, expected: str, *, fix: str) -> Path:
 
 
 def _write_verified(source: BinaryIO, target: Path, sha256: str, what: str) -> None:
-    """Stream `source` into `target` atomically, refusing it unless it hashes to `sha256`."""
+    """Stream `source` into `target` atomically, refusing it unless it hashes to
+    `sha256`.
+    """
 
     def write(tmp: Path) -> None:
         digest = hashlib.sha256()
@@ -97,7 +107,7 @@ def _write_verified(source: BinaryIO, target: Path, sha256: str, what: str) -> N
             fix = "Nothing was written; fix the source and try again."
             raise _corrupt(what, sha256, digest.hexdigest(), fix)
 
-    atomic_write(target, write)
+    files.atomic_write(target, write)
 
 
 def fetch_verified(
@@ -130,8 +140,8 @@ def fetch_verified(
                 else f"; the mirror folder {mirror} does not exist"
             )
         raise DataUnavailableError(
-            f"{filename} is not in {target.parent}{looked}, and downloading {url} failed "
-            f"({err}). Either set GPT2SCRATCH_DATA_MIRROR to a folder that holds "
+            f"{filename} is not in {target.parent}{looked}, and downloading {url} "
+            f"failed ({err}). Either set GPT2SCRATCH_DATA_MIRROR to a folder that holds "
             f"{filename}, or download {url} by hand and save it as {target} "
             f"(sha256 {sha256})."
         ) from err

@@ -32,17 +32,18 @@ def fsync_file(path: str | os.PathLike) -> None:
 
 
 def default_mode(path: str | os.PathLike) -> None:
-    """Give a mkstemp/mkdtemp entry (0600/0700) the usual permissions under the umask."""
+    """Give a mkstemp/mkdtemp entry (0600/0700) the usual permissions (umask)."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it onto `path`.
+    """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it onto
+    `path`.
 
-    If `write` raises (or the process is interrupted), `path` is untouched and the temp file
-    is removed. Returns `path`.
+    If `write` raises (or the process is interrupted), `path` is untouched and the temp
+    file is removed. Returns `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,9 @@
 
 """Argument checks shared by the whole package: one error contract.
 
-A value of the wrong type raises TypeError, a value out of range raises ValueError, and the
-message names the argument and the value it got. Generated from Appendix A of the book.
+A value of the wrong type raises TypeError, a value out of range raises ValueError, and
+the message names the argument and the value it got. Generated from Appendix A of the
+book.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _bounds(minimum, maximum, min_open: bool, max_open: bool) -> str:
 
 
 def check_int(name: str, value, *, minimum: int | None = None, none_ok: bool = False):
-    """`value` if it is an int (not a bool) >= `minimum`; else TypeError / ValueError."""
+    """`value` if it is an int (not a bool) >= `minimum`; else TypeError/ValueError."""
     if value is None and none_ok:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
