@@ -3,7 +3,7 @@
     python -m gpt2scratch bench train    [--device cpu|cuda] [--steps 10] [--batch-size 2] [--context-length 256]
     python -m gpt2scratch bench generate [--device cpu|cuda] [--steps 5] [--new-tokens 32]
 
-Method (see DESIGN.md, "Benchmarks"): both models are built from the same config and hold the SAME
+Method (see CONTRIBUTING.md, "Benchmarks"): both models are built from the same config and hold the SAME
 weights (ours are copied into HF's, transposing its Conv1D matrices), so they compute the same
 function; the script checks that their logits agree. After a warm-up, it times pairs of steps,
 alternating which model goes first, and reports the median over pairs of the per-pair speed ratio,
@@ -23,7 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.model import GPT2, PRESETS, GPT2Config
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                            ("generate", "time greedy generation: ours vs transformers' generate()")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-        p.add_argument("--preset", default="124M", help="model size: 124M, 355M, 774M, 1558M")
+        p.add_argument("--preset", default="124M",
+                       help=f"model size, a GPT2Config preset: {', '.join(PRESETS)}")
         p.add_argument("--layers", type=int, default=None, help="override the preset's n_layers (quick smoke runs)")
         p.add_argument("--steps", type=int, default=10, help="timed pairs (ours, HF)")
         p.add_argument("--warmup", type=int, default=2, help="untimed pairs first")
