@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2scratch.model import GELU, GPT2, MLP, Block, GPT2Config, LayerNorm
+from gpt2scratch.model import (
+    GELU, GPT2, HF_NAMES, MLP, PRESETS, Block, GPT2Config, LayerNorm, sample_next_token,
+)
 
 TINY = GPT2Config(vocab_size=97, context_length=16, d_model=32, n_layers=2, n_heads=4, dropout=0.0)
 
@@ -54,21 +56,34 @@ def test_hf_preset_names(hf, ours):
 def test_preset_overrides_and_unknown():
     c = GPT2Config.preset("355M", context_length=128, dropout=0.0)
     assert (c.d_model, c.n_layers, c.n_heads, c.context_length, c.dropout) == (1024, 24, 16, 128, 0.0)
-    with pytest.raises(ValueError, match="unknown preset 'gpt5'.*124M"):
+    with pytest.raises(ValueError, match="unknown preset 'gpt5'; valid names: tiny, mini, 124M, .*gpt2-xl"):
         GPT2Config.preset("gpt5")
+    with pytest.raises(TypeError, match="preset name must be a str, got int 124"):
+        GPT2Config.preset(124)
+
+
+def test_one_table_holds_every_size():
+    assert list(PRESETS) == ["tiny", "mini", "124M", "355M", "774M", "1558M"]
+    assert set(HF_NAMES.values()) <= set(PRESETS)
+    for name, (d_model, n_layers, n_heads) in PRESETS.items():
+        c = GPT2Config.preset(name)
+        assert (c.d_model, c.n_layers, c.n_heads) == (d_model, n_layers, n_heads)
+    assert GPT2Config.preset("tiny", context_length=64).context_length == 64
+    assert (GPT2Config.preset("tiny").d_model, GPT2Config.preset("mini").d_model) == (32, 128)
 
 
 @pytest.mark.parametrize("kwargs, exc, msg", [
     (dict(d_model=768, n_heads=10), ValueError, "d_model=768, n_heads=10"),
-    (dict(n_layers=0), ValueError, "n_layers must be a positive int, got 0"),
+    (dict(n_layers=0), ValueError, "n_layers must be >= 1, got 0"),
     (dict(vocab_size=-5), ValueError, "got -5"),
-    (dict(d_model=768.0), TypeError, "d_model must be an int, got 768.0"),
+    (dict(d_model=768.0), TypeError, "d_model must be an int, got float 768.0"),
     (dict(n_heads=True), TypeError, "n_heads"),
-    (dict(dropout=1.0), ValueError, r"dropout must be in \[0, 1\), got 1.0"),
+    (dict(dropout=1.0), ValueError, r"dropout must be finite and >= 0 and < 1, got 1.0"),
     (dict(dropout=-0.1), ValueError, "got -0.1"),
     (dict(dropout=float("nan")), ValueError, "got nan"),
-    (dict(dropout="0.1"), TypeError, "dropout"),
-    (dict(tie_weights=1), TypeError, "tie_weights must be a bool"),
+    (dict(dropout="0.1"), TypeError, "dropout must be a number, got str '0.1'"),
+    (dict(tie_weights=1), TypeError, "tie_weights must be True or False, got int 1"),
+    (dict(qkv_bias="yes"), TypeError, "qkv_bias must be True or False"),
 ])
 def test_config_validation(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -328,14 +343,16 @@ def test_generate_restores_training_mode():
 
 
 @pytest.mark.parametrize("kwargs, exc, msg", [
-    (dict(temperature=-1.0), ValueError, r"^temperature must be >= 0, got -1.0$"),
-    (dict(temperature=float("nan")), ValueError, "temperature must be >= 0, got nan"),
-    (dict(temperature=float("inf")), ValueError, "temperature must be finite"),
-    (dict(temperature="hot"), TypeError, "temperature must be a number, got 'hot'"),
-    (dict(top_k=0), ValueError, "top_k must be >= 1"),
-    (dict(top_k=2.5), TypeError, "top_k must be an int"),
+    (dict(temperature=-1.0), ValueError, r"^temperature must be finite and >= 0, got -1.0$"),
+    (dict(temperature=float("nan")), ValueError, "temperature must be finite and >= 0, got nan"),
+    (dict(temperature=float("inf")), ValueError, "temperature must be finite and >= 0, got inf"),
+    (dict(temperature="hot"), TypeError, "temperature must be a number, got str 'hot'"),
+    (dict(temperature=True), TypeError, "temperature must be a number, got bool True"),
+    (dict(top_k=0), ValueError, "top_k must be >= 1, got 0"),
+    (dict(top_k=2.5), TypeError, "top_k must be an int or None, got float 2.5"),
     (dict(eos_id=97), ValueError, r"eos_id must be in \[0, 97\), got 97"),
-    (dict(seed="1"), TypeError, "seed must be an int"),
+    (dict(eos_id=-1), ValueError, "eos_id must be >= 0, got -1"),
+    (dict(seed="1"), TypeError, "seed must be an int or None, got str '1'"),
     (dict(seed=1, generator=torch.Generator()), ValueError, "seed or generator, not both"),
     (dict(generator=3), TypeError, "torch.Generator"),
 ])
@@ -348,7 +365,7 @@ def test_generate_argument_errors(tiny, kwargs, exc, msg):
 
 def test_generate_length_and_prompt_errors(tiny):
     tok = CharTokenizer()
-    with pytest.raises(ValueError, match="max_length must be > 0, got 0"):
+    with pytest.raises(ValueError, match="max_length must be >= 1, got 0"):
         tiny.generate("hi", max_length=0, tokenizer=tok)
     with pytest.raises(ValueError, match="max_new_tokens must be >= 0, got -1"):
         tiny.generate(torch.tensor([[1]]), max_new_tokens=-1)
@@ -366,5 +383,31 @@ def test_generate_length_and_prompt_errors(tiny):
         tiny.generate(torch.tensor([[1, 500]]), 3)
     with pytest.raises(ValueError, match="token ids must be in"):
         tiny.generate("~~~é", max_length=3, tokenizer=tok)  # 'é' encodes to an id >= 97
-    with pytest.raises(ValueError, match=r"\(B, T\) integer tensor"):
+    with pytest.raises(ValueError, match=r"idx must have shape \(batch, seq_len\).*\(2,\)"):
         tiny.generate(torch.tensor([1, 2]), 3)
+    with pytest.raises(TypeError, match="integer tensor.*float32"):
+        tiny.generate(torch.zeros(1, 3), 3)
+
+
+def test_generate_signature_and_brief_call():
+    """generate stays a method of GPT2 with its signature; the brief's call works."""
+    import inspect
+
+    params = inspect.signature(GPT2.generate).parameters
+    assert list(params) == ["self", "prompt", "max_new_tokens", "temperature", "top_k", "eos_id",
+                            "generator", "max_length", "tokenizer", "seed"]
+    assert [p.name for p in params.values() if p.kind is p.KEYWORD_ONLY] == ["max_length", "tokenizer", "seed"]
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config.preset("tiny", context_length=32))
+    text = model.generate("Justice is served when", max_length=100, temperature=0.8)
+    assert isinstance(text, str) and text.startswith("Justice is served when")
+
+
+def test_sample_next_token():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 5.0, 0.0]])
+    assert sample_next_token(logits, temperature=0).tolist() == [[0], [2]]
+    g = torch.Generator().manual_seed(0)
+    draws = sample_next_token(logits[:1].expand(500, 4), top_k=2, generator=g)
+    assert set(draws.flatten().tolist()) == {0, 1}  # top-k keeps the two best tokens only
+    cold = sample_next_token(logits[:1].expand(500, 4), temperature=0.05, generator=g)
+    assert set(cold.flatten().tolist()) == {0}  # a low temperature is nearly greedy
