@@ -308,3 +308,67 @@ def test_grad_clip_bounds_the_update():
     train(model, [next(iter(train_loader))], val_loader, sgd, grad_clip=1e-3, **quiet())
     step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
     assert step.item() == pytest.approx(1e-3, rel=1e-3)  # SGD step = lr * clipped gradient
+
+
+def test_train_equals_a_loop_of_train_step_bit_for_bit():
+    from gpt2scratch.train import train_step
+
+    train_loader, val_loader = loaders(shuffle=False)
+    model, optimizer = fresh()
+    by_hand = [train_step(model, x, y, optimizer).loss for _ in range(2) for x, y in train_loader]
+    model, optimizer = fresh()
+    history = train(model, train_loader, val_loader, optimizer, epochs=2, **quiet())
+    assert history.step_loss == by_hand
+
+
+def test_backward_and_wrap_seams():
+    """The seams later chapters use: a hand-written backward (ch06) and a model wrapper (ch11)."""
+    from gpt2scratch.train import autograd_backward
+
+    calls = {"backward": 0, "wrap": 0}
+
+    def counting_backward(model, inputs, targets):
+        calls["backward"] += 1
+        return autograd_backward(model, inputs, targets)
+
+    class Wrapper(torch.nn.Module):  # like DistributedDataParallel: forwards to the module
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, idx):
+            return self.module(idx)
+
+    def wrap(model):
+        calls["wrap"] += 1
+        return Wrapper(model)
+
+    train_loader, val_loader = loaders(shuffle=False)
+    model, optimizer = fresh()
+    plain = train(model, train_loader, val_loader, optimizer, **quiet())
+    model, optimizer = fresh()
+    seamed = train(model, train_loader, val_loader, optimizer, backward=counting_backward,
+                   wrap=wrap, **quiet())
+    assert calls == {"backward": len(train_loader), "wrap": 1}
+    assert seamed.step_loss == plain.step_loss
+
+
+def test_frozen_weights_stay_frozen_and_are_not_clipped():
+    """LoRA's case (ch09): only parameters that get a gradient are clipped and updated."""
+    train_loader, val_loader = loaders(shuffle=False)
+    model, _ = fresh()
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("h.1."))
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    history = train(model, train_loader, val_loader, optimizer, grad_clip=0.5, **quiet())
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    assert history.step_loss[-1] < history.step_loss[0]
+
+
+def test_train_rejects_unknown_settings():
+    model, optimizer = fresh()
+    train_loader, val_loader = loaders()
+    with pytest.raises(TypeError, match="learning_rate"):
+        train(model, train_loader, val_loader, optimizer, learning_rate=0.1, **quiet())
