@@ -1,8 +1,10 @@
 # Generated from chapters/05_training.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-"""Training GPT-2: device and seeds, the loss, evaluation, the training loop, the learning-rate schedule.
+"""Training GPT-2: device and seeds, the loss, evaluation, the training loop, the
+learning-rate schedule.
 
-Generated from chapter 05 of the book. `train()` is the loop; checkpoints live in `gpt2scratch.checkpoint`.
+Generated from chapter 05 of the book. `train()` is the loop; checkpoints live in
+`gpt2scratch.checkpoint`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +35,9 @@ from gpt2scratch.validation import check_int, check_number
 
 
 def pick_device(preferred: str | torch.device | None = None) -> torch.device:
-    """The device to train on: `preferred` if given and usable, else cuda -> mps -> cpu, in that order."""
+    """The device to train on: `preferred` if given and usable, else cuda -> mps -> cpu,
+    in that order.
+    """
     if preferred is None or preferred == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -43,12 +48,14 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
         device = torch.device(preferred)
     except (RuntimeError, TypeError):
         raise ValueError(
-            f"unknown device {preferred!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+            f"unknown device {preferred!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or "
+            "'mps'"
         ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"device {preferred!r} was asked for, but this PyTorch sees no CUDA GPU; "
+                f"device {preferred!r} was asked for, but this PyTorch sees no CUDA "
+                "GPU; "
                 "use 'auto' or 'cpu'"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
@@ -58,17 +65,21 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
             )
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(
-            f"device {preferred!r} was asked for, but MPS is not available; use 'auto' or 'cpu'"
+            f"device {preferred!r} was asked for, but MPS is not available; use "
+            "'auto' or 'cpu'"
         )
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(
-            f"unsupported device {preferred!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+            f"unsupported device {preferred!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' "
+            "or 'mps'"
         )
     return device
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's random generators (torch's covers every CUDA device too)."""
+    """Seed Python's, NumPy's and torch's random generators (torch's covers every CUDA
+    device too).
+    """
     check_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -81,7 +92,9 @@ def calc_loss_batch(
     targets: torch.Tensor,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Mean next-token cross-entropy of `model` on one batch: inputs and targets are (B, T) token ids."""
+    """Mean next-token cross-entropy of `model` on one batch: inputs and targets are (B,
+    T) token ids.
+    """
     if device is not None:
         inputs, targets = inputs.to(device), targets.to(device)
     logits = model(inputs)  # (B, T, V)
@@ -91,7 +104,7 @@ def calc_loss_batch(
 
 
 def perplexity(loss: float) -> float:
-    """exp(loss): the size of a uniform choice that would be as uncertain as the model."""
+    """exp(loss): the size of a uniform choice as uncertain as the model."""
     return math.exp(loss)
 
 
@@ -115,13 +128,10 @@ def make_loaders(
     train_ratio: float = 0.9,
     seed: int = 123,
 ) -> tuple[DataLoader, DataLoader]:
-    """Train and validation loaders over a character split of `text`, windows of `context_length` tokens.
-
-    Raises ValueError naming the token counts when a split is too short for one window (or, for the train
-    split, for one batch).
-    """
+    """Train and validation loaders over a 90/10 character split of `text`."""
     train_text, val_text = split_text(text, train_ratio)
-    encode = lambda s: tokenizer.encode(s, allowed_special={"<|endoftext|>"})  # noqa: E731
+    # noqa: E731
+    encode = lambda s: tokenizer.encode(s, allowed_special={"<|endoftext|>"})
     train_ids, val_ids = encode(train_text), encode(val_text)
     total = len(train_ids) + len(val_ids)
     need = (
@@ -133,15 +143,19 @@ def make_loaders(
     ):
         if len(part) < need:
             raise ValueError(
-                f"the {name} split ({ratio:.0%} of the text) has {len(part)} tokens, but one window "
-                f"of context_length {context_length} needs {need}; the whole text has {total} "
+                f"the {name} split ({ratio:.0%} of the text) has {len(part)} tokens, "
+                "but one window "
+                f"of context_length {context_length} needs {need}; the whole text has "
+                f"{total} "
                 f"tokens. Use a longer text or a smaller context length"
             )
     windows = (len(train_ids) - need) // context_length + 1
     if windows < batch_size:
         raise ValueError(
-            f"the train split has {len(train_ids)} tokens = {windows} window(s) of {context_length}, "
-            f"fewer than batch_size {batch_size}; use a longer text or a smaller batch size "
+            f"the train split has {len(train_ids)} tokens = {windows} window(s) of "
+            f"{context_length}, "
+            f"fewer than batch_size {batch_size}; use a longer text or a smaller "
+            "batch size "
             "or context length"
         )
     train_loader = create_dataloader(
@@ -163,7 +177,9 @@ def make_loaders(
 
 
 def rng_state() -> dict:
-    """Every random state a training step can touch: Python, NumPy, torch's CPU and each CUDA/MPS device."""
+    """Every random state a training step can touch: Python, NumPy, torch's CPU and each
+    CUDA/MPS device.
+    """
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
@@ -177,7 +193,9 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state()` captured (device states only where that device exists)."""
+    """Restore what `rng_state()` captured (device states only where that device
+    exists).
+    """
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -190,7 +208,9 @@ def set_rng_state(state: dict) -> None:
 
 @contextmanager
 def preserved_rng():
-    """Run a block without disturbing any random generator (evaluation, sampling a preview)."""
+    """Run a block without disturbing any random generator (evaluation, sampling a
+    preview).
+    """
     state = rng_state()
     try:
         yield
@@ -205,7 +225,8 @@ def evaluate(
     max_batches: int | None = None,
     device: torch.device | str | None = None,
 ) -> float:
-    """Mean loss over the first `max_batches` batches of `loader` (all if None), in eval mode (no dropout).
+    """Mean loss over the first `max_batches` batches of `loader` (all if None), in eval
+    mode (no dropout).
 
     Restores the model's train/eval mode and every random state afterwards.
     """
@@ -246,7 +267,9 @@ class StepResult:
 
 
 def autograd_backward(model: nn.Module, inputs, targets) -> torch.Tensor:
-    """Forward, loss, and backward with autograd: fills every `p.grad`, returns the loss."""
+    """Forward, loss, and backward with autograd: fills every `p.grad`, returns the
+    loss.
+    """
     loss = calc_loss_batch(model, inputs, targets)
     loss.backward()
     return loss.detach()
@@ -263,7 +286,7 @@ def train_step(
     backward=autograd_backward,
     step: int | None = None,
 ) -> StepResult:
-    """One optimizer step on one batch: gradients, divergence check, clipping, update."""
+    """One optimizer step on one batch: gradients, divergence check, clip, update."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
     loss = backward(model, inputs, targets).item()
@@ -284,7 +307,9 @@ def train_step(
 
 @dataclass
 class History:
-    """What `train()` records: per evaluation (first six lists) and per step (next three)."""
+    """What `train()` records: per evaluation (first six lists) and per step (next
+    three).
+    """
 
     step: list[int] = field(default_factory=list)  # optimizer steps done when evaluated
     epoch: list[float] = field(default_factory=list)  # step / steps_per_epoch
@@ -339,7 +364,9 @@ def in_order(loader: Iterable) -> Iterable:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Every setting of a training run. `train()` reads the loop's; `prepare_run()` the rest."""
+    """Every setting of a training run. `train()` reads the loop's; `prepare_run()` the
+    rest.
+    """
 
     model: str = "124M"  # a GPT2Config.preset name
     context_length: int = 256
@@ -398,19 +425,15 @@ class _Progress:
     history: History = field(default_factory=History)
     rng: dict | None = None  # random states to restore once the data order is replayed
 
-    def save(self, folder, model, optimizer, scheduler, epoch: int, batch: int) -> None:
-        state = {
-            "step": self.step,
+    def state(self, epoch: int, batch: int) -> dict:
+        keys = ("step", "seed", "tokens_seen", "steps_per_epoch")
+        state = {key: getattr(self, key) for key in keys}
+        return {
+            **state,
             "epoch": epoch,
             "batch": batch,
-            "seed": self.seed,
-            "tokens_seen": self.tokens_seen,
-            "steps_per_epoch": self.steps_per_epoch,
             "history": self.history.to_dict(),
         }
-        save_checkpoint(
-            folder, model, optimizer, scheduler, train_state=state, rng=rng_state()
-        )
 
     @classmethod
     def resume(cls, folder, model, optimizer, scheduler, steps_per_epoch: int):
@@ -418,23 +441,18 @@ class _Progress:
         state = ckpt.train_state
         if state["steps_per_epoch"] != steps_per_epoch:
             raise ValueError(
-                f"the checkpoint {ckpt.path} was trained with {state['steps_per_epoch']} "
-                f"batches per epoch, this loader has {steps_per_epoch}: resume with the "
-                "same data, batch size and context length"
+                f"the checkpoint {ckpt.path} was trained with "
+                f"{state['steps_per_epoch']} batches per epoch, this loader has "
+                f"{steps_per_epoch}: resume with the"
+                " same data, batch size and context length"
             )
-        return cls(
-            steps_per_epoch,
-            state["seed"],
-            state["step"],
-            state["tokens_seen"],
-            state["epoch"],
-            state["batch"],
-            History(**state["history"]),
-            ckpt.rng,
-        )
+        keys = ("step", "tokens_seen", "epoch", "batch")
+        progress = cls(steps_per_epoch, state["seed"], **{k: state[k] for k in keys})
+        progress.history, progress.rng = History(**state["history"]), ckpt.rng
+        return progress
 
     def batches(self, loader, epoch: int) -> Iterator:
-        """The epoch's batches; on resume, skip those already trained, then restore RNG."""
+        """The epoch's batches; on resume, skip those trained, then restore the RNG."""
         first = self.batch if epoch == self.epoch else 0
         batches = epoch_batches(loader, self.seed, epoch)
         for _ in range(first):
@@ -445,84 +463,95 @@ class _Progress:
         return enumerate(batches, start=first)
 
 
-class _Log:
-    """Evaluation, samples, checkpoint timing and the progress bar of one `train()` run."""
+@dataclass
+class _Run:
+    """One `train()` call: what the loop needs, and its bookkeeping."""
 
-    def __init__(
-        self,
-        model,
-        eval_train,
-        val_loader,
-        s: TrainSettings,
-        at: _Progress,
-        device,
-        tokenizer,
-    ):
-        self.model, self.eval_train, self.val_loader = model, eval_train, val_loader
-        self.s, self.at, self.device, self.tokenizer = s, at, device, tokenizer
-        self.eval_every = s.eval_every or at.steps_per_epoch
-        self.say = tqdm.write if s.verbose else (lambda *_: None)
-        self.bar = tqdm(
-            total=s.epochs * at.steps_per_epoch,
-            initial=at.step,
-            unit="step",
-            desc="training",
-            disable=not s.progress,
-            mininterval=2.0,
-            file=sys.stderr,
-        )
-        if at.step:
-            self.say(
-                f"resumed at step {at.step} (epoch {at.epoch + 1}, batch {at.batch})"
-            )
+    model: nn.Module
+    runner: nn.Module  # what the step trains through: the model, or a wrapper (DDP)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    s: TrainSettings
+    at: _Progress
+    device: torch.device
+    loaders: tuple  # (training batches read in order, validation)
+    tokenizer: Any = None
+    checkpoint_dir: str | Path | None = None
+    backward: Callable = autograd_backward
+
+    def say(self, text: str) -> None:
+        if self.s.verbose:
+            tqdm.write(text)
 
     def evaluate(self, lr: float) -> float:
-        at, iters = self.at, self.s.eval_iters
-        train_loss = evaluate(self.model, self.eval_train, iters, self.device)
-        val_loss = evaluate(self.model, self.val_loader, iters, self.device)
-        epoch = at.step / at.steps_per_epoch
-        for name, value in (
-            ("step", at.step),
-            ("epoch", epoch),
-            ("lr", lr),
-            ("tokens_seen", at.tokens_seen),
-            ("train_loss", train_loss),
-            ("val_loss", val_loss),
-        ):
-            getattr(at.history, name).append(value)
+        at, (train_batches, val_batches) = self.at, self.loaders
+        train_loss = evaluate(self.model, train_batches, self.s.eval_iters, self.device)
+        val_loss = evaluate(self.model, val_batches, self.s.eval_iters, self.device)
+        epoch, h = at.step / at.steps_per_epoch, at.history
+        h.step.append(at.step), h.epoch.append(epoch), h.lr.append(lr)
+        h.tokens_seen.append(at.tokens_seen)
+        h.train_loss.append(train_loss), h.val_loss.append(val_loss)
         self.say(
             f"epoch {epoch:5.2f}  step {at.step:5d}  train {train_loss:.3f}  "
             f"val {val_loss:.3f}"
         )
         return val_loss
 
-    def checkpoint_due(self, mid_epoch: bool) -> bool:
-        every = self.s.checkpoint_every
-        if every is None:  # default: at the end of each epoch only
-            return not mid_epoch
-        return self.at.step % every == 0
-
-    def progress(self, loss: float) -> None:
-        self.bar.update()
-        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-
     def sample(self, epoch: int) -> None:
         s = self.s
-        if not s.sample_prompt:
-            return
         with preserved_rng():  # a preview must not change the run
+            options = dict(tokenizer=self.tokenizer, seed=s.seed)
             text = self.model.generate(
                 s.sample_prompt,
                 max_length=s.sample_tokens,
                 temperature=s.sample_temperature,
-                tokenizer=self.tokenizer,
-                seed=s.seed,
+                **options,
             )
         self.at.history.samples.append([self.at.step, text])
         self.say(f"  sample after epoch {epoch + 1}: {text!r}")
 
-    def close(self) -> None:
-        self.bar.close()
+    def save(self, epoch: int, batch: int) -> None:
+        args = (self.checkpoint_dir, self.model, self.optimizer, self.scheduler)
+        save_checkpoint(*args, train_state=self.at.state(epoch, batch), rng=rng_state())
+
+    def checkpoint_due(self, mid_epoch: bool) -> bool:
+        every = self.s.checkpoint_every
+        if self.checkpoint_dir is None or (every is None and mid_epoch):
+            return False
+        return every is None or self.at.step % every == 0
+
+
+def _train_epoch(run: _Run, loader, epoch: int, callbacks, bar) -> tuple[bool, int]:
+    """Train one epoch; return (stop, batches of the epoch done)."""
+    at, s = run.at, run.s
+    done = at.batch if epoch == at.epoch else 0
+    for batch, (inputs, targets) in at.batches(loader, epoch):
+        inputs, targets = inputs.to(run.device), targets.to(run.device)
+        result = train_step(
+            run.runner,
+            inputs,
+            targets,
+            run.optimizer,
+            scheduler=run.scheduler,
+            grad_clip=s.grad_clip,
+            backward=run.backward,
+            step=at.step + 1,
+        )
+        at.step, at.tokens_seen = at.step + 1, at.tokens_seen + targets.numel()
+        at.history.add_step(result)
+        bar.update()
+        bar.set_postfix(loss=f"{result.loss:.3f}", refresh=False)
+        eval_every = s.eval_every or at.steps_per_epoch
+        val = run.evaluate(result.lr) if at.step % eval_every == 0 else None
+        info = {"step": at.step, "epoch": epoch, "loss": result.loss, "lr": result.lr}
+        info.update(tokens_seen=at.tokens_seen, val_loss=val)
+        stop = any([bool(callback(info)) for callback in callbacks])  # all see it
+        done = batch + 1
+        if stop or (s.max_steps is not None and at.step >= s.max_steps):
+            return True, done
+        if done < at.steps_per_epoch and run.checkpoint_due(mid_epoch=True):
+            run.save(epoch, done)
+    return False, done
 
 
 def train(
@@ -535,94 +564,66 @@ def train(
     scheduler=None,
     device=None,
     tokenizer=None,
-    callbacks: Sequence[Callable[[dict], bool | None]] = (),
-    checkpoint_dir: str | Path | None = None,
-    resume_from: str | Path | None = None,
+    callbacks: Sequence[Callable] = (),
+    checkpoint_dir=None,
+    resume_from=None,
     backward=autograd_backward,
-    wrap: Callable | None = None,
+    wrap=None,
     **overrides,
 ) -> History:
-    """Train `model` for `settings.epochs` passes over `train_loader`; return the History.
+    """Train `model` for `settings.epochs` epochs over `train_loader`; return the History.
 
-    `overrides` replace fields of `settings` (`train(..., epochs=3)`). `backward` fills the
-    gradients (chapter 6); `wrap(model)` returns the module to train through (chapter 11's
-    DDP). A callback gets a dict after every step and stops the run by returning True.
+    `overrides` replace fields of `settings` (`train(..., epochs=3)`). `backward` fills
+    the gradients (chapter 6); `wrap(model)` returns the module to train through
+    (chapter 11's DDP). Each callback gets a dict after every step; returning True
+    stops the run. `checkpoint_dir` saves checkpoints, `resume_from` continues one.
     """
     s = replace(settings or TrainSettings(), **overrides)
     device = torch.device(device) if device else next(model.parameters()).device
     model.to(device)
+    steps = len(train_loader)
+    if steps == 0:
+        raise ValueError("train_loader yields no batches: the text is too short")
+    at = _Progress(steps, s.seed)
+    if resume_from is not None:
+        at = _Progress.resume(resume_from, model, optimizer, scheduler, steps)
     runner = wrap(model) if wrap else model
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            "train_loader yields no batches: the text is shorter than one batch"
-        )
-    at = (
-        _Progress.resume(resume_from, model, optimizer, scheduler, steps_per_epoch)
-        if resume_from is not None
-        else _Progress(steps_per_epoch, s.seed)
+    loaders = (in_order(train_loader), val_loader)
+    run = _Run(model, runner, optimizer, scheduler, s, at, device, loaders)
+    run.tokenizer, run.backward = tokenizer, backward
+    run.checkpoint_dir = checkpoint_dir
+    if at.step:
+        run.say(f"resumed from {resume_from} at step {at.step} (epoch {at.epoch + 1})")
+    else:
+        run.evaluate(optimizer.param_groups[0]["lr"])
+    options = dict(
+        total=s.epochs * steps, initial=at.step, desc="training", unit="step"
     )
-    log = _Log(model, in_order(train_loader), val_loader, s, at, device, tokenizer)
-    if at.step == 0:
-        log.evaluate(optimizer.param_groups[0]["lr"])
-    stop = False
-    for epoch in range(at.epoch, s.epochs):
-        batch = at.batch - 1 if epoch == at.epoch else -1
-        for batch, (inputs, targets) in at.batches(train_loader, epoch):
-            inputs, targets = inputs.to(device), targets.to(device)
-            result = train_step(
-                runner,
-                inputs,
-                targets,
-                optimizer,
-                scheduler=scheduler,
-                grad_clip=s.grad_clip,
-                backward=backward,
-                step=at.step + 1,
-            )
-            at.step, at.tokens_seen = at.step + 1, at.tokens_seen + targets.numel()
-            at.history.add_step(result)
-            val = log.evaluate(result.lr) if at.step % log.eval_every == 0 else None
-            info = {
-                "step": at.step,
-                "epoch": epoch,
-                "loss": result.loss,
-                "lr": result.lr,
-                "tokens_seen": at.tokens_seen,
-                "val_loss": val,
-            }
-            stop = any([bool(callback(info)) for callback in callbacks])  # all see it
-            stop = stop or (s.max_steps is not None and at.step >= s.max_steps)
-            log.progress(result.loss)
+    with tqdm(**options, disable=not s.progress, file=sys.stderr) as bar:
+        for epoch in range(at.epoch, s.epochs):
+            stop, done = _train_epoch(run, train_loader, epoch, callbacks, bar)
+            finished = done == steps
+            if finished and s.sample_prompt:
+                run.sample(epoch)
+            last = stop or epoch + 1 == s.epochs
+            if checkpoint_dir and (last or (finished and run.checkpoint_due(False))):
+                run.save(*((epoch + 1, 0) if finished else (epoch, done)))
             if stop:
                 break
-            if (
-                checkpoint_dir
-                and batch + 1 < steps_per_epoch
-                and log.checkpoint_due(True)
-            ):
-                at.save(checkpoint_dir, model, optimizer, scheduler, epoch, batch + 1)
-        finished = batch + 1 == steps_per_epoch
-        if finished:
-            log.sample(epoch)
-        last = stop or epoch + 1 == s.epochs
-        if checkpoint_dir and (last or (finished and log.checkpoint_due(False))):
-            where = (epoch + 1, 0) if finished else (epoch, batch + 1)
-            at.save(checkpoint_dir, model, optimizer, scheduler, *where)
-        if stop:
-            break
-    log.close()
     return at.history
 
 
 class WarmupCosine:
-    """Learning-rate multiplier: linear warm-up to 1 over `warmup_steps`, cosine decay to `min_ratio` at
-    `total_steps`, then flat. Use through `warmup_cosine()` (a LambdaLR)."""
+    """Learning-rate multiplier: linear warm-up to 1 over `warmup_steps`, cosine decay
+    to `min_ratio` at `total_steps`, then flat. Use through `warmup_cosine()` (a
+    LambdaLR).
+    """
 
     def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float = 0.1):
         if not 0 <= warmup_steps <= total_steps or total_steps < 1:
             raise ValueError(
-                f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, got warmup_steps "
+                "need 0 <= warmup_steps <= total_steps and total_steps >= 1, got "
+                "warmup_steps "
                 f"{warmup_steps} and total_steps {total_steps}"
             )
         if not 0 <= min_ratio <= 1:
@@ -654,7 +655,9 @@ def warmup_cosine(
     total_steps: int,
     min_ratio: float = 0.1,
 ) -> LambdaLR:
-    """Linear warm-up + cosine decay of every param group's learning rate, stepped once per optimizer step."""
+    """Linear warm-up + cosine decay of every param group's learning rate, stepped once
+    per optimizer step.
+    """
     return LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_ratio))
 
 
