@@ -96,8 +96,8 @@ torch.set_printoptions(precision=4, sci_mode=False)
 tokenizer = gpt2_encoding()
 
 # %% [markdown]
-# Training 124M parameters for 30 epochs takes about 20 minutes on two CPU cores (the run prints
-# its own time). When the book's tests run (`make test`), one helper call in section 5.6 swaps in
+# Training 124M parameters for 30 epochs takes tens of minutes on two CPU cores; the run prints
+# its own time (the stored run shared its two cores with other jobs). When the book's tests run (`make test`), one helper call in section 5.6 swaps in
 # a tiny model and a few epochs; the outputs you read here come from the full run.
 
 # %% [markdown]
@@ -1125,8 +1125,8 @@ assert n_1024 - n_256 == rows * course_config.d_model
 # 124M: the main run (30 epochs), two 10-epoch comparison runs, two 3-epoch ablations
 MODEL, EPOCHS, COMPARE_EPOCHS, STUDY_EPOCHS = full_or_quick(
     full=(course_config, 30, 10, 3),
-    quick=(GPT2Config.preset("tiny", context_length=256), 3, 2, 1),
-    what="a tiny model (d_model 32, 2 layers), 3 epochs, short comparison runs",
+    quick=(GPT2Config.preset("tiny", context_length=256), 2, 1, 1),
+    what="a tiny model (d_model 32, 2 layers), 2 epochs, 1-epoch comparison runs",
 )
 LR, WEIGHT_DECAY, PROMPT = 4e-4, 0.1, "Justice is served when"
 
@@ -1340,18 +1340,18 @@ assert history.val_loss[best] <= history.val_loss[0]
 # 1. **Epochs 0–2: word frequencies.** The loss falls from 10.9 to 6.35 (train) and 6.69 (val). That is
 #    the unigram model's level (train 6.108, val 6.646 with $\alpha = 0.01$): the model has learned which tokens
 #    are common and little else, which is exactly what the greedy samples showed.
-# 2. **Epochs 3–13: a plateau.** The training loss creeps from 6.17 to 5.51; the validation loss wanders
-#    between 6.558 and 6.856 and reaches its minimum, **6.558 at epoch 13** (step 117). Even at its best, the
+# 2. **Epochs 3–13: a plateau.** The training loss creeps from 6.17 to 5.50; the validation loss wanders
+#    between 6.555 and 6.856 and reaches its minimum, **6.555 at epoch 13** (step 117). Even at its best, the
 #    model predicts the held-out text barely better than word counts do (6.646).
-# 3. **Epochs 13–30: memorisation.** From the minimum on, validation turns up (6.616, 6.634, 6.567 at the
-#    next evaluations, then steadily higher) while the training loss drops to **1.248** at epoch 30, a
-#    perplexity of 3.48: at each position the model hesitates between about three tokens of a text it has
-#    seen 30 times. Validation ends at **7.813** (perplexity 2,472), worse than the unigram model, and
+# 3. **Epochs 13–30: memorisation.** From the minimum on, validation turns up (6.596, 6.634, 6.575 at the
+#    next evaluations, then steadily higher) while the training loss drops to **1.366** at epoch 30, a
+#    perplexity of 3.92: at each position the model hesitates between about four tokens of a text it has
+#    seen 30 times. Validation ends at **7.836** (perplexity 2,530), worse than the unigram model, and
 #    from epoch 13 on it exceeds the training loss by more than a nat. The model has stopped learning
 #    English and started learning this text.
 #
 # Validation is only two windows of 256 tokens, so its curve is noisy: read the wiggles between evaluations
-# (6.558, 6.616, 6.634, 6.567 around the minimum) as noise, the trend as signal.
+# (6.555, 6.596, 6.634, 6.575 around the minimum) as noise, the trend as signal.
 
 # %% [markdown]
 # ### Against a bigram counter
@@ -1389,7 +1389,7 @@ print(f"unigram counter (alpha 0.01), val:    {unigram_val:.3f}")
 
 # %% [markdown]
 # Said plainly: **our 124M-parameter GPT-2 loses to counting pairs of tokens.** Its best
-# validation loss, 6.558, is worse than the bigram counter's 5.937, and only a little better than
+# validation loss, 6.555, is worse than the bigram counter's 5.937, and only a little better than
 # the unigram counter's 6.646. The reason is the data, not the model: 4,612 training tokens are
 # far too few for 124 million parameters to learn English from, so the model learns the order of
 # *this* text instead and memorises it. Two things fix that, and later chapters do both: far more
@@ -1402,7 +1402,7 @@ print(f"unigram counter (alpha 0.01), val:    {unigram_val:.3f}")
 #
 # Our run and rasbt's use the same text, split, context, batch size, optimizer settings, dropout and number
 # of layers and heads. After 10 epochs his model has memorised the training text (train 0.391); ours is
-# still on the plateau (5.882):
+# still on the plateau (5.883):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1554,7 +1554,7 @@ print(
 # loss on 5 *random* batches every 5 steps where we use 5 fixed batches once per epoch.
 #
 # Which initialisation is "right"? For memorising 4,612 tokens, the large one, plainly; it also reaches the
-# lower validation loss (6.182 against 6.558). GPT-2's small initialisation is the one OpenAI trained with on
+# lower validation loss (6.182 against 6.555). GPT-2's small initialisation is the one OpenAI trained with on
 # its large web corpus, and its pretrained weights (chapter 7) assume our architecture with tied embeddings;
 # on one short story it simply learns more slowly. And neither model predicts the last 10% of the story from
 # the first 90% much better than the unigram yardstick (6.646); exercise 1 shows that counting pairs of
@@ -1716,11 +1716,11 @@ for label, h in (("constant lr         ", plain), ("warm-up+cosine+clip ", histo
 
 # %% [markdown]
 # With the same peak learning rate, the warm-up + cosine + clipping run gets much further in 10 epochs:
-# train 4.138 instead of 5.882, validation 6.405 instead of 6.694, and a validation minimum of 6.391 (epoch 8)
-# instead of 6.681.
+# train 4.137 instead of 5.883, validation 6.405 instead of 6.696, and a validation minimum of 6.391 (epoch 8)
+# instead of 6.682.
 #
 # Which ingredient did it? The printout holds a clue. The gradient norm was above 1.0 at every one of the 90
-# steps in both runs (median 1.51 and 2.65, largest 17.34), so clipping rescaled every single gradient. A
+# steps in both runs (median 1.52 and 2.65, largest 17.34), so clipping rescaled every single gradient. A
 # rescaling that were the same at every step would cancel in AdamW, which divides each gradient by the
 # root-mean-square of past gradients; a rescaling that varies does not. With $\beta_2 = 0.999$, AdamW's
 # second-moment estimate is, over a run of only 90 steps, close to the plain average of *all* squared
@@ -1961,12 +1961,12 @@ plt.show()
 #   and is asserted bit-identical to the naive loop. AdamW, written out by hand, matches
 #   `torch.optim.AdamW` in float64.
 # * **GPT-2 124M on 4,612 tokens** learns word frequencies in 2 epochs, sits on a plateau until
-#   its validation minimum (6.558, epoch 13), then memorises: train 1.248, val 7.813 after 30
+#   its validation minimum (6.555, epoch 13), then memorises: train 1.366, val 7.836 after 30
 #   epochs. It loses to a bigram counter (5.937): this corpus is far too small.
 # * **Against rasbt's reference** (train 0.391, val 6.452 after 10 epochs) the gap is the
 #   initialisation: with his (PyTorch's defaults, untied head) our code gives 0.560 and 6.484.
-# * **Warm-up + cosine decay + clipping** reaches train 4.138 / val 6.405 in 10 epochs instead of
-#   5.882 / 6.694; dropout and weight decay made no measurable difference in the first 3 epochs.
+# * **Warm-up + cosine decay + clipping** reaches train 4.137 / val 6.405 in 10 epochs instead of
+#   5.883 / 6.696; dropout and weight decay made no measurable difference in the first 3 epochs.
 # * **Checkpoints** resume a run bit for bit ([Appendix A](A_engineering.ipynb)), and the command
 #   line `python -m gpt2scratch train|generate|run` wraps it all.
 #
