@@ -124,15 +124,14 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
         device = torch.device(preferred)
     except (RuntimeError, TypeError):
         raise ValueError(
-            f"unknown device {preferred!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or "
-            "'mps'"
+            f"unknown device {preferred!r}; "
+            "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
         ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"device {preferred!r} was asked for, but this PyTorch sees no CUDA "
-                "GPU; "
-                "use 'auto' or 'cpu'"
+                f"device {preferred!r} was asked for, but this PyTorch sees no "
+                "CUDA GPU; use 'auto' or 'cpu'"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(
@@ -146,8 +145,8 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
         )
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(
-            f"unsupported device {preferred!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' "
-            "or 'mps'"
+            f"unsupported device {preferred!r}; "
+            "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
         )
     return device
 
@@ -344,19 +343,16 @@ def make_loaders(
         if len(part) < need:
             raise ValueError(
                 f"the {name} split ({ratio:.0%} of the text) has {len(part)} tokens, "
-                "but one window "
-                f"of context_length {context_length} needs {need}; the whole text has "
-                f"{total} "
-                f"tokens. Use a longer text or a smaller context length"
+                f"but one window of context_length {context_length} needs {need}; "
+                f"the whole text has {total} tokens. "
+                "Use a longer text or a smaller context length"
             )
     windows = (len(train_ids) - need) // context_length + 1
     if windows < batch_size:
         raise ValueError(
             f"the train split has {len(train_ids)} tokens = {windows} window(s) of "
-            f"{context_length}, "
-            f"fewer than batch_size {batch_size}; use a longer text or a smaller "
-            "batch size "
-            "or context length"
+            f"{context_length}, fewer than batch_size {batch_size}; "
+            "use a longer text or a smaller batch size or context length"
         )
     train_loader = create_dataloader(
         train_ids,
@@ -1590,9 +1586,8 @@ class WarmupCosine:
     def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float = 0.1):
         if not 0 <= warmup_steps <= total_steps or total_steps < 1:
             raise ValueError(
-                "need 0 <= warmup_steps <= total_steps and total_steps >= 1, got "
-                "warmup_steps "
-                f"{warmup_steps} and total_steps {total_steps}"
+                "need 0 <= warmup_steps <= total_steps and total_steps >= 1, "
+                f"got warmup_steps {warmup_steps} and total_steps {total_steps}"
             )
         if not 0 <= min_ratio <= 1:
             raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio}")
