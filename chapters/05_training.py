@@ -642,10 +642,15 @@ class History:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def append(self, **values) -> None:
+        """Append one value to each named list."""
+        for name, value in values.items():
+            getattr(self, name).append(value)
+
     def add_step(self, result: StepResult) -> None:
-        self.step_loss.append(result.loss)
-        self.step_lr.append(result.lr)
-        self.grad_norm.append(result.grad_norm)
+        self.append(
+            step_loss=result.loss, step_lr=result.lr, grad_norm=result.grad_norm
+        )
 
 
 def epoch_batches(loader: Iterable, seed: int, epoch: int) -> Iterator:
@@ -823,10 +828,9 @@ class _Run:
         at, (train_batches, val_batches) = self.at, self.loaders
         train_loss = evaluate(self.model, train_batches, self.s.eval_iters, self.device)
         val_loss = evaluate(self.model, val_batches, self.s.eval_iters, self.device)
-        epoch, h = at.step / at.steps_per_epoch, at.history
-        h.step.append(at.step), h.epoch.append(epoch), h.lr.append(lr)
-        h.tokens_seen.append(at.tokens_seen)
-        h.train_loss.append(train_loss), h.val_loss.append(val_loss)
+        epoch = at.step / at.steps_per_epoch
+        values = dict(step=at.step, epoch=epoch, tokens_seen=at.tokens_seen, lr=lr)
+        at.history.append(**values, train_loss=train_loss, val_loss=val_loss)
         self.say(
             f"epoch {epoch:5.2f}  step {at.step:5d}  train {train_loss:.3f}  "
             f"val {val_loss:.3f}"

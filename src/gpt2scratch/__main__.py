@@ -54,6 +54,7 @@ def _positive_float(text: str) -> float:
 def _add_training_options(p: argparse.ArgumentParser, out: str | None,
                           checkpoint_every: int) -> None:
     """The training flags; every default comes from chapter 05's RECIPE (TrainSettings)."""
+    from gpt2scratch.model import PRESETS
     from gpt2scratch.train import RECIPE as R
 
     p.add_argument("--epochs", type=_positive_int, default=R.epochs,
@@ -69,8 +70,7 @@ def _add_training_options(p: argparse.ArgumentParser, out: str | None,
     p.add_argument("--dropout", type=_non_negative_float, default=R.dropout,
                    help=f"dropout rate (default {R.dropout:g})")
     p.add_argument("--model", default=R.model,
-                   help=f"a GPT2Config preset: 124M | 355M | 774M | 1558M | tiny | mini "
-                        f"(default {R.model})")
+                   help=f"a GPT2Config preset: {' | '.join(PRESETS)} (default {R.model})")
     p.add_argument("--schedule", choices=("cosine", "constant"), default=R.schedule,
                    help="10%% linear warm-up + cosine decay to 10%% of --lr (default, "
                         "chapter 05 section 5.8), or a constant lr (section 5.6)")
