@@ -4,6 +4,8 @@
     python -m gpt2scratch train --data story.txt --epochs 20 --resume runs/story
     python -m gpt2scratch generate --checkpoint runs/story "Justice is served when" --max-length 100
     python -m gpt2scratch run         # what `make run` calls: the course model on The Verdict
+    python -m gpt2scratch train --init gpt2 --data story.txt   # fine-tune pretrained GPT-2 (ch. 07)
+    python -m gpt2scratch export --checkpoint runs/story --out hf/story   # a Hugging Face folder
     python -m gpt2scratch bench ...   # benchmarks (gpt2scratch.bench)
 
 Bad input (a missing or non-UTF-8 file, a text too short for one window, a bad checkpoint) ends with a
@@ -87,6 +89,10 @@ def _add_training_options(p: argparse.ArgumentParser, out: str | None,
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the checkpoint in DIR (its model config wins over "
                         "--model/--dropout)")
+    p.add_argument("--init", metavar="NAME_OR_DIR", default=None,
+                   help="start from pretrained weights: gpt2, gpt2-medium, gpt2-large, "
+                        "gpt2-xl or a Hugging Face folder (config.json + model.safetensors); "
+                        "their config wins over --model/--dropout (chapter 07)")
     p.add_argument("--seed", type=int, default=R.seed, help=f"random seed (default {R.seed})")
     p.add_argument("--device", default="auto",
                    help="auto (cuda -> mps -> cpu), cpu, cuda, cuda:N or mps")
@@ -98,7 +104,7 @@ def _add_training_options(p: argparse.ArgumentParser, out: str | None,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gpt2scratch",
                                      description="GPT-2 from scratch: train, generate, benchmark.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,generate,run,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,generate,run,export,bench}")
 
     p = sub.add_parser("train", help="train a GPT-2 on a UTF-8 text file (90/10 split), saving checkpoints")
     p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text to train on")
@@ -119,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "epochs with chapter 05's section 5.8 recipe, save runs/verdict/, print a sample")
     _add_training_options(p, out="runs/verdict", checkpoint_every=5)  # 1.5 GB a save
     p.set_defaults(func=cmd_run, data=None)
+
+    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face folder (config.json + "
+                                      "model.safetensors) that transformers.GPT2LMHeadModel loads")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder (from train or run)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write")
+    p.set_defaults(func=cmd_export)
 
     sub.add_parser("bench", help="benchmarks: python -m gpt2scratch bench --help", add_help=False)
     return parser
@@ -141,7 +153,9 @@ def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
 
     try:
         settings = _settings(args)
-        run = prepare_run(settings, text, device=args.device, resume=args.resume)
+        init = _pretrained_init(args)
+        run = prepare_run(settings, text, device=args.device, resume=args.resume,
+                          model=init and init[0])
     except (FileNotFoundError, IsADirectoryError, ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     out, config, steps = Path(args.out), run.config, len(run.train_loader)
@@ -152,6 +166,10 @@ def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
     print(f"model: {n_params / 1e6:.1f}M parameters (d_model {config.d_model}, "
           f"{config.n_layers} layers, context {config.context_length}); {args.epochs} epochs "
           f"on {run.device}; checkpoints -> {out}/")
+    if init:
+        _record_init(out, init[1])
+        print(f"initialised from pretrained weights {args.init!r} (recorded in {out}/init.json); "
+              f"windows of {args.context_length} tokens")
     t0 = time.perf_counter()
     try:
         history = train(run.model, run.train_loader, run.val_loader, run.optimizer, settings,
@@ -179,6 +197,33 @@ def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
     return 0
 
 
+def _pretrained_init(args: argparse.Namespace):
+    """(model, provenance) for --init, else None; the provenance goes to <out>/init.json."""
+    if args.init is None:
+        return None
+    if args.resume is not None:
+        raise ValueError("--init starts a run from pretrained weights and --resume continues "
+                         "a checkpoint: pass one of them")
+    from gpt2scratch.pretrained import HUB_REPOS, find_pretrained, load_pretrained
+
+    config_file, weights_file = find_pretrained(args.init)
+    model = load_pretrained(args.init)
+    provenance = {"init": args.init, "repo": HUB_REPOS.get(args.init),
+                  "config_file": str(config_file.resolve()),
+                  "weights_file": str(weights_file.resolve())}
+    return model, provenance
+
+
+def _record_init(out: Path, provenance: dict) -> None:
+    """Write <out>/init.json (atomically): where the run's starting weights came from."""
+    import json
+
+    from gpt2scratch.files import atomic_write
+
+    text = json.dumps({"format": "gpt2scratch-init", **provenance}, indent=2) + "\n"
+    atomic_write(out / "init.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from gpt2scratch.data import load_text
 
@@ -204,6 +249,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = _train_and_report(args, verdict_text(), "The Verdict")
     print(f"\nmake run took {(time.perf_counter() - t0) / 60:.1f} min")
     return code
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gpt2scratch.checkpoint import load_checkpoint
+    from gpt2scratch.pretrained import save_pretrained
+
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+        folder = save_pretrained(ckpt.model, args.out)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    n_params = ckpt.model.num_params()
+    print(f"{ckpt.path} -> {folder}/config.json + {folder}/model.safetensors "
+          f"({n_params:,} parameters)")
+    print(f"load it with transformers.GPT2LMHeadModel.from_pretrained({str(folder)!r}) "
+          f"or gpt2scratch.load_pretrained({str(folder)!r})")
+    return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

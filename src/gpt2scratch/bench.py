@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from gpt2scratch.model import GPT2, PRESETS, GPT2Config
-
-CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+from gpt2scratch.pretrained import config_to_hf, to_hf  # the one name mapping (chapter 07)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,19 +66,10 @@ def hf_twin(model: GPT2, attn_implementation: str = "sdpa"):
     """A transformers.GPT2LMHeadModel with the same config and a copy of `model`'s weights."""
     import transformers  # lazy: a benchmark-only dependency
 
-    cfg = model.config
-    hf_cfg = transformers.GPT2Config(
-        vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.d_model, n_layer=cfg.n_layers,
-        n_head=cfg.n_heads, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-        layer_norm_epsilon=1e-5, activation_function="gelu_new", tie_word_embeddings=cfg.tie_weights,
-        bos_token_id=None, eos_token_id=None, pad_token_id=None, attn_implementation=attn_implementation,
-    )
+    hf_cfg = {**config_to_hf(model.config), "bos_token_id": None, "eos_token_id": None}
+    hf_cfg = transformers.GPT2Config(**hf_cfg, pad_token_id=None, attn_implementation=attn_implementation)
     hf = transformers.GPT2LMHeadModel(hf_cfg).to(model.wte.weight.device)
-    hf_params = dict(hf.named_parameters())
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            target = hf_params[name if name.startswith("lm_head") else "transformer." + name]
-            target.copy_(p.t() if name.endswith(CONV1D) else p)  # Conv1D stores (in, out)
+    hf.load_state_dict(to_hf(model))  # strict: every tensor, Conv1D ones transposed
     return hf
 
 

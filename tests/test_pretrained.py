@@ -1,0 +1,331 @@
+"""Tests for gpt2scratch.pretrained (chapter 07): HF checkpoints in, HF checkpoints out."""
+import json
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
+
+from gpt2scratch import load_pretrained, save_pretrained
+from gpt2scratch.__main__ import main
+from gpt2scratch.checkpoint import load_checkpoint, save_checkpoint
+from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.pretrained import (
+    ENV_DIR,
+    PREFIX,
+    config_from_hf,
+    find_pretrained,
+    from_hf,
+    to_hf,
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+
+TINY = dict(vocab_size=100, n_positions=32, n_embd=16, n_layer=2, n_head=2)
+STORY = ("Justice is served when the jury has heard every word of the story, and not a moment before. " * 40)
+
+
+def hf_checkpoint(folder, seed=0, **sizes):
+    """A seeded random GPT2LMHeadModel saved by transformers' own save_pretrained."""
+    torch.manual_seed(seed)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**{**TINY, **sizes})).eval()
+    model.save_pretrained(folder)
+    return folder, model
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return hf_checkpoint(tmp_path / "tiny")
+
+
+def max_diff(ours, hf, ids):
+    with torch.no_grad():
+        return (ours(ids) - hf(input_ids=ids).logits).abs().max().item()
+
+
+def copy_with(folder, src, tensors=None, raw=None):
+    """A copy of the checkpoint `src` whose weights are `tensors` (or these raw bytes)."""
+    folder.mkdir()
+    (folder / "config.json").write_text((src / "config.json").read_text())
+    if raw is not None:
+        (folder / "model.safetensors").write_bytes(raw)
+    else:
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+# --- HF -> ours ---------------------------------------------------------------------------------
+def test_hf_checkpoint_loads_with_equal_logits(tiny):
+    folder, hf = tiny
+    ours = load_pretrained(folder)
+    torch.manual_seed(1)
+    ids = torch.randint(0, TINY["vocab_size"], (3, TINY["n_positions"]))
+    assert max_diff(ours, hf, ids) <= 1e-5
+    assert ours.config == GPT2Config(vocab_size=100, context_length=32, d_model=16, n_layers=2, n_heads=2)
+    assert not ours.training
+
+
+def test_tied_head_is_one_parameter(tiny):
+    ours = load_pretrained(tiny[0])
+    assert ours.lm_head.weight is ours.wte.weight
+    assert ours.num_params() == sum(p.numel() for p in tiny[1].parameters())
+
+
+def test_greedy_20_tokens_identical_to_hf_generate(tiny):
+    folder, hf = tiny
+    ours = load_pretrained(folder)
+    torch.manual_seed(2)
+    prompt = torch.randint(0, TINY["vocab_size"], (1, 5))
+    hf_ids = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20,
+                         do_sample=False, eos_token_id=None, pad_token_id=0)
+    ours_ids = ours.generate(prompt, 20, temperature=0)
+    assert ours_ids.shape == (1, 25) and torch.equal(ours_ids, hf_ids)
+
+
+def test_untied_hf_checkpoint(tmp_path):
+    folder, hf = hf_checkpoint(tmp_path / "untied", tie_word_embeddings=False)
+    ours = load_pretrained(folder)
+    assert ours.config.tie_weights is False and ours.lm_head.weight is not ours.wte.weight
+    ids = torch.randint(0, TINY["vocab_size"], (2, 16))
+    assert max_diff(ours, hf, ids) <= 1e-5
+
+
+def test_openai_hub_layout_without_prefix_and_with_mask_buffers(tiny, tmp_path):
+    folder, hf = tiny
+    tensors = {k.removeprefix(PREFIX): v for k, v in load_file(folder / "model.safetensors").items()}
+    for i in range(TINY["n_layer"]):
+        tensors[f"h.{i}.attn.bias"] = torch.ones(1, 1, 32, 32).tril()
+        tensors[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    ours = load_pretrained(copy_with(tmp_path / "hub", folder, tensors))
+    assert max_diff(ours, hf, torch.randint(0, 100, (1, 32))) <= 1e-5
+
+
+def test_dtype_and_device(tiny):
+    ours = load_pretrained(tiny[0], dtype=torch.float64, device="cpu")
+    assert all(p.dtype == torch.float64 for p in ours.parameters())
+    assert ours.lm_head.weight is ours.wte.weight
+    with pytest.raises(TypeError, match="dtype must be a torch.dtype"):
+        load_pretrained(tiny[0], dtype="float16")
+
+
+# --- ours -> HF ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("tie", [True, False])
+def test_export_loads_in_hf_with_equal_logits(tmp_path, tie):
+    torch.manual_seed(3)
+    ours = GPT2(GPT2Config(vocab_size=100, context_length=32, d_model=16, n_layers=2, n_heads=2,
+                           tie_weights=tie)).eval()
+    folder = save_pretrained(ours, tmp_path / "export")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    hf, info = transformers.GPT2LMHeadModel.from_pretrained(folder, output_loading_info=True)
+    assert not any(info.values()), info
+    hf.eval()
+    assert max_diff(ours, hf, torch.randint(0, 100, (3, 32))) <= 1e-5
+    assert (hf.lm_head.weight is hf.transformer.wte.weight) == tie
+    again = load_pretrained(folder)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), again.state_dict().values()))
+
+
+def test_export_refuses_what_hf_cannot_express(tmp_path):
+    model = GPT2(GPT2Config(vocab_size=100, context_length=8, d_model=8, n_layers=1, n_heads=1,
+                            qkv_bias=False))
+    with pytest.raises(ValueError, match="qkv_bias=False"):
+        save_pretrained(model, tmp_path / "x")
+    with pytest.raises(TypeError, match="model must be a GPT2"):
+        save_pretrained(torch.nn.Linear(2, 2), tmp_path / "y")
+
+
+@settings(max_examples=8, deadline=None)
+@given(d_head=st.integers(1, 4), heads=st.integers(1, 3), layers=st.integers(1, 3), tie=st.booleans())
+def test_to_hf_then_from_hf_is_the_identity(d_head, heads, layers, tie):
+    config = GPT2Config(vocab_size=11, context_length=7, d_model=d_head * heads, n_layers=layers,
+                        n_heads=heads, tie_weights=tie)
+    torch.manual_seed(0)
+    model = GPT2(config)
+    state = from_hf({k: v.clone() for k, v in to_hf(model).items()}, model)
+    expected = model.state_dict()
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+# --- clear errors -------------------------------------------------------------------------------
+def test_truncated_safetensors_names_the_file(tiny, tmp_path):
+    whole = (tiny[0] / "model.safetensors").read_bytes()
+    for n in (0, 5, len(whole) // 2, len(whole) - 1):
+        folder = copy_with(tmp_path / f"cut{n}", tiny[0], raw=whole[:n])
+        with pytest.raises(ValueError, match="not a readable safetensors file") as err:
+            load_pretrained(folder)
+        assert str(folder / "model.safetensors") in str(err.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: {**t, "transformer.wpe.weight": torch.zeros(64, 16)},
+     r"transformer.wpe.weight is \(64, 16\), the model needs \(32, 16\)"),
+    (lambda t: {**t, "transformer.h.0.attn.c_attn.weight": torch.zeros(48, 16)},
+     r"transformer.h.0.attn.c_attn.weight is \(48, 16\), the model needs \(16, 48\)"),
+    (lambda t: {k: v for k, v in t.items() if k != "transformer.ln_f.bias"},
+     r"missing keys \['transformer.ln_f.bias'\]"),
+    (lambda t: {**t, "transformer.h.0.adapter.weight": torch.zeros(2)},
+     r"unexpected keys \['transformer.h.0.adapter.weight'\]"),
+    (lambda t: {**t, "lm_head.weight": torch.zeros(100, 16)},
+     "lm_head.weight differs from wte.weight"),
+])
+def test_wrong_tensors_are_refused(tiny, tmp_path, change, message):
+    tensors = load_file(tiny[0] / "model.safetensors")
+    folder = copy_with(tmp_path / "bad", tiny[0], change(tensors))
+    with pytest.raises(ValueError, match=message) as err:
+        load_pretrained(folder)
+    assert str(folder / "model.safetensors") in str(err.value)
+
+
+def test_every_problem_in_one_error(tiny, tmp_path):
+    tensors = load_file(tiny[0] / "model.safetensors")
+    del tensors["transformer.ln_f.bias"], tensors["transformer.h.1.ln_2.weight"]
+    tensors["extra"] = torch.zeros(1)
+    tensors["transformer.wpe.weight"] = torch.zeros(5, 16)
+    with pytest.raises(ValueError) as err:
+        load_pretrained(copy_with(tmp_path / "bad", tiny[0], tensors))
+    text = str(err.value)
+    assert "transformer.h.1.ln_2.weight" in text and "transformer.ln_f.bias" in text
+    assert "unexpected keys ['extra']" in text and "transformer.wpe.weight is (5, 16)" in text
+
+
+def test_pickle_needs_the_opt_in(tiny, tmp_path):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny[0] / "config.json").read_text())
+    torch.save(load_file(tiny[0] / "model.safetensors"), folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="is a pickle.*allow_pickle=True"):
+        load_pretrained(folder)
+    ours = load_pretrained(folder, allow_pickle=True)
+    assert max_diff(ours, tiny[1], torch.randint(0, 100, (1, 8))) <= 1e-5
+    torch.save({"not": torch.nn.Linear(2, 2)}, folder / "pytorch_model.bin")  # a module: code
+    with pytest.raises(ValueError, match="not a weights-only pickle"):
+        load_pretrained(folder, allow_pickle=True)
+
+
+def test_config_we_cannot_represent(tiny, tmp_path):
+    hf = json.loads((tiny[0] / "config.json").read_text())
+    hf.update(activation_function="relu", layer_norm_epsilon=1e-6)
+    with pytest.raises(ValueError, match="activation_function='relu'.*layer_norm_epsilon=1e-06"):
+        config_from_hf(hf)
+    with pytest.raises(ValueError, match=r"has no \['n_head'\]"):
+        config_from_hf({k: v for k, v in hf.items() if k != "n_head"})
+
+
+@pytest.fixture
+def offline_empty_cache(monkeypatch, tmp_path):
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", ENV_DIR, "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "hf-home"
+
+
+def test_not_cached_while_offline_says_what_and_how(offline_empty_cache):
+    with pytest.raises(FileNotFoundError) as err:
+        load_pretrained("gpt2")
+    text = str(err.value)
+    assert "openai-community/gpt2/config.json" in text and str(offline_empty_cache / "hub") in text
+    assert "HF_HUB_OFFLINE" in text and ENV_DIR in text and "folder with config.json" in text
+
+
+def test_unknown_name(offline_empty_cache):
+    with pytest.raises(FileNotFoundError, match="'gpt5' is neither a model name .*gpt2-xl.* nor a folder"):
+        load_pretrained("gpt5")
+    with pytest.raises(TypeError, match="name_or_path must be a str or a path"):
+        load_pretrained(124)
+
+
+def test_env_dir_is_used_for_gpt2(tiny, offline_empty_cache, monkeypatch):
+    monkeypatch.setenv(ENV_DIR, str(tiny[0]))
+    assert find_pretrained("gpt2")[1] == tiny[0] / "model.safetensors"
+    assert load_pretrained("gpt2").config.d_model == 16
+    with pytest.raises(FileNotFoundError, match="not in the Hugging Face cache"):
+        load_pretrained("gpt2-medium")  # the variable names gpt2 (124M) only
+
+
+def test_found_in_the_hugging_face_cache(tiny, offline_empty_cache):
+    snapshot = offline_empty_cache / "hub" / "models--openai-community--gpt2" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    for name in ("config.json", "model.safetensors"):
+        (snapshot / name).write_bytes((tiny[0] / name).read_bytes())
+    assert find_pretrained("gpt2") == (snapshot / "config.json", snapshot / "model.safetensors")
+    assert max_diff(load_pretrained("gpt2"), tiny[1], torch.randint(0, 100, (1, 8))) <= 1e-5
+
+
+def test_folder_without_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no config.json"):
+        load_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="holds no model.safetensors"):
+        load_pretrained(tmp_path)
+
+
+# --- the command line ---------------------------------------------------------------------------
+def run_main(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_init_from_a_folder_then_export(tmp_path, capsys):
+    folder, _ = hf_checkpoint(tmp_path / "init", vocab_size=50257, n_embd=8, n_layer=1, n_positions=32)
+    start = load_pretrained(folder)
+    data = tmp_path / "story.txt"
+    data.write_text(STORY, encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["train", "--init", str(folder), "--data", str(data), "--context-length", "16",
+            "--batch-size", "4", "--epochs", "1", "--eval-iters", "1", "--no-progress",
+            "--prompt", "", "--out", str(out), "--device", "cpu"]
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert "initialised from pretrained weights" in stdout
+    record = json.loads((out / "init.json").read_text())
+    assert record["init"] == str(folder) and record["weights_file"] == str(folder / "model.safetensors")
+    ckpt = load_checkpoint(out)
+    assert ckpt.config == start.config  # the pretrained config, not --model's preset
+    trained = ckpt.model.state_dict()
+    assert not torch.equal(trained["h.0.mlp.c_fc.weight"], start.state_dict()["h.0.mlp.c_fc.weight"])
+
+    code, stdout, err = run_main(["export", "--checkpoint", str(out), "--out", str(tmp_path / "hf")], capsys)
+    assert code == 0, err and "model.safetensors" in stdout
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    assert max_diff(ckpt.model.eval(), hf, torch.randint(0, 50257, (2, 16))) <= 1e-5
+
+
+def test_train_init_errors_are_one_line(tmp_path, capsys):
+    data = tmp_path / "story.txt"
+    data.write_text(STORY, encoding="utf-8")
+    code, _, err = run_main(["train", "--init", str(tmp_path / "nope"), "--data", str(data)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "neither a model name" in err
+    code, _, err = run_main(["train", "--init", "gpt2", "--resume", str(tmp_path), "--data", str(data)],
+                            capsys)
+    assert code == 2 and "pass one of them" in err
+
+
+def test_export_errors_are_one_line(tmp_path, capsys):
+    code, _, err = run_main(["export", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+                            capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no checkpoint at" in err
+
+
+def test_export_of_a_saved_checkpoint_round_trips(tmp_path, capsys):
+    torch.manual_seed(4)
+    model = GPT2(GPT2Config(vocab_size=100, context_length=16, d_model=8, n_layers=1, n_heads=2))
+    save_checkpoint(tmp_path / "ck", model)
+    code, _, err = run_main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "hf")],
+                            capsys)
+    assert code == 0, err
+    again = load_pretrained(tmp_path / "hf")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
