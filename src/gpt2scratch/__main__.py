@@ -154,8 +154,8 @@ def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
     try:
         settings = _settings(args)
         init = _pretrained_init(args)
-        run = prepare_run(settings, text, device=args.device, resume=args.resume,
-                          model=init and init[0])
+        start = {"model": init[0]} if init else {}  # pretrained weights (chapter 07)
+        run = prepare_run(settings, text, device=args.device, resume=args.resume, **start)
     except (FileNotFoundError, IsADirectoryError, ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     out, config, steps = Path(args.out), run.config, len(run.train_loader)
