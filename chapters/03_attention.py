@@ -737,6 +737,9 @@ def _check_input(x: torch.Tensor, d_model: int) -> None:
 # after the output projection comes a second, ordinary dropout (`resid_dropout`), as in GPT-2. For
 # visualisation, the module also has `attention_weights(x)`, which recomputes the weights the naive
 # way (they are exactly what the fused kernel avoids storing). `forward` never uses it.
+# `forward` also takes an optional `cache` and `start_pos`: the hook with which
+# [Chapter 8](08_generation.ipynb) generates text without recomputing the keys and values of
+# earlier positions. This chapter never passes them, and the cache's logic lives in chapter 8.
 
 
 # %%
@@ -754,8 +757,8 @@ class CausalSelfAttention(nn.Module):
     Named and laid out like Hugging Face's GPT-2 `attn` block: `c_attn` maps C -> 3C,
     q, k, v in that order, heads contiguous within each; `c_proj` maps C -> C. HF's
     Conv1D stores weights as (in, out), nn.Linear as (out, in): transpose to convert.
-    `forward(x)` maps (B, T, C) -> (B, T, C); `attention_weights(x)` returns the
-    (B, H, T, T) weights, recomputed the naive way, which `forward` never stores.
+    `forward(x)` maps (B, T, C) -> (B, T, C) (`cache`, `start_pos`: chapter 8's KV
+    cache); `attention_weights(x)` recomputes the (B, H, T, T) weights naively.
     """
 
     def __init__(
@@ -777,11 +780,14 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(self.d_model, dim=2)  # 3 x (B, T, C)
         return tuple(split_heads(t, self.n_heads) for t in (q, k, v))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
         q, k, v = self._qkv(x)  # 3 x (B, H, T, hd)
-        # softmax(q k^T / sqrt(hd) + causal mask) v in one fused kernel
         p = self.dropout if self.training else 0.0  # dropout only when training
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        if cache is None:  # softmax(q k^T / sqrt(hd) + causal mask) v, one kernel
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        else:  # chapter 8: x holds positions start_pos.. only; the cache has the rest
+            k, v, mask = cache.update(k, v, start_pos)  # keys/values of all positions
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, C)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:

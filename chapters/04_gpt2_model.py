@@ -584,8 +584,9 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(C)
         self.mlp = MLP(C, config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))  # (B, T, C): tokens talk to each other
+    def forward(self, x: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
+        # cache, start_pos: chapter 8's KV cache for this block's attention
+        x = x + self.attn(self.ln_1(x), cache, start_pos)  # (B, T, C): tokens talk
         x = x + self.mlp(self.ln_2(x))  # (B, T, C): each token thinks on its own
         return x
 
@@ -630,15 +631,17 @@ assert n_block == 12 * 768**2 + 13 * 768
 # chapter 7 transposes them when it loads OpenAI's weights.
 #
 # **Generation.** `GPT2` gets its `generate` method from a small mixin, the way Hugging Face's models
-# get theirs from `transformers.GenerationMixin`. The method only checks its arguments and hands
-# the work to functions that section 9 writes and explains; keeping it apart keeps the model class
-# short:
+# get theirs from `transformers.GenerationMixin`. The method is thin: it hands the work to
+# `gpt2scratch.generation`, the module that [Chapter 8](08_generation.ipynb) writes (sampling,
+# the decode loop, the KV cache). It imports that module inside the method, when it is called: a
+# later chapter's module cannot be imported at the top of an earlier one. Section 9 writes the
+# simplest loop by hand.
 
 
 # %%
 #| export
 class GenerationMixin:
-    """Gives GPT2 its `generate` method; the work is done by section 9's functions."""
+    """Gives GPT2 its `generate` method; chapter 8's gpt2scratch.generation does the work."""
 
     def generate(
         self,
@@ -652,32 +655,36 @@ class GenerationMixin:
         max_length: int | None = None,
         tokenizer=None,
         seed: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
     ):
-        """Continue `prompt` one token at a time; temperature 0 is greedy (argmax).
-
-        Tensor level: `generate(idx, max_new_tokens)` takes (B, T) token ids and
-        returns (B, T + n) ids, n <= max_new_tokens (fewer only when every row has
-        produced `eos_id`; a finished row is padded with `eos_id`).
-        Text level: `generate("Justice is", max_length=100, temperature=0.8)` returns
-        the prompt followed by at most `max_length` NEW tokens of text, stopping early
-        at <|endoftext|> (not included). It encodes with GPT-2's tokenizer unless
-        `tokenizer=` (anything with encode/decode) is given.
-        The model only sees the last `context_length` tokens, so a longer prompt is
-        cropped to its end; the returned ids/text still start with the whole prompt.
-        `seed` (or a torch.Generator) makes sampling reproducible. Runs in eval mode,
-        then restores the mode the model was in.
+        """Continue `prompt`, a string or (B, T) ids, by at most max_length (alias
+        max_new_tokens) NEW tokens; temperature 0 is greedy. Hugging Face's max_length
+        counts the prompt too. See gpt2scratch.generation.generate for every argument.
         """
-        n_new = check_prompt(self, prompt, max_new_tokens, max_length)
-        sampling = check_sampling(self, temperature, top_k, eos_id, generator, seed)
-        if isinstance(prompt, str):
-            return generate_text(self, prompt, n_new, tokenizer, **sampling)
-        return generate_ids(self, prompt, n_new, **sampling)
+        from gpt2scratch.generation import generate  # lazy: chapter 8's module
+
+        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        return generate(
+            self,
+            prompt,
+            max_new_tokens,
+            eos_id=eos_id,
+            generator=generator,
+            max_length=max_length,
+            tokenizer=tokenizer,
+            use_cache=use_cache,
+            **sampling,
+        )
 
 
 # %% [markdown]
 # Now the model itself. `forward` checks its input (a `TypeError` for float ids, a `ValueError`
 # for a sequence longer than the context window, both before torch sees them) and returns logits;
 # `hidden_states` stops before `lm_head`, which `generate` uses to score only the last position.
+# Both take an optional `cache` and `start_pos` for [Chapter 8](08_generation.ipynb)'s KV cache:
+# `idx` then holds only the tokens from position `start_pos` on, and the cache holds the keys
+# and values of the positions before. Without them, nothing changes.
 
 
 # %%
@@ -721,18 +728,19 @@ class GPT2(GenerationMixin, nn.Module):
             n -= self.wte.weight.numel() + self.wpe.weight.numel()
         return n
 
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, idx: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
         """The residual stream after the final LayerNorm: (B, T) ids -> (B, T, C)."""
         check_token_ids(idx, context_length=self.config.context_length)
-        pos = torch.arange(idx.shape[1], device=idx.device)  # (T,)
+        pos = start_pos + torch.arange(idx.shape[1], device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C) + (T, C): broadcast
-        for block in self.h:
-            x = block(x)  # (B, T, C)
+        caches = [None] * len(self.h) if cache is None else cache  # one per block
+        for block, block_cache in zip(self.h, caches):
+            x = block(x, block_cache, start_pos)  # (B, T, C)
         return self.ln_f(x)  # (B, T, C)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
         """(B, T) token ids -> (B, T, V) logits for the token after each position."""
-        return self.lm_head(self.hidden_states(idx))  # (B, T, V)
+        return self.lm_head(self.hidden_states(idx, cache, start_pos))  # (B, T, V)
 
 
 # %% [markdown]
@@ -1002,180 +1010,12 @@ print(repr(enc.decode(out_naive[0].tolist())))
 # Gibberish, as it should be: the weights are random. Chapter 5 trains them, and chapter 7 loads
 # OpenAI's.
 #
-# The exported version splits the loop in two. First, choosing the next token from the last
-# position's logits. Besides greedy, it can **sample**: divide the logits by a **temperature**,
-# apply softmax, and draw a token from the resulting distribution. **top-k** first keeps only the
-# k highest-scoring tokens. `temperature=0` means greedy. (Chapter 5 shows what temperature does
-# to a trained model's text; chapter 8 studies sampling in depth.)
-
-
-# %%
-#| export
-def sample_next_token(logits, temperature=1.0, top_k=None, generator=None):
-    """(B, V) logits -> (B, 1) token ids: the argmax at temperature 0, else a sample."""
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)  # greedy
-    logits = logits / temperature  # < 1 sharpens the distribution, > 1 flattens it
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k).values[:, [-1]]  # (B, 1) k-th largest logit
-        logits = logits.masked_fill(logits < kth, float("-inf"))  # drop the others
-    probs = F.softmax(logits, dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-
-
-# %% [markdown]
-# On four made-up logits, the probabilities it samples from:
-
-# %%
-toy = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
-for temperature in (0.5, 1.0, 2.0):
-    probs = F.softmax(toy / temperature, dim=-1)[0]
-    print(f"temperature {temperature}:", [round(p, 3) for p in probs.tolist()])
-print("greedy:", sample_next_token(toy, temperature=0).item())
-gen = torch.Generator().manual_seed(123)
-draws = sample_next_token(toy.expand(1000, 4), top_k=2, generator=gen)
-per_token = torch.bincount(draws[:, 0], minlength=4).tolist()
-print("top_k=2, 1,000 draws, count per token:", per_token)
-
-# %% [markdown]
-# Second, the loop. It adds three things to the naive one:
-#
-# * it computes `lm_head` only for the **last position** (`hidden_states(...)[:, -1]`), the only one the
-#   loop uses: 1 row of 50,257 logits per step instead of T rows;
-# * it stops early when every sequence has produced `eos_id` (`<|endoftext|>`);
-# * it switches the model to eval mode (no dropout) and `torch.no_grad()`, and restores the mode
-#   after.
-
-
-# %%
-#| export
-@torch.no_grad()
-def generate_ids(
-    model,
-    idx,
-    max_new_tokens,
-    temperature=1.0,
-    top_k=None,
-    eos_id=None,
-    generator=None,
-    seed=None,
-):
-    """(B, T) ids -> (B, T + n) ids, n <= max_new_tokens (GPT2.generate checks args).
-
-    Fewer than max_new_tokens only when every row has produced `eos_id`; a finished row
-    is padded with `eos_id`. Runs in eval mode, then restores the model's mode.
-    """
-    if seed is not None:  # the same seed, the same tokens
-        generator = torch.Generator(device=idx.device).manual_seed(seed)
-    was_training = model.training
-    model.eval()  # no dropout while generating
-    try:
-        done = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
-        for _ in range(max_new_tokens):
-            idx_cond = idx[:, -model.config.context_length :]  # the context window
-            x = model.hidden_states(idx_cond)[:, -1, :]  # (B, C): last position only
-            logits = model.lm_head(x).float()  # (B, V)
-            next_id = sample_next_token(logits, temperature, top_k, generator)  # (B, 1)
-            if eos_id is not None:
-                next_id = next_id.masked_fill(done, eos_id)  # finished rows repeat eos
-                done = done | (next_id == eos_id)
-            idx = torch.cat([idx, next_id.to(idx.dtype)], dim=1)  # (B, T + 1)
-            if eos_id is not None and bool(done.all()):
-                break
-    finally:
-        model.train(was_training)
-    return idx
-
-
-# %% [markdown]
-# ### The text-level call
-#
-# For everyday use, `generate` also takes a string. It encodes it with GPT-2's tokenizer (or any
-# `tokenizer=` with `encode`/`decode`), generates at most `max_length` **new** tokens, stops early at
-# `<|endoftext|>`, and returns the prompt followed by the continuation. A prompt longer than the context
-# window is cropped to its last 1,024 tokens for the model; the returned text still starts with the
-# whole prompt.
-
-
-# %%
-#| export
-def generate_text(
-    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling
-):
-    """`prompt` + at most max_new_tokens new tokens of text, cut at <|endoftext|>."""
-    if tokenizer is None:
-        from gpt2scratch.tokenizer import gpt2_encoding  # lazy: only text needs it
-
-        tokenizer = gpt2_encoding()
-    if eos_id is None:
-        eos_id = getattr(tokenizer, "eot_token", None)  # 50256 for GPT-2's tokenizer
-    ids = tokenizer.encode(prompt)
-    idx = torch.tensor([ids], dtype=torch.long, device=model.wte.weight.device)
-    check_token_ids(idx, vocab_size=model.config.vocab_size)
-    out = generate_ids(model, idx, max_new_tokens, eos_id=eos_id, **sampling)
-    new = out[0, len(ids) :].tolist()
-    if eos_id in new:
-        new = new[: new.index(eos_id)]
-    return prompt + tokenizer.decode(new)
-
-
-# %% [markdown]
-# ### Checking the arguments
-#
-# The last piece is plumbing: `generate` takes ten arguments, and each is checked before torch
-# sees it, with the shared helpers of [Appendix A](A_engineering.ipynb). A wrong type raises
-# `TypeError`, a wrong value `ValueError`, and the message names the value. It also turns `seed`
-# into a `torch.Generator`, so that sampling is repeatable.
-
-
-# %%
-#| export
-def check_prompt(model, prompt, max_new_tokens, max_length) -> int:
-    """Check the prompt and its length argument; return the number of new tokens."""
-    if max_new_tokens is not None and max_length is not None:
-        raise TypeError("pass max_new_tokens or max_length (same meaning), not both")
-    name = "max_new_tokens" if max_length is None else "max_length"
-    n_new = max_new_tokens if max_length is None else max_length
-    is_text = isinstance(prompt, str)
-    n_new = check_int(name, n_new, minimum=1 if is_text else 0)
-    if is_text:
-        if not prompt:
-            raise ValueError("prompt must be a non-empty string, got ''")
-    elif isinstance(prompt, torch.Tensor):
-        check_token_ids(prompt, vocab_size=model.config.vocab_size)
-    else:
-        kind = type(prompt).__name__
-        raise TypeError(
-            f"prompt must be a str or a (B, T) tensor of token ids, got {kind}"
-        )
-    return n_new
-
-
-def check_sampling(model, temperature, top_k, eos_id, generator, seed) -> dict:
-    """Check the sampling arguments; return them as keywords for generate_ids."""
-    vocab_size = model.config.vocab_size
-    temperature = check_number("temperature", temperature, minimum=0)
-    top_k = check_int("top_k", top_k, minimum=1, none_ok=True)
-    eos_id = check_int("eos_id", eos_id, minimum=0, none_ok=True)
-    if eos_id is not None and eos_id >= vocab_size:
-        raise ValueError(f"eos_id must be in [0, {vocab_size}), got {eos_id}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        kind = type(generator).__name__
-        raise TypeError(f"generator must be a torch.Generator, got {kind}")
-    seed = check_int("seed", seed, none_ok=True)
-    if seed is not None and generator is not None:
-        raise ValueError("pass seed or generator, not both")
-    return dict(
-        temperature=temperature,
-        top_k=top_k,
-        eos_id=eos_id,
-        generator=generator,
-        seed=seed,
-    )
-
-
-# %% [markdown]
-# Now `generate` works. Greedy, it reproduces the naive loop token for token:
+# This loop is the whole idea, and it has two limits. It always takes the likeliest token, and it
+# is slow: every new token runs the model again over the whole sequence, although the keys and
+# values of the earlier positions have not changed. [Chapter 8](08_generation.ipynb) lifts both.
+# It samples with a temperature, top-k and top-p, and it keeps the keys and values in a **KV
+# cache**, so that each step runs the model on one new token. Its module is what `model.generate`
+# calls. At temperature 0 it picks the same tokens as the loop above:
 
 # %%
 out = model.generate(start, max_new_tokens=8, temperature=0)
@@ -1183,7 +1023,9 @@ print(out)
 assert torch.equal(out, out_naive)
 
 # %% [markdown]
-# From a string, sampling at temperature 0.8; `seed=` makes it repeatable:
+# `generate` also takes a string. It encodes it with GPT-2's tokenizer, generates at most
+# `max_length` **new** tokens, and returns the prompt followed by the continuation. Here it samples
+# at temperature 0.8; `seed=` makes the sample repeatable:
 
 # %%
 prompt = "Justice is served when"
@@ -1193,29 +1035,6 @@ assert text.startswith(prompt)
 assert text == model.generate(prompt, max_length=12, temperature=0.8, seed=123)
 greedy = model.generate(prompt, max_length=12, temperature=0)
 print(repr(greedy))
-
-# %% [markdown]
-# Bad arguments are rejected with a message that says what would be valid:
-
-# %%
-bad_arguments = [
-    dict(temperature=-1.0),
-    dict(temperature=float("nan")),
-    dict(temperature="hot"),
-    dict(top_k=0),
-    dict(max_length=0),
-    dict(max_length=2.5),
-]
-for kwargs in bad_arguments:
-    try:
-        model.generate("Justice is served when", **{"max_length": 5, **kwargs})
-    except (TypeError, ValueError) as e:
-        print(f"{kwargs}: {type(e).__name__}: {e}")
-for prompt in ("", 42):
-    try:
-        model.generate(prompt, max_length=5)
-    except (TypeError, ValueError) as e:
-        print(f"{prompt!r}: {type(e).__name__}: {e}")
 
 # %% [markdown]
 # ## 10. Speed notes

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2scratch.model import (
-    GELU, GPT2, HF_NAMES, MLP, PRESETS, Block, GPT2Config, LayerNorm, sample_next_token,
+    GELU, GPT2, HF_NAMES, MLP, PRESETS, Block, GPT2Config, LayerNorm,
 )
 
 TINY = GPT2Config(vocab_size=97, context_length=16, d_model=32, n_layers=2, n_heads=4, dropout=0.0)
@@ -395,19 +395,12 @@ def test_generate_signature_and_brief_call():
 
     params = inspect.signature(GPT2.generate).parameters
     assert list(params) == ["self", "prompt", "max_new_tokens", "temperature", "top_k", "eos_id",
-                            "generator", "max_length", "tokenizer", "seed"]
-    assert [p.name for p in params.values() if p.kind is p.KEYWORD_ONLY] == ["max_length", "tokenizer", "seed"]
+                            "generator", "max_length", "tokenizer", "seed", "top_p", "use_cache"]
+    assert [p.name for p in params.values() if p.kind is p.KEYWORD_ONLY] == [
+        "max_length", "tokenizer", "seed", "top_p", "use_cache"]
+    assert params["top_p"].default is None and params["use_cache"].default is True
     torch.manual_seed(0)
     model = GPT2(GPT2Config.preset("tiny", context_length=32))
     text = model.generate("Justice is served when", max_length=100, temperature=0.8)
     assert isinstance(text, str) and text.startswith("Justice is served when")
 
-
-def test_sample_next_token():
-    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 5.0, 0.0]])
-    assert sample_next_token(logits, temperature=0).tolist() == [[0], [2]]
-    g = torch.Generator().manual_seed(0)
-    draws = sample_next_token(logits[:1].expand(500, 4), top_k=2, generator=g)
-    assert set(draws.flatten().tolist()) == {0, 1}  # top-k keeps the two best tokens only
-    cold = sample_next_token(logits[:1].expand(500, 4), temperature=0.05, generator=g)
-    assert set(cold.flatten().tolist()) == {0}  # a low temperature is nearly greedy

@@ -142,14 +142,15 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(C)
         self.mlp = MLP(C, config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))  # (B, T, C): tokens talk to each other
+    def forward(self, x: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
+        # cache, start_pos: chapter 8's KV cache for this block's attention
+        x = x + self.attn(self.ln_1(x), cache, start_pos)  # (B, T, C): tokens talk
         x = x + self.mlp(self.ln_2(x))  # (B, T, C): each token thinks on its own
         return x
 
 
 class GenerationMixin:
-    """Gives GPT2 its `generate` method; the work is done by section 9's functions."""
+    """Gives GPT2 its `generate` method; chapter 8's gpt2scratch.generation does the work."""
 
     def generate(
         self,
@@ -163,26 +164,27 @@ class GenerationMixin:
         max_length: int | None = None,
         tokenizer=None,
         seed: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
     ):
-        """Continue `prompt` one token at a time; temperature 0 is greedy (argmax).
-
-        Tensor level: `generate(idx, max_new_tokens)` takes (B, T) token ids and
-        returns (B, T + n) ids, n <= max_new_tokens (fewer only when every row has
-        produced `eos_id`; a finished row is padded with `eos_id`).
-        Text level: `generate("Justice is", max_length=100, temperature=0.8)` returns
-        the prompt followed by at most `max_length` NEW tokens of text, stopping early
-        at <|endoftext|> (not included). It encodes with GPT-2's tokenizer unless
-        `tokenizer=` (anything with encode/decode) is given.
-        The model only sees the last `context_length` tokens, so a longer prompt is
-        cropped to its end; the returned ids/text still start with the whole prompt.
-        `seed` (or a torch.Generator) makes sampling reproducible. Runs in eval mode,
-        then restores the mode the model was in.
+        """Continue `prompt`, a string or (B, T) ids, by at most max_length (alias
+        max_new_tokens) NEW tokens; temperature 0 is greedy. Hugging Face's max_length
+        counts the prompt too. See gpt2scratch.generation.generate for every argument.
         """
-        n_new = check_prompt(self, prompt, max_new_tokens, max_length)
-        sampling = check_sampling(self, temperature, top_k, eos_id, generator, seed)
-        if isinstance(prompt, str):
-            return generate_text(self, prompt, n_new, tokenizer, **sampling)
-        return generate_ids(self, prompt, n_new, **sampling)
+        from gpt2scratch.generation import generate  # lazy: chapter 8's module
+
+        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        return generate(
+            self,
+            prompt,
+            max_new_tokens,
+            eos_id=eos_id,
+            generator=generator,
+            max_length=max_length,
+            tokenizer=tokenizer,
+            use_cache=use_cache,
+            **sampling,
+        )
 
 
 class GPT2(GenerationMixin, nn.Module):
@@ -224,18 +226,19 @@ class GPT2(GenerationMixin, nn.Module):
             n -= self.wte.weight.numel() + self.wpe.weight.numel()
         return n
 
-    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, idx: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
         """The residual stream after the final LayerNorm: (B, T) ids -> (B, T, C)."""
         check_token_ids(idx, context_length=self.config.context_length)
-        pos = torch.arange(idx.shape[1], device=idx.device)  # (T,)
+        pos = start_pos + torch.arange(idx.shape[1], device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C) + (T, C): broadcast
-        for block in self.h:
-            x = block(x)  # (B, T, C)
+        caches = [None] * len(self.h) if cache is None else cache  # one per block
+        for block, block_cache in zip(self.h, caches):
+            x = block(x, block_cache, start_pos)  # (B, T, C)
         return self.ln_f(x)  # (B, T, C)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
         """(B, T) token ids -> (B, T, V) logits for the token after each position."""
-        return self.lm_head(self.hidden_states(idx))  # (B, T, V)
+        return self.lm_head(self.hidden_states(idx, cache, start_pos))  # (B, T, V)
 
 
 def check_token_ids(idx, *, vocab_size=None, context_length=None) -> None:
@@ -257,117 +260,3 @@ def check_token_ids(idx, *, vocab_size=None, context_length=None) -> None:
             f"token ids must be in [0, {vocab_size}), "
             f"got min {idx.min().item()}, max {idx.max().item()}"
         )
-
-
-def sample_next_token(logits, temperature=1.0, top_k=None, generator=None):
-    """(B, V) logits -> (B, 1) token ids: the argmax at temperature 0, else a sample."""
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)  # greedy
-    logits = logits / temperature  # < 1 sharpens the distribution, > 1 flattens it
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k).values[:, [-1]]  # (B, 1) k-th largest logit
-        logits = logits.masked_fill(logits < kth, float("-inf"))  # drop the others
-    probs = F.softmax(logits, dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-
-
-@torch.no_grad()
-def generate_ids(
-    model,
-    idx,
-    max_new_tokens,
-    temperature=1.0,
-    top_k=None,
-    eos_id=None,
-    generator=None,
-    seed=None,
-):
-    """(B, T) ids -> (B, T + n) ids, n <= max_new_tokens (GPT2.generate checks args).
-
-    Fewer than max_new_tokens only when every row has produced `eos_id`; a finished row
-    is padded with `eos_id`. Runs in eval mode, then restores the model's mode.
-    """
-    if seed is not None:  # the same seed, the same tokens
-        generator = torch.Generator(device=idx.device).manual_seed(seed)
-    was_training = model.training
-    model.eval()  # no dropout while generating
-    try:
-        done = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
-        for _ in range(max_new_tokens):
-            idx_cond = idx[:, -model.config.context_length :]  # the context window
-            x = model.hidden_states(idx_cond)[:, -1, :]  # (B, C): last position only
-            logits = model.lm_head(x).float()  # (B, V)
-            next_id = sample_next_token(logits, temperature, top_k, generator)  # (B, 1)
-            if eos_id is not None:
-                next_id = next_id.masked_fill(done, eos_id)  # finished rows repeat eos
-                done = done | (next_id == eos_id)
-            idx = torch.cat([idx, next_id.to(idx.dtype)], dim=1)  # (B, T + 1)
-            if eos_id is not None and bool(done.all()):
-                break
-    finally:
-        model.train(was_training)
-    return idx
-
-
-def generate_text(
-    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling
-):
-    """`prompt` + at most max_new_tokens new tokens of text, cut at <|endoftext|>."""
-    if tokenizer is None:
-        from gpt2scratch.tokenizer import gpt2_encoding  # lazy: only text needs it
-
-        tokenizer = gpt2_encoding()
-    if eos_id is None:
-        eos_id = getattr(tokenizer, "eot_token", None)  # 50256 for GPT-2's tokenizer
-    ids = tokenizer.encode(prompt)
-    idx = torch.tensor([ids], dtype=torch.long, device=model.wte.weight.device)
-    check_token_ids(idx, vocab_size=model.config.vocab_size)
-    out = generate_ids(model, idx, max_new_tokens, eos_id=eos_id, **sampling)
-    new = out[0, len(ids) :].tolist()
-    if eos_id in new:
-        new = new[: new.index(eos_id)]
-    return prompt + tokenizer.decode(new)
-
-
-def check_prompt(model, prompt, max_new_tokens, max_length) -> int:
-    """Check the prompt and its length argument; return the number of new tokens."""
-    if max_new_tokens is not None and max_length is not None:
-        raise TypeError("pass max_new_tokens or max_length (same meaning), not both")
-    name = "max_new_tokens" if max_length is None else "max_length"
-    n_new = max_new_tokens if max_length is None else max_length
-    is_text = isinstance(prompt, str)
-    n_new = check_int(name, n_new, minimum=1 if is_text else 0)
-    if is_text:
-        if not prompt:
-            raise ValueError("prompt must be a non-empty string, got ''")
-    elif isinstance(prompt, torch.Tensor):
-        check_token_ids(prompt, vocab_size=model.config.vocab_size)
-    else:
-        kind = type(prompt).__name__
-        raise TypeError(
-            f"prompt must be a str or a (B, T) tensor of token ids, got {kind}"
-        )
-    return n_new
-
-
-def check_sampling(model, temperature, top_k, eos_id, generator, seed) -> dict:
-    """Check the sampling arguments; return them as keywords for generate_ids."""
-    vocab_size = model.config.vocab_size
-    temperature = check_number("temperature", temperature, minimum=0)
-    top_k = check_int("top_k", top_k, minimum=1, none_ok=True)
-    eos_id = check_int("eos_id", eos_id, minimum=0, none_ok=True)
-    if eos_id is not None and eos_id >= vocab_size:
-        raise ValueError(f"eos_id must be in [0, {vocab_size}), got {eos_id}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        kind = type(generator).__name__
-        raise TypeError(f"generator must be a torch.Generator, got {kind}")
-    seed = check_int("seed", seed, none_ok=True)
-    if seed is not None and generator is not None:
-        raise ValueError("pass seed or generator, not both")
-    return dict(
-        temperature=temperature,
-        top_k=top_k,
-        eos_id=eos_id,
-        generator=generator,
-        seed=seed,
-    )

@@ -1,0 +1,759 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 8 — Sampling and fast generation
+#
+# In this chapter you build `gpt2scratch.generation`, the module behind `model.generate(...)`:
+# the rules that turn the model's next-token scores into a token (greedy, temperature, top-k,
+# top-p), a decode loop that runs the model on **one new token per step** thanks to a
+# **KV cache**, and the text-level call that the brief uses,
+# `model.generate("Justice is served when", max_length=100, temperature=0.8)`.
+#
+# [Chapter 4](04_gpt2_model.ipynb) wrote the simplest loop: run the whole sequence through the
+# model, take the likeliest token, append it, repeat. That loop has two problems. It only ever
+# takes the likeliest token, which makes a small model repeat itself; and it recomputes every
+# earlier position at every step, so token $t$ costs $t$ times the work of one position. The brief
+# says to tune the temperature "between 0.7 and 1.2" for stable and diverse outputs. We will make
+# that trade-off visible, then measure it:
+#
+# 1. **temperature**: `softmax(logits / T)`, from greedy ($T = 0$) to nearly uniform, drawn on a
+#    toy vocabulary;
+# 2. **top-k** and **top-p** (nucleus) sampling, alone and combined, first on the toy vocabulary,
+#    then on the trained model of [Chapter 5](05_training.ipynb);
+# 3. the **KV cache**: what the loop recomputes, how to keep it instead, why GPT-2's absolute
+#    positions force us to crop and recompute when the context window is full, and a proof that
+#    the cache changes no token;
+# 4. the complete `generate` API, with its argument checks and a streaming variant;
+# 5. the **trade-off, measured**: for each temperature, many samples, scored for diversity
+#    (distinct-1, distinct-2, unique tokens) and coherence (the model's own log-probability of
+#    its samples, repetition), and a recommendation drawn from the data;
+# 6. **speed**: our cached loop against Hugging Face's `generate` and against the limit set by
+#    the memory bandwidth, and, on a GPU, a static cache replayed as a CUDA graph.
+#
+# Everything marked `#| export` becomes `gpt2scratch/generation.py`.
+
+# %%
+#| default_exp generation
+
+# %%
+#| export
+"""Sampling (temperature, top-k, top-p), the decode loop with a KV cache, and the text
+wrapper behind `GPT2.generate` (Chapter 8 of the book)."""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+import torch
+import torch.nn.functional as F
+
+from gpt2scratch.model import check_token_ids
+from gpt2scratch.validation import check_bool, check_int, check_number
+
+# %%
+import importlib.util
+import os
+import time
+import warnings
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.quickmode import full_or_quick
+from gpt2scratch.tokenizer import gpt2_encoding
+from gpt2scratch.train import chapter5_model
+
+torch.set_printoptions(precision=4, sci_mode=False, linewidth=88)
+enc = gpt2_encoding()  # GPT-2's tokenizer, rebuilt offline in chapter 1
+
+# %% [markdown]
+# ## 8.1 Temperature: one knob from greedy to uniform
+#
+# At every step the model hands us a vector of **logits**, one score per vocabulary token. The
+# softmax turns scores into probabilities. Dividing the logits by a **temperature** $T$ before the
+# softmax reshapes that distribution without changing the order of the tokens:
+#
+# $$p_i(T) = \frac{e^{z_i / T}}{\sum_j e^{z_j / T}}$$
+#
+# $T = 1$ is the model's own distribution. $T < 1$ stretches the gaps between scores, so the
+# likeliest tokens take more of the mass; as $T \to 0$ all of it goes to the top token, which is
+# greedy decoding (we define $T = 0$ as the argmax, since we cannot divide by 0). $T > 1$ shrinks
+# the gaps, and as $T \to \infty$ every token gets $1/V$.
+#
+# A toy vocabulary of eight words, with scores a model might give after "The cat sat on the":
+
+# %%
+words = ["mat", "floor", "sofa", "roof", "dog", "moon", "idea", "of"]
+toy = torch.tensor([3.0, 2.2, 1.8, 1.0, 0.2, -0.5, -1.5, -2.5])  # (V,) logits
+
+
+def tempered(logits: torch.Tensor, T: float) -> torch.Tensor:
+    """softmax(logits / T); T = 0 puts all the mass on the argmax (greedy)."""
+    if T == 0:
+        return F.one_hot(logits.argmax(), logits.shape[-1]).float()
+    return F.softmax(logits / T, dim=-1)
+
+
+temperatures = [0, 0.7, 0.8, 1.0, 1.2, 5.0]
+for T in temperatures:
+    p = tempered(toy, T)
+    print(f"T = {T:<4}: " + " ".join(f"{x:.3f}" for x in p.tolist()))
+
+# %%
+fig, axes = plt.subplots(1, len(temperatures), figsize=(15, 2.8), sharey=True)
+for ax, T in zip(axes, temperatures):
+    ax.bar(words, tempered(toy, T).numpy(), color="C0" if T else "C3")
+    ax.set_title("T = 0 (greedy)" if T == 0 else f"T = {T}")
+    ax.tick_params(axis="x", rotation=90)
+axes[0].set_ylabel("probability")
+fig.suptitle("softmax(logits / T) on a toy vocabulary of 8 words", y=1.02)
+plt.show()
+
+# %% [markdown]
+# At $T = 0.7$ "mat" gets 0.645 of the mass, at $T = 1$ it gets 0.476, at $T = 1.2$ 0.412, and at
+# $T = 5$ the distribution is nearly flat: "of", a word that cannot follow "on the", gets 0.067
+# instead of 0.004. The brief's range, 0.7 to 1.2, sits between these extremes. What it buys is
+# easier to see with two numbers per temperature: the **entropy** of the distribution (in bits;
+# 0 for greedy, $\log_2 8 = 3$ for uniform) and the mass left on the tail (the four least likely
+# words):
+
+# %%
+for T in temperatures:
+    p = tempered(toy, T)
+    entropy = -(p * p.clamp_min(1e-12).log2()).sum().item()
+    print(f"T = {T:<4}: entropy {entropy:.2f} bits, tail mass {p[4:].sum().item():.3f}")
+
+# %% [markdown]
+# ## 8.2 Top-k and top-p: cut the tail, then sample
+#
+# Temperature alone cannot stop a sample from landing in the long tail: with 50,257 tokens, even
+# tiny probabilities add up. Two filters cut the tail before sampling:
+#
+# * **top-k** keeps the $k$ highest-scoring tokens (ties at the $k$-th score included) and sets
+#   the others' logits to $-\infty$;
+# * **top-p**, or *nucleus* sampling (Holtzman et al., 2019), sorts the tokens by probability and
+#   keeps the smallest prefix whose probabilities sum to at least $p$. Unlike top-k, the number
+#   of tokens it keeps adapts to the distribution: few when the model is sure, many when it is not.
+#
+# Both act on the tempered logits, temperature first, as in Hugging Face's `generate`. Top-p is
+# the less obvious one; here it is on its own:
+
+
+# %%
+#| export
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep, per row of (B, V) logits, the smallest set of likeliest tokens whose
+    probabilities sum to >= top_p; the others get -inf. The top token always stays."""
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+    probs = F.softmax(sorted_logits, dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # mass of the likelier tokens
+    sorted_logits = sorted_logits.masked_fill(before >= top_p, float("-inf"))
+    return logits.scatter(-1, order, sorted_logits)  # back to vocabulary order
+
+
+# %% [markdown]
+# Then the function that the loop calls once per step. It returns one token id per row:
+
+
+# %%
+#| export
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """(B, V) logits -> (B, 1) next token ids.
+
+    Temperature 0 is greedy (the argmax; top_k and top_p then change nothing). Otherwise
+    a sample from softmax(logits / temperature), restricted to the top_k likeliest
+    tokens and then to the top_p nucleus. `generator` makes the draw repeatable.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # greedy
+    logits = logits / temperature  # < 1 sharpens the distribution, > 1 flattens it
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k).values[:, -1:]  # (B, 1) k-th largest logit
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        logits = top_p_filter(logits, top_p)
+    probs = F.softmax(logits, dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+
+
+# %% [markdown]
+# What each filter keeps on the toy vocabulary, at $T = 1$ (the softmax of the filtered logits;
+# the removed words get exactly 0):
+
+# %%
+rows = {
+    "T=1": {},
+    "top-k=3": dict(top_k=3),
+    "top-p=0.9": dict(top_p=0.9),
+    "top-k=3, top-p=0.7": dict(top_k=3, top_p=0.7),
+}
+
+
+def filtered(logits: torch.Tensor, top_k=None, top_p=None) -> torch.Tensor:
+    """The distribution sample_next draws from at T = 1, for plotting."""
+    logits = logits[None].clone()  # (1, V)
+    if top_k is not None:
+        kth = torch.topk(logits, top_k).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    return F.softmax(logits, dim=-1)[0]
+
+
+for name, kw in rows.items():
+    p = filtered(toy, **kw)
+    kept = [w for w, x in zip(words, p.tolist()) if x > 0]
+    print(f"{name:<19} keeps {len(kept)}: {', '.join(kept)}")
+
+# %% [markdown]
+# With $p = 0.9$ the nucleus needs five words ("mat" .. "dog" hold 0.476 + 0.214 + 0.143 + 0.064
+# + 0.029 of the mass, more than 0.9 only with the fifth). Combined, top-k runs first and top-p
+# then works on what is left, renormalised. Sampling from these distributions many times, with a
+# seeded generator so that the counts are repeatable, shows the filters at work:
+
+# %%
+gen = torch.Generator().manual_seed(123)
+n_draws = 10_000
+counts = {}
+for name, kw in rows.items():
+    draws = sample_next(toy.expand(n_draws, 8), generator=gen, **kw)  # (n, 1)
+    counts[name] = torch.bincount(draws[:, 0], minlength=8) / n_draws
+    print(f"{name:<19}", " ".join(f"{x:.3f}" for x in counts[name].tolist()))
+    expected = filtered(toy, **kw)
+    assert (counts[name] - expected).abs().max() < 0.02  # sampling matches the formula
+assert sample_next(toy[None], temperature=0).item() == 0  # greedy: "mat"
+
+# %%
+fig, axes = plt.subplots(1, len(rows), figsize=(14, 2.8), sharey=True)
+for ax, (name, kw) in zip(axes, rows.items()):
+    ax.bar(words, filtered(toy, **kw).numpy(), color="C0", label="formula")
+    ax.plot(words, counts[name].numpy(), "k.", label=f"{n_draws:,} samples")
+    ax.set_title(name)
+    ax.tick_params(axis="x", rotation=90)
+axes[0].set_ylabel("probability")
+axes[0].legend()
+plt.show()
+
+# %% [markdown]
+# ### On the trained model
+#
+# A real distribution has 50,257 entries, not 8. We take the model that
+# [Chapter 5](05_training.ipynb) trained on *The Verdict* (`make run` saves it; where it has not
+# run, `chapter5_model()` trains a small stand-in once and says so in its label) and look at its
+# distribution for the token after a prompt. The outputs below depend on which model was found,
+# so the cells check properties rather than exact numbers.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+course = chapter5_model(device="cpu")
+model = course.model.eval()
+print(course.label)
+print(f"{model.num_params():,} parameters, context {model.config.context_length}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+prompt = "Every effort moves you"
+ids = torch.tensor([enc.encode(prompt)])
+with torch.no_grad():
+    logits = model(ids)[0, -1]  # (V,) scores for the next token
+print(f"{course.label}; after {prompt!r}:")
+for T in [0.7, 1.0, 1.2]:
+    p = F.softmax(logits / T, dim=-1)
+    top = torch.topk(p, 5)
+    cands = ", ".join(
+        f"{enc.decode([i])!r} {x:.2f}" for x, i in zip(top.values, top.indices.tolist())
+    )
+    n90 = (top_p_filter(logits[None] / T, 0.9) > float("-inf")).sum().item()
+    print(f"T = {T}: top 5: {cands}; top-p 0.9 keeps {n90:,} tokens")
+assert abs(F.softmax(logits, -1).sum().item() - 1) < 1e-4
+
+# %% [markdown]
+# The nucleus adapts where a fixed $k$ cannot: a sharper distribution ($T = 0.7$) needs fewer
+# tokens to reach 0.9 of the mass than the model's own ($T = 1$), and a flatter one ($T = 1.2$)
+# needs more. The figure shows the first 50 tokens of the sorted distribution, with the size of
+# the 0.9-nucleus marked for each temperature:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+fig, ax = plt.subplots(figsize=(9, 3.5))
+for T, color in [(0.7, "C0"), (1.0, "C1"), (1.2, "C2")]:
+    p = F.softmax(logits / T, dim=-1).sort(descending=True).values
+    n90 = int((p.cumsum(0) - p < 0.9).sum())
+    ax.plot(range(1, 51), p[:50].numpy(), color=color, label=f"T = {T} (nucleus {n90})")
+    if n90 <= 50:
+        ax.axvline(n90, color=color, ls=":")
+ax.set_xlabel("rank of the token")
+ax.set_ylabel("probability")
+ax.set_yscale("log")
+ax.set_title(f"next-token distribution after {prompt!r}, {course.label}", fontsize=9)
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## 8.3 The decode loop, and what it recomputes
+#
+# Chapter 4's loop runs the whole sequence through the model at every step. Look at what one
+# attention layer computes at step $t$: queries, keys and values for positions $0..t$, and
+# attention of every query over the keys before it. But only the **last** position's output is
+# used, and the keys and values of positions $0..t-1$ are the same numbers as at the step before:
+# position $i$'s key depends only on tokens $0..i$ (the causal mask) and on the position
+# embedding of $i$. So a loop can keep, in every layer, the keys and values computed so far, and
+# at each step run the model on the new token alone: its query attends over the cached keys
+# plus its own. That is the **KV cache**.
+#
+# Per step, the work drops from $t$ positions to 1, and for a 124M model at batch 1 the step then
+# costs about one read of the weights: the forward pass becomes a chain of matrix-*vector*
+# products.
+#
+# The cache needs the model to take it. Chapters [3](03_attention.ipynb) and
+# [4](04_gpt2_model.ipynb) gave `CausalSelfAttention.forward`, `Block.forward` and
+# `GPT2.forward` two optional arguments for this: `cache`, one entry per block with an
+# `update(k, v, start_pos)` method, and `start_pos`, the absolute position of the first token
+# passed in. The attention layer hands its new keys and values to `update` and gets back the keys,
+# values and mask to attend over. Everything else is here. The cache is **preallocated** to the
+# context length, so a step writes into it in place and allocates nothing:
+
+
+# %%
+#| export
+class LayerKV:
+    """One block's keys and values, preallocated: k and v are (B, H, max_len, hd)."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor):
+        self.k, self.v = k, v
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, start_pos):
+        """Write k, v (B, H, T, hd) at positions start_pos..start_pos+T-1; return the
+        keys and values of positions 0..start_pos+T-1 and the attention mask (None:
+        every query may see every key)."""
+        T = k.shape[2]
+        if isinstance(start_pos, torch.Tensor):  # one token, static shapes (section 8.7)
+            self.k.index_copy_(2, start_pos.view(1), k)
+            self.v.index_copy_(2, start_pos.view(1), v)
+            seen = torch.arange(self.k.shape[2], device=k.device) <= start_pos
+            return self.k, self.v, seen.view(1, 1, 1, -1)  # (1, 1, 1, max_len)
+        end = start_pos + T
+        if end > self.k.shape[2]:
+            raise ValueError(
+                f"the cache holds {self.k.shape[2]} positions; cannot write {T} "
+                f"at start_pos={start_pos}"
+            )
+        self.k[:, :, start_pos:end] = k  # in place: nothing new is allocated
+        self.v[:, :, start_pos:end] = v
+        mask = None  # one new token: it may see every position so far
+        if T > 1:  # query i sits at start_pos + i: it sees keys 0..start_pos + i
+            mask = torch.ones(T, end, dtype=torch.bool, device=k.device).tril(start_pos)
+        return self.k[:, :, :end], self.v[:, :, :end], mask
+
+
+class KVCache:
+    """Keys and values for every block of `model`, for batch_size rows, preallocated
+    to max_len positions (default: the context length). Iterating gives one LayerKV
+    per block, which is what GPT2.forward(idx, cache, start_pos) expects."""
+
+    def __init__(self, model, batch_size: int = 1, max_len: int | None = None):
+        cfg = model.config
+        max_len = cfg.context_length if max_len is None else max_len
+        shape = (cfg.n_layers, batch_size, cfg.n_heads, max_len, cfg.d_model // cfg.n_heads)
+        w = model.wte.weight
+        # zeros, not empty: masked-out slots must hold finite numbers (0 * nan = nan)
+        self.k = torch.zeros(shape, dtype=w.dtype, device=w.device)
+        self.v = torch.zeros_like(self.k)
+        self.layers = [LayerKV(k, v) for k, v in zip(self.k, self.v)]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
+
+# %% [markdown]
+# How big is it? Two tensors of $L \times B \times H \times T_\text{max} \times d_\text{head}$
+# numbers: for GPT-2 124M at batch 1 and 1,024 positions in float32, that is
+# $2 \cdot 12 \cdot 12 \cdot 1024 \cdot 64 \cdot 4$ bytes:
+
+# %%
+with torch.device("meta"):
+    gpt2_124m = GPT2(GPT2Config())
+cache_124m = KVCache(gpt2_124m, batch_size=1)
+print(f"KV cache, GPT-2 124M, batch 1, 1,024 positions: {cache_124m.nbytes / 2**20:.0f} MiB")
+print(f"the weights themselves: {gpt2_124m.num_params() * 4 / 2**20:.0f} MiB")
+del gpt2_124m, cache_124m
+
+# %% [markdown]
+# 72 MiB against 475 MiB of weights: cheap at batch 1, though it grows with the batch and the
+# context, and at batch 8 it is already bigger than the model.
+#
+# ### The boundary of the context window
+#
+# A model with a window of $T_\text{max}$ positions sees only the last $T_\text{max}$ tokens. When
+# the sequence grows past it, the window slides, and every token in it moves one position to the
+# left. GPT-2's position embeddings are **absolute**: the key of a token at position 5 was
+# computed from `wte + wpe[5]`, and after the slide the same token sits at position 4. Every
+# cached key and value is now wrong, so a cache cannot simply drop its oldest entry and roll on
+# (that works for models with *relative* positions, such as rotary embeddings). The loop does
+# the correct thing instead: when the cache is full, it **crops** the sequence to the last
+# $T_\text{max}$ tokens and **recomputes** them from position 0. From then on every step needs
+# that recomputation, so past the boundary the cache no longer saves work, but it gives exactly
+# the tokens that a loop without a cache gives.
+#
+# The loop is a Python generator: it yields one `(B, 1)` tensor of new ids per step, so that the
+# callers below can stop early at `<|endoftext|>` or print tokens as they come. It runs in
+# `torch.inference_mode()`, and computes `lm_head` for the last position only, the one whose
+# scores it uses: one row of 50,257 logits per step instead of $T$ rows.
+
+
+# %%
+#| export
+def next_logits(model, new_ids: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
+    """(B, V) float32 logits for the token after the last of new_ids (B, T), which sit
+    at positions start_pos..; the cache holds the positions before them."""
+    x = model.hidden_states(new_ids, cache, start_pos)[:, -1]  # (B, C): last only
+    return model.lm_head(x).float()
+
+
+def decode(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+):
+    """Yield max_new_tokens (B, 1) tensors of next ids for the (B, T) prompt idx.
+
+    The model sees the last context_length tokens. With the cache it runs on the new
+    token only; when the cache is full it crops and recomputes (absolute positions).
+    Runs in eval mode and restores the model's mode when the generator finishes.
+    """
+    ctx = model.config.context_length
+    cache = KVCache(model, idx.shape[0]) if use_cache else None
+    window = idx[:, -ctx:]  # the tokens the model sees
+    new, pos = window, 0  # run `new` at positions pos..; the cache holds 0..pos-1
+    was_training = model.training
+    model.eval()  # no dropout while generating
+    try:
+        for _ in range(max_new_tokens):
+            with torch.inference_mode():
+                logits = next_logits(model, new, cache, pos)  # (B, V)
+                next_id = sample_next(logits, temperature, top_k, top_p, generator)
+            yield next_id  # (B, 1)
+            pos += new.shape[1]
+            window = torch.cat([window, next_id.to(window.dtype)], dim=1)
+            if cache is not None and pos < ctx:  # room left: run the new token only
+                new = next_id
+            else:  # no cache, or a full one: crop to the window, recompute from 0
+                window = window[:, -ctx:]
+                new, pos = window, 0
+    finally:
+        model.train(was_training)
+
+
+# %% [markdown]
+# Does the cache change anything? It must not: with the same weights, the same prompt and the same
+# seed, the tokens with and without it must be identical, for greedy decoding and for sampling.
+# To cross the boundary quickly we use a small model with a context of only 16 positions and ask
+# for 40 tokens, so that the window is full after 11 of them:
+
+# %%
+torch.manual_seed(123)
+small = GPT2(GPT2Config.preset("tiny", context_length=16)).eval()
+start = torch.tensor([[1, 2, 3, 4, 5]])  # 5 tokens of prompt
+for settings in [dict(temperature=0), dict(temperature=1.0, top_k=50, top_p=0.95)]:
+    outs = {}
+    for use_cache in (False, True):
+        gen = torch.Generator().manual_seed(123)
+        steps = decode(small, start, 40, use_cache=use_cache, generator=gen, **settings)
+        outs[use_cache] = torch.cat(list(steps), dim=1)  # (1, 40)
+    same = torch.equal(outs[False], outs[True])
+    print(f"{settings}: identical with and without the cache: {same}")
+    assert same
+print("last 12 tokens (sampled):", outs[True][0, -12:].tolist())
+
+# %% [markdown]
+# And what goes wrong with a cache that *rolls*, dropping its oldest entry and keeping the
+# others? Build it by hand for the same small model: at the boundary, keep the cached keys and
+# values of the last 15 positions, shift them left, and run the new token at position 15. The
+# keys carry their old positions, so the logits drift away from the recomputed ones:
+
+# %%
+with torch.inference_mode():
+    seq = torch.cat([start, outs[False][:, :12]], dim=1)  # 17 tokens: one past the window
+    cache = KVCache(small, 1)
+    next_logits(small, seq[:, :16], cache, 0)  # fill the cache with positions 0..15
+    for layer in cache:  # roll: drop position 0, shift the rest left
+        layer.k[:, :, :15] = layer.k[:, :, 1:16].clone()
+        layer.v[:, :, :15] = layer.v[:, :, 1:16].clone()
+    rolled = next_logits(small, seq[:, 16:], cache, 15)
+    recomputed = next_logits(small, seq[:, -16:])  # crop and recompute
+diff = (rolled - recomputed).abs().max().item()
+print(f"max |logits(rolled cache) - logits(recomputed)| = {diff:.3f}")
+assert diff > 1e-3
+
+# %% [markdown]
+# ### How much faster?
+#
+# Time both loops on the chapter-5 model for a growing number of new tokens, at batch 1,
+# interleaved in one process (timings vary with the machine and its load, so nbval does not
+# compare them):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+lengths = full_or_quick([16, 64, 128], [8, 16], what="shorter generations")
+prompt_ids = torch.tensor([enc.encode("I had always thought Jack Gisburn")])
+print(f"{course.label}, greedy, prompt {prompt_ids.shape[1]} tokens, batch 1")
+for n in lengths:
+    times = {False: [], True: []}
+    for use_cache in [False, True, True, False]:  # interleaved, each twice
+        run = decode(model, prompt_ids, n, temperature=0, use_cache=use_cache)
+        times[use_cache].append(seconds(lambda: list(run)))
+    t_no, t_yes = min(times[False]), min(times[True])
+    print(
+        f"{n:>4} new tokens: no cache {n / t_no:6.1f} tok/s, cache {n / t_yes:6.1f} "
+        f"tok/s, speed-up x{t_no / t_yes:.1f}"
+    )
+
+# %% [markdown]
+# The speed-up grows with the number of tokens: without the cache, step $t$ processes
+# $P + t$ positions (P is the prompt), so the total work grows with the square of the length;
+# with it, every step costs about the same. Section 8.7 measures the 124M model against
+# Hugging Face's `generate` and against the machine's memory bandwidth.
+#
+# ## 8.4 The complete API
+#
+# Three thin layers sit on the loop. `generate_ids` works on tensors: it collects the steps,
+# stops when every row has produced `eos_id`, and pads finished rows with it. `stream_text` and
+# `generate_text` work on strings: they encode the prompt (GPT-2's tokenizer unless
+# `tokenizer=` gives another), stop at `<|endoftext|>`, and decode. `stream_text` yields the text
+# piece by piece as tokens arrive, holding back a piece that ends inside a multi-byte character.
+
+
+# %%
+#| export
+def generate_ids(model, idx, max_new_tokens, *, eos_id=None, **sampling) -> torch.Tensor:
+    """(B, T) ids -> (B, T + n) ids, n <= max_new_tokens: fewer only when every row has
+    produced `eos_id`; a finished row is padded with `eos_id`."""
+    done = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
+    out = [idx]
+    with closing(decode(model, idx, max_new_tokens, **sampling)) as steps:
+        for next_id in steps:
+            if eos_id is not None:
+                next_id = next_id.masked_fill(done, eos_id)  # finished rows repeat eos
+                done = done | (next_id == eos_id)
+            out.append(next_id.to(idx.dtype))
+            if eos_id is not None and bool(done.all()):
+                break
+    return torch.cat(out, dim=1)  # (B, T + n)
+
+
+def _encode(model, prompt: str, tokenizer, eos_id):
+    if tokenizer is None:
+        from gpt2scratch.tokenizer import gpt2_encoding  # lazy: only text needs it
+
+        tokenizer = gpt2_encoding()
+    if eos_id is None:
+        eos_id = getattr(tokenizer, "eot_token", None)  # 50256 for GPT-2's tokenizer
+    idx = torch.tensor([tokenizer.encode(prompt)], device=model.wte.weight.device)
+    check_token_ids(idx, vocab_size=model.config.vocab_size)
+    return tokenizer, eos_id, idx
+
+
+def generate_text(model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling):
+    """`prompt` + at most max_new_tokens new tokens of text, cut at <|endoftext|>."""
+    tokenizer, eos_id, idx = _encode(model, prompt, tokenizer, eos_id)
+    new = generate_ids(model, idx, max_new_tokens, eos_id=eos_id, **sampling)
+    new = new[0, idx.shape[1] :].tolist()
+    if eos_id in new:
+        new = new[: new.index(eos_id)]
+    return prompt + tokenizer.decode(new)
+
+
+def stream_text(model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling):
+    """Yield the continuation of `prompt` piece by piece, as the tokens are generated."""
+    tokenizer, eos_id, idx = _encode(model, prompt, tokenizer, eos_id)
+    new, shown = [], ""
+    with closing(decode(model, idx, max_new_tokens, **sampling)) as steps:
+        for next_id in steps:
+            if next_id.item() == eos_id:
+                break
+            new.append(next_id.item())
+            text = tokenizer.decode(new)
+            if not text.endswith("\ufffd"):  # else wait: a character is split
+                yield text[len(shown) :]
+                shown = text
+    text = tokenizer.decode(new)
+    if text != shown:
+        yield text[len(shown) :]
+
+
+# %% [markdown]
+# Last, the argument checks and the entry point that `GPT2.generate` calls. The checks are
+# plumbing, with the shared helpers of [Appendix A](A_engineering.ipynb): a wrong type raises
+# `TypeError`, a wrong value `ValueError`, and the message names the value and what would be
+# valid. `seed=` becomes a `torch.Generator` on the model's device.
+
+
+# %%
+#| export
+def check_prompt(model, prompt, max_new_tokens, max_length) -> int:
+    """Check the prompt and its length argument; return the number of new tokens."""
+    if max_new_tokens is not None and max_length is not None:
+        raise TypeError("pass max_new_tokens or max_length (same meaning), not both")
+    name = "max_new_tokens" if max_length is None else "max_length"
+    n_new = max_new_tokens if max_length is None else max_length
+    is_text = isinstance(prompt, str)
+    n_new = check_int(name, n_new, minimum=1 if is_text else 0)
+    if is_text:
+        if not prompt:
+            raise ValueError("prompt must be a non-empty string, got ''")
+    elif isinstance(prompt, torch.Tensor):
+        check_token_ids(prompt, vocab_size=model.config.vocab_size)
+    else:
+        kind = type(prompt).__name__
+        raise TypeError(
+            f"prompt must be a str or a (B, T) tensor of token ids, got {kind}"
+        )
+    return n_new
+
+
+def check_sampling(
+    model, temperature, top_k, top_p, eos_id, generator, seed, use_cache
+) -> dict:
+    """Check the sampling arguments; return them as keywords for generate_ids."""
+    vocab_size = model.config.vocab_size
+    temperature = check_number("temperature", temperature, minimum=0)
+    top_k = check_int("top_k", top_k, minimum=1, none_ok=True)
+    top_p = check_number(
+        "top_p", top_p, minimum=0, maximum=1, min_open=True, none_ok=True
+    )
+    eos_id = check_int("eos_id", eos_id, minimum=0, none_ok=True)
+    if eos_id is not None and eos_id >= vocab_size:
+        raise ValueError(f"eos_id must be in [0, {vocab_size}), got {eos_id}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        kind = type(generator).__name__
+        raise TypeError(f"generator must be a torch.Generator, got {kind}")
+    seed = check_int("seed", seed, none_ok=True)
+    if seed is not None and generator is not None:
+        raise ValueError("pass seed or generator, not both")
+    if seed is not None:  # the same seed, the same tokens
+        generator = torch.Generator(model.wte.weight.device).manual_seed(seed)
+    return dict(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        eos_id=eos_id,
+        generator=generator,
+        use_cache=check_bool("use_cache", use_cache),
+    )
+
+
+# %%
+#| export
+def generate(
+    model,
+    prompt: str | torch.Tensor,
+    max_new_tokens: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    max_length: int | None = None,
+    tokenizer=None,
+    seed: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+):
+    """Continue `prompt` one token at a time; what `GPT2.generate` calls.
+
+    Tensor level: (B, T) ids -> (B, T + n) ids, n <= max_new_tokens (fewer only when
+    every row has produced `eos_id`; a finished row is padded with `eos_id`).
+    Text level: `generate(model, "Justice is", max_length=100, temperature=0.8)`
+    returns the prompt followed by at most `max_length` NEW tokens of text, stopping at
+    <|endoftext|> (not included); GPT-2's tokenizer unless `tokenizer=` is given.
+    `max_length` and `max_new_tokens` both count new tokens only; Hugging Face's
+    `max_length` counts the prompt too. Temperature 0 is greedy; `top_k` keeps the k
+    likeliest tokens, `top_p` the smallest set whose probabilities reach top_p;
+    `seed` (or a torch.Generator) makes sampling repeatable. `use_cache=False` runs
+    the whole window at every step (same tokens, slower). The model sees the last
+    context_length tokens; the result still starts with the whole prompt.
+    """
+    n_new = check_prompt(model, prompt, max_new_tokens, max_length)
+    sampling = check_sampling(
+        model, temperature, top_k, top_p, eos_id, generator, seed, use_cache
+    )
+    if isinstance(prompt, str):
+        return generate_text(model, prompt, n_new, tokenizer, **sampling)
+    return generate_ids(model, prompt, n_new, **sampling)
+
+
+# %% [markdown]
+# The brief's call, on the chapter-5 model, with and without top-p, and the same call streamed:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(course.label)
+brief = model.generate("Justice is served when", max_length=100, temperature=0.8, seed=123)
+print(brief, "\n")
+nucleus = model.generate(
+    "Justice is served when", max_length=100, temperature=0.8, top_p=0.9, seed=123
+)
+print(nucleus, "\n")
+pieces = list(stream_text(model, "Justice is served when", 100, temperature=0.8, seed=123))
+print(f"streamed in {len(pieces)} pieces, first {pieces[:4]}")
+assert "Justice is served when" + "".join(pieces) == brief
+assert brief == generate(model, "Justice is served when", 100, 0.8, use_cache=False, seed=123)
+
+# %% [markdown]
+# Bad arguments are refused before any tensor is touched, with a message that names the value:
+
+# %%
+bad_arguments = [
+    dict(temperature=-1.0),
+    dict(temperature=float("nan")),
+    dict(top_k=0),
+    dict(top_p=0.0),
+    dict(top_p=1.5),
+    dict(max_length=0),
+    dict(use_cache="yes"),
+]
+for kwargs in bad_arguments:
+    try:
+        model.generate("Justice is served when", **{"max_length": 5, **kwargs})
+    except (TypeError, ValueError) as e:
+        print(f"{kwargs}: {type(e).__name__}: {e}")
+print("a tensor prompt accepts 0 new tokens:", tuple(model.generate(ids, 0).shape))

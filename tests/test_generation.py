@@ -1,0 +1,238 @@
+"""Tests for gpt2scratch.generation (chapter 8): sampling, the KV cache, the decode loop, the API."""
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpt2scratch.generation import (
+    KVCache, decode, generate, generate_ids, next_logits, sample_next, stream_text, top_p_filter,
+)
+from gpt2scratch.model import GPT2, GPT2Config
+
+TINY = GPT2Config(vocab_size=97, context_length=16, d_model=32, n_layers=2, n_heads=4, dropout=0.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on a busy 2-core machine: a second thread only adds barrier waits."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return GPT2(TINY).eval()
+
+
+class CharTokenizer:
+    """One id per printable ASCII character (ids 0..94), eot id 96."""
+
+    eot_token = 96
+
+    def encode(self, text):
+        return [ord(c) - 32 for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(i + 32) if i < 95 else "?" for i in ids)
+
+
+def naive_greedy(model, idx, n):
+    for _ in range(n):
+        with torch.no_grad():
+            logits = model(idx[:, -model.config.context_length:])
+        idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return idx
+
+
+# --------------------------------------------------------------------------- sample_next
+def test_sample_next_greedy_top_k_and_cold():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 5.0, 0.0]])
+    assert sample_next(logits, temperature=0).tolist() == [[0], [2]]
+    assert sample_next(logits, 0, top_k=1, top_p=0.1).tolist() == [[0], [2]]  # greedy ignores filters
+    g = torch.Generator().manual_seed(0)
+    draws = sample_next(logits[:1].expand(500, 4), top_k=2, generator=g)
+    assert set(draws.flatten().tolist()) == {0, 1}
+    cold = sample_next(logits[:1].expand(500, 4), temperature=0.05, generator=g)
+    assert set(cold.flatten().tolist()) == {0}
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    kept = lambda p: (top_p_filter(logits, p) > float("-inf"))[0].tolist()  # noqa: E731
+    assert kept(0.5) == [True, False, False, False]  # 0.5 already reaches 0.5
+    assert kept(0.51) == [True, True, False, False]
+    assert kept(0.8) == [True, True, False, False]
+    assert kept(0.81) == [True, True, True, False]
+    assert kept(1.0) == [True, True, True, True]
+    assert kept(1e-9) == [True, False, False, False]  # the top token always stays
+    g = torch.Generator().manual_seed(0)
+    draws = sample_next(logits.expand(2000, 4), top_p=0.8, generator=g)
+    freq = torch.bincount(draws[:, 0], minlength=4) / 2000
+    assert freq[2:].sum() == 0 and abs(freq[0].item() - 0.5 / 0.8) < 0.04  # renormalised
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-5, 5), min_size=2, max_size=12), st.floats(0.01, 1.0),
+       st.integers(1, 12), st.floats(0.1, 3.0))
+def test_filters_property(values, top_p, top_k, temperature):
+    """The filtered set is a prefix of the sorted tokens, holds >= top_p of the tempered mass,
+    and dropping its least likely member would fall below top_p."""
+    logits = torch.tensor([values]) / temperature
+    keep = top_p_filter(logits, top_p) > float("-inf")
+    probs = F.softmax(logits, -1)[0]
+    order = probs.argsort(descending=True)
+    n = int(keep.sum())
+    assert keep[0, order[:n]].all()
+    kept_mass = probs[keep[0]].sum().item()
+    assert kept_mass >= top_p - 1e-5 or n == len(values)
+    assert n == 1 or kept_mass - probs[order[n - 1]].item() < top_p + 1e-5
+    g = torch.Generator().manual_seed(0)
+    tok = sample_next(torch.tensor([values]), temperature, min(top_k, len(values)), top_p, g).item()
+    assert 0 <= tok < len(values)
+
+
+# --------------------------------------------------------------------------- the KV cache
+@pytest.mark.parametrize("settings_", [dict(temperature=0), dict(temperature=1.0, seed=3),
+                                       dict(temperature=0.8, top_k=20, top_p=0.9, seed=5)])
+@pytest.mark.parametrize("prompt_len", [1, 5, 16, 30])
+def test_cache_gives_identical_tokens_across_the_boundary(tiny, settings_, prompt_len):
+    """40 new tokens with context 16: the window fills and slides; cache or not, same tokens."""
+    torch.manual_seed(prompt_len)
+    idx = torch.randint(0, 97, (2, prompt_len))
+    with_cache = tiny.generate(idx, 40, **settings_)
+    without = tiny.generate(idx, 40, use_cache=False, **settings_)
+    assert with_cache.shape == (2, prompt_len + 40)
+    assert torch.equal(with_cache, without)
+    if "seed" not in settings_:
+        assert torch.equal(with_cache, naive_greedy(tiny, idx, 40))
+
+
+def test_cache_logits_match_full_forward(tiny):
+    """Prefill, then one token at a time, then a chunk: the logits match a full forward pass."""
+    ids = torch.randint(0, 97, (3, 14), generator=torch.Generator().manual_seed(1))
+    cache = KVCache(tiny, batch_size=3)
+    with torch.no_grad():
+        full = tiny(ids)  # (3, 14, V)
+        torch.testing.assert_close(next_logits(tiny, ids[:, :6], cache, 0), full[:, 5])
+        for t in range(6, 9):
+            torch.testing.assert_close(next_logits(tiny, ids[:, t:t + 1], cache, t), full[:, t])
+        torch.testing.assert_close(next_logits(tiny, ids[:, 9:14], cache, 9), full[:, 13])
+        logits = tiny(ids[:, 9:14], cache, 9)  # every position of a chunk, through forward
+    torch.testing.assert_close(logits, full[:, 9:14])
+
+
+def test_static_positions_match_dynamic(tiny):
+    """The static-shape path (start_pos as a tensor, for CUDA graphs) gives the same logits."""
+    ids = torch.randint(0, 97, (1, 10), generator=torch.Generator().manual_seed(2))
+    cache = KVCache(tiny)
+    with torch.no_grad():
+        full = tiny(ids)
+        next_logits(tiny, ids[:, :4], cache, 0)
+        for t in range(4, 10):
+            out = next_logits(tiny, ids[:, t:t + 1], cache, torch.tensor(t))
+            torch.testing.assert_close(out, full[:, t])
+
+
+def test_cache_is_preallocated_and_overflow_is_refused(tiny):
+    cache = KVCache(tiny, batch_size=2)
+    assert cache.k.shape == (2, 2, 4, 16, 8) and len(cache) == 2
+    assert cache.nbytes == 2 * 2 * 2 * 4 * 16 * 8 * 4
+    short = KVCache(tiny, batch_size=2, max_len=8)
+    with pytest.raises(ValueError, match="the cache holds 8 positions; cannot write 3 at start_pos=6"):
+        with torch.no_grad():
+            tiny(torch.zeros(2, 3, dtype=torch.long), short, 6)
+
+
+def test_decode_yields_one_column_per_step_and_restores_mode():
+    torch.manual_seed(0)
+    m = GPT2(GPT2Config(**{**TINY.to_dict(), "dropout": 0.5})).train()
+    steps = list(decode(m, torch.tensor([[1, 2]]), 7, temperature=0))
+    assert len(steps) == 7 and all(s.shape == (1, 1) for s in steps)
+    assert m.training
+    m.eval()
+    assert torch.equal(torch.cat(steps, 1), naive_greedy(m, torch.tensor([[1, 2]]), 7)[:, 2:])
+
+
+# --------------------------------------------------------------------------- the API
+def test_generate_ids_stops_at_eos_and_pads(tiny):
+    idx = torch.tensor([[1, 2, 3], [7, 8, 9]])
+    greedy = generate_ids(tiny, idx, 6, temperature=0)
+    eos = greedy[0, 3].item()
+    out = generate_ids(tiny, idx, 6, temperature=0, eos_id=eos)
+    assert (out[0, 3:] == eos).all()
+    row1 = greedy[1, 3:].tolist()
+    stop = row1.index(eos) + 1 if eos in row1 else 6
+    assert torch.equal(out[1, 3:3 + stop], greedy[1, 3:3 + stop])
+
+
+def test_stream_text_joins_to_generate(tiny):
+    tok = CharTokenizer()
+    text = tiny.generate("Hello", max_length=30, temperature=1.0, seed=7, tokenizer=tok, top_p=0.95)
+    pieces = list(stream_text(tiny, "Hello", 30, tok, temperature=1.0, top_k=None, top_p=0.95,
+                              generator=torch.Generator().manual_seed(7)))
+    assert "Hello" + "".join(pieces) == text
+    assert len(pieces) >= 1
+
+
+def test_stream_text_holds_split_characters(monkeypatch):
+    """GPT-2's byte-level tokens can split a character: no piece ends in a replacement char."""
+    class ByteTokenizer:
+        eot_token = None
+
+        def encode(self, text):
+            return list(text.encode())
+
+        def decode(self, ids):
+            return bytes(ids).decode("utf-8", errors="replace")
+
+    import gpt2scratch.generation as gen
+
+    def fake_decode(model, idx, n, **kw):  # the bytes of "é" (0xC3 0xA9), one per step
+        for byte in [0xC3, 0xA9] * (n // 2):
+            yield torch.tensor([[byte]])
+
+    monkeypatch.setattr(gen, "decode", fake_decode)
+    m = GPT2(GPT2Config(vocab_size=256, context_length=16, d_model=16, n_layers=1, n_heads=2))
+    pieces = list(stream_text(m, "a", 8, ByteTokenizer(), temperature=0))
+    assert "".join(pieces) == "éééé" and not any(p.endswith("\ufffd") for p in pieces)
+    assert len(pieces) == 4
+
+
+def test_brief_call_and_top_p():
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config.preset("tiny", context_length=32))
+    text = model.generate("Justice is served when", max_length=100, temperature=0.8)
+    assert isinstance(text, str) and text.startswith("Justice is served when")
+    a = model.generate("Justice is served when", max_length=100, temperature=0.8, top_p=0.9, seed=1)
+    assert a == model.generate("Justice is served when", max_length=100, temperature=0.8, top_p=0.9,
+                               seed=1, use_cache=False)
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    (dict(temperature=-1.0), ValueError, r"^temperature must be finite and >= 0, got -1.0$"),
+    (dict(temperature=float("nan")), ValueError, "temperature must be finite and >= 0, got nan"),
+    (dict(top_k=0), ValueError, "top_k must be >= 1, got 0"),
+    (dict(top_p=0.0), ValueError, r"top_p must be finite and > 0 and <= 1, got 0.0"),
+    (dict(top_p=1.5), ValueError, r"top_p must be finite and > 0 and <= 1, got 1.5"),
+    (dict(top_p=float("nan")), ValueError, "top_p must be finite"),
+    (dict(top_p="0.9"), TypeError, "top_p must be a number or None"),
+    (dict(use_cache="yes"), TypeError, "use_cache"),
+])
+def test_argument_errors(tiny, kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        tiny.generate(torch.tensor([[1, 2]]), 3, **kwargs)
+    with pytest.raises(exc, match=msg):
+        generate(tiny, "hi", max_length=3, tokenizer=CharTokenizer(), **kwargs)
+
+
+def test_max_length_zero(tiny):
+    with pytest.raises(ValueError, match="max_length must be >= 1, got 0"):
+        tiny.generate("hi", max_length=0, tokenizer=CharTokenizer())
+    idx = torch.tensor([[1, 2]])
+    assert torch.equal(tiny.generate(idx, 0), idx)  # a tensor prompt still accepts 0
+    assert torch.equal(tiny.generate(idx, max_length=0), idx)
