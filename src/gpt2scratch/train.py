@@ -675,11 +675,29 @@ class Run:
 
 
 def prepare_run(
-    settings: TrainSettings, text: str, *, device=None, resume: str | Path | None = None
+    settings: TrainSettings,
+    text: str | None = None,
+    *,
+    device=None,
+    resume: str | Path | None = None,
+    model: nn.Module | None = None,
+    loaders: tuple[DataLoader, DataLoader] | None = None,
 ) -> Run:
-    """Loaders, model, AdamW and schedule for `settings` on `text` (90/10 split)."""
+    """Loaders, model, AdamW and schedule for `settings` on `text` (90/10 split).
+
+    `model` starts from given weights (fine-tuning, chapters 7 and 9): its config wins
+    over `settings.model`, and only parameters that require grad go into AdamW.
+    `loaders` = (train, val) replaces the split of `text` (a corpus, chapter 9).
+    """
     device = pick_device(device)
-    if resume is not None:  # the checkpoint's model config wins
+    if model is not None:
+        config = model.config
+        if settings.context_length > config.context_length:
+            raise ValueError(
+                f"context_length {settings.context_length} is longer than the "
+                f"model's context of {config.context_length} tokens"
+            )
+    elif resume is not None:  # the checkpoint's model config wins
         _, manifest = read_manifest(resume)
         if manifest["config"] is None:
             raise ValueError(f"checkpoint {resume} holds no model config")
@@ -690,25 +708,74 @@ def prepare_run(
             context_length=settings.context_length,
             dropout=settings.dropout,
         )
-    train_loader, val_loader = make_loaders(
-        text,
-        gpt2_encoding(),
-        context_length=config.context_length,
-        batch_size=settings.batch_size,
-        seed=settings.seed,
-    )
+    if loaders is None:
+        if text is None:
+            raise ValueError("prepare_run needs a text or loaders=(train, val)")
+        window = settings.context_length if model is not None else config.context_length
+        loaders = make_loaders(
+            text,
+            gpt2_encoding(),
+            context_length=window,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+        )
     set_seed(settings.seed)
-    model = GPT2(config).to(device)
+    model = (GPT2(config) if model is None else model).to(device)
     optimizer = torch.optim.AdamW(  # fused: one kernel updates every tensor
-        model.parameters(),
+        [p for p in model.parameters() if p.requires_grad],
         lr=settings.lr,
         weight_decay=settings.weight_decay,
         fused=device.type in ("cpu", "cuda", "mps"),
     )
     scheduler = None
     if settings.schedule == "cosine":
-        total = settings.epochs * len(train_loader)
+        total = settings.epochs * len(loaders[0])
         scheduler = warmup_cosine(optimizer, max(1, total // 10), total, 0.1)
-    return Run(
-        settings, config, device, model, optimizer, scheduler, train_loader, val_loader
+    return Run(settings, config, device, model, optimizer, scheduler, *loaders)
+
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+
+from gpt2scratch.data import _repo_root, verdict_text  # noqa: E402
+
+COURSE_RUN = Path("runs") / "verdict"  # where `make run` saves the course model
+STANDIN = TrainSettings(  # small enough to train in well under a minute on 2 cores
+    model="mini", context_length=128, batch_size=4, dropout=0.0, lr=2e-3,
+    schedule="cosine", grad_clip=1.0, epochs=4, eval_iters=2,
+    progress=False, verbose=False,
+)
+
+
+@dataclass
+class CourseModel:
+    """The chapter-5 model as chapters 7-10 use it, with a label for their outputs."""
+
+    model: GPT2
+    label: str
+    standin: bool
+
+
+def chapter5_model(device=None) -> CourseModel:
+    """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached)."""
+    device = pick_device(device)
+    runs = (_repo_root() or Path.cwd()) / "runs"
+    if (runs.parent / COURSE_RUN / "latest.json").is_file():
+        model = load_checkpoint(runs.parent / COURSE_RUN, device=device).model
+        label = "chapter-5 model (make run: GPT-2 124M, runs/verdict)"
+        return CourseModel(model.eval(), label, standin=False)
+    recipe = json.dumps(asdict(STANDIN), sort_keys=True).encode()
+    cache = runs / f"chapter5-standin-{hashlib.sha256(recipe).hexdigest()[:8]}"
+    if (cache / "latest.json").is_file():
+        model = load_checkpoint(cache, device=device).model
+    else:
+        run = prepare_run(STANDIN, verdict_text(), device=device)
+        loaders = (run.train_loader, run.val_loader)
+        train(run.model, *loaders, run.optimizer, STANDIN, scheduler=run.scheduler)
+        model = run.model
+        save_checkpoint(cache, model)
+    label = (
+        f"stand-in chapter-5 model ({STANDIN.model} preset, {STANDIN.epochs} epochs; "
+        "`make run` trains the real one)"
     )
+    return CourseModel(model.eval(), label, standin=True)
