@@ -1840,6 +1840,12 @@ class Run:
     val_loader: DataLoader
 
 
+# %% [markdown]
+# `model=` starts from weights you already have (fine-tuning, chapters 7 and 9), and
+# `loaders=` from a corpus that is not one text (chapter 9).
+
+# %%
+#| export
 def prepare_run(
     settings: TrainSettings,
     text: str | None = None,
