@@ -62,8 +62,12 @@ execute: $(VENV)/.installed
 	done
 	$(MAKE) --no-print-directory export
 
+## JupyterLab on 127.0.0.1 only, with a token (a random one unless LAB_TOKEN is set).
+LAB_PORT ?= 8888
+LAB_TOKEN ?=
 lab: $(VENV)/.installed
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(ROOT_FLAG) --notebook-dir .
+	exec $(BIN)/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --no-browser $(ROOT_FLAG) \
+	  --notebook-dir . $(if $(LAB_TOKEN),--IdentityProvider.token=$(LAB_TOKEN))
 
 book: $(VENV)/.installed-dev
 	$(PY) tools/build_book.py
