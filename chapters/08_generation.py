@@ -757,3 +757,272 @@ for kwargs in bad_arguments:
     except (TypeError, ValueError) as e:
         print(f"{kwargs}: {type(e).__name__}: {e}")
 print("a tensor prompt accepts 0 new tokens:", tuple(model.generate(ids, 0).shape))
+
+# %% [markdown]
+# ## 8.5 Stable or diverse? The trade-off, measured
+#
+# The brief asks for "stable and diverse" outputs and suggests a temperature between 0.7 and 1.2.
+# Both words can be measured. For each temperature we draw $N$ samples of $L$ new tokens from
+# the same prompt (one batch of $N$ rows, each with its own random draws) and compute:
+#
+# * **diversity**: *distinct-1* and *distinct-2*, the number of different tokens and different
+#   token pairs divided by the number of tokens and pairs (Li et al., 2016), pooled over the $N$
+#   samples; and the number of **unique tokens** used;
+# * **coherence**: the **mean log-probability** that the model (at $T = 1$) gives to the tokens
+#   of its own samples, per token: how plausible the model itself finds what it wrote, and the
+#   **repetition rate**, the share of each sample's 4-grams that already appeared earlier in the
+#   same sample: loops such as "the the the" or a sentence written twice.
+
+
+# %%
+def sample_stats(model, prompt_ids, samples: torch.Tensor) -> dict:
+    """Diversity and coherence of (N, L) new tokens sampled after prompt_ids (1, P)."""
+    N, L = samples.shape
+    pairs = [tuple(s[i : i + 2]) for s in samples.tolist() for i in range(L - 1)]
+    repeats = []
+    for s in samples.tolist():
+        grams = [tuple(s[i : i + 4]) for i in range(L - 3)]
+        repeats.append(sum(g in grams[:i] for i, g in enumerate(grams)) / len(grams))
+    full = torch.cat([prompt_ids.expand(N, -1), samples], dim=1)  # (N, P + L)
+    with torch.no_grad():
+        logp = F.log_softmax(model(full[:, :-1]).float(), dim=-1)  # (N, P + L - 1, V)
+    P = prompt_ids.shape[1]
+    own = logp[:, P - 1 :].gather(-1, samples.unsqueeze(-1))  # (N, L, 1)
+    return {
+        "distinct-1": samples.unique().numel() / samples.numel(),
+        "distinct-2": len(set(pairs)) / len(pairs),
+        "unique tokens": samples.unique().numel(),
+        "mean log-prob": own.mean().item(),
+        "repetition": sum(repeats) / N,
+    }
+
+
+def tradeoff(model, label, prompt, temperatures, n_samples, n_tokens, **filters) -> list:
+    """One row of statistics per temperature; the samples are seeded per temperature."""
+    prompt_ids = torch.tensor([enc.encode(prompt)], device=model.wte.weight.device)
+    rows = []
+    for T in temperatures:
+        idx = prompt_ids.expand(n_samples, -1)
+        out = model.generate(idx, n_tokens, temperature=T, seed=123, **filters)
+        rows.append({"model": label, "T": T, **sample_stats(model, prompt_ids, out[:, -n_tokens:])})
+    return rows
+
+
+# %% [markdown]
+# On the chapter-5 model, with the prompt that chapter 5 used for its samples:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sweep = [0, 0.3, 0.5, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0]
+n_samples, n_tokens = full_or_quick((32, 48), (8, 24), what="8 samples of 24 tokens")
+stats = pd.DataFrame(
+    tradeoff(model, "chapter 5", "I had always thought", sweep, n_samples, n_tokens)
+)
+print(f"{course.label}: {n_samples} samples x {n_tokens} tokens per temperature")
+print(stats.drop(columns="model").round(3).to_string(index=False))
+greedy_row, hot_row = stats.iloc[0], stats.iloc[-1]
+assert greedy_row["distinct-1"] < hot_row["distinct-1"]  # sampling hotter: more diverse
+assert greedy_row["mean log-prob"] > hot_row["mean log-prob"]  # ... and less plausible
+
+# %% [markdown]
+# A yardstick for the log-probability: how plausible does the model find **real** text it did not
+# train on? Chapter 5 held out the last 10% of *The Verdict*; we score it in windows of the
+# model's context length:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from gpt2scratch.data import verdict_text
+
+held_out = enc.encode(verdict_text())
+held_out = torch.tensor(held_out[int(0.9 * len(held_out)) :])
+ctx = model.config.context_length
+windows = held_out[: len(held_out) // (ctx + 1) * (ctx + 1)].view(-1, ctx + 1)
+with torch.no_grad():
+    logp = F.log_softmax(model(windows[:, :-1]).float(), dim=-1)
+real_logp = logp.gather(-1, windows[:, 1:].unsqueeze(-1)).mean().item()
+print(f"{course.label}: mean log-prob of held-out text {real_logp:.2f} per token")
+
+# %% [markdown]
+# The chapter-7 model, OpenAI's GPT-2 124M, joins the comparison where its weights are on this
+# machine (`GPT2SCRATCH_GPT2_DIR` names the folder, see [Chapter 7](07_pretrained.ipynb)); nothing
+# is downloaded here. Where they are missing, the cell says so and the chapter goes on with the
+# chapter-5 model alone.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+gpt2_dir = os.environ.get("GPT2SCRATCH_GPT2_DIR")
+if gpt2_dir and os.path.isdir(gpt2_dir):
+    from gpt2scratch.pretrained import load_pretrained
+
+    gpt2 = load_pretrained(gpt2_dir)
+    rows = tradeoff(gpt2, "chapter 7 (GPT-2 124M)", "I had always thought", sweep,
+                    n_samples, n_tokens)  # fmt: skip
+    stats = pd.concat([stats, pd.DataFrame(rows)], ignore_index=True)
+    print(pd.DataFrame(rows).drop(columns="model").round(3).to_string(index=False))
+else:
+    print("the chapter-7 model is not available here (GPT2SCRATCH_GPT2_DIR is not set):")
+    print("the trade-off below uses the chapter-5 model only")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+long = stats.melt(id_vars=["model", "T"], var_name="statistic")
+grid = sns.relplot(
+    data=long, x="T", y="value", hue="model", col="statistic", col_wrap=5,
+    kind="line", marker="o", height=2.6, facet_kws=dict(sharey=False),
+)  # fmt: skip
+for ax in grid.axes.flat:
+    ax.axvspan(0.7, 1.2, color="0.9", zorder=0)  # the brief's range
+grid.axes.flat[3].axhline(real_logp, color="k", ls=":", lw=1)  # held-out text
+grid.figure.suptitle(
+    f"diversity rises and coherence falls with T (grey: the brief's 0.7-1.2; "
+    f"dotted: held-out text)\n{course.label}, {n_samples} samples x {n_tokens} tokens",
+    y=1.08,
+)
+plt.show()
+
+# %% [markdown]
+# Every diversity curve rises with the temperature, and the log-probability falls: the two are
+# one trade-off, seen from two sides. Greedy decoding ($T = 0$) writes one sample $N$ times,
+# the likeliest continuation, and loops; as $T$ grows, the loops vanish and the samples spread
+# out; past some point the model writes tokens it itself finds implausible, and the text
+# falls apart. A rule from the data: take the temperatures whose samples **repeat little**
+# (repetition under 5%) and that the model finds **at least as plausible as real text it has
+# not seen** (mean log-prob above the dotted line). Between the two lies the useful range:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+ours = stats[stats["model"] == "chapter 5"].set_index("T")
+stable = ours["repetition"] < 0.05
+plausible = ours["mean log-prob"] >= real_logp
+good = ours.index[stable & plausible].tolist()
+print(f"{course.label}:")
+print(f"  repetition < 5% from T = {ours.index[stable].min() if stable.any() else None}")
+print(f"  log-prob >= held-out text ({real_logp:.2f}) up to T = {ours.index[plausible].max()}")
+print(f"  recommended temperatures: {good}  (the brief: 0.7 to 1.2)")
+assert not stable.loc[0]  # greedy loops
+
+# %% [markdown]
+# ## 8.6 How fast can it be? The memory-bandwidth bound
+#
+# At batch 1, one step with the cache multiplies a single vector by every weight matrix of the
+# model: the $q, k, v$ and output projections and the two MLP matrices of every block, and the
+# 50,257 × 768 `lm_head`. Each weight is read from memory once and used for one multiply-add.
+# A CPU does billions of multiply-adds per second but reads only some gigabytes per second, so
+# the step waits for memory, and the fastest possible decoding is
+#
+# $$\text{tok/s}_\text{max} = \frac{\text{read bandwidth (bytes/s)}}{\text{bytes of the matmul weights}}$$
+#
+# For GPT-2 124M in float32 the weights that go through a matrix product are 123,532,032 numbers
+# (the embedding lookups `wte` and `wpe` read one row each and do not count; `lm_head` does, even
+# though it shares `wte`'s matrix), 494 MB per token. The benchmark measures the read bandwidth
+# with a read-only sweep (`x.sum()` over a 1 GiB tensor; a copy would also write), and times, on
+# the same weights and prompt and interleaved in one process: our loop without the cache, with
+# it, and Hugging Face's `generate` with its cache:
+#
+# ```
+# python -m gpt2scratch bench generate                  # CPU: 124M, fp32, batch 1, greedy
+# python -m gpt2scratch bench generate --device cuda    # GPU: adds the static cache (below)
+# ```
+#
+# Here is the same measurement on a two-layer version of the model, small enough for this
+# notebook (the full run's figures are in the closing table of this section):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from gpt2scratch import bench  # the benchmark is hand-written, not a chapter's export
+
+with warnings.catch_warnings():  # transformers' import warns about missing widgets
+    warnings.simplefilter("ignore")
+    steps = full_or_quick(5, 1, what="one timed round")
+    code = bench.main(
+        ["generate", "--layers", "2", "--new-tokens", "16", "--steps", str(steps)]
+    )
+assert code == 0
+
+# %% [markdown]
+# ## 8.7 On a GPU: a static cache, replayed as a CUDA graph
+#
+# On a GPU the picture changes. Reading 250 MB of bf16 weights takes about 0.05 ms at a few
+# terabytes per second, but one step launches about 200 small kernels (a dozen per block), and
+# launching a kernel from Python costs several microseconds. The step is then bound by the
+# launches, not by memory. A **CUDA graph** records the whole sequence of kernels once and
+# replays it with one launch. It needs every tensor to keep its shape and address between
+# replays, so the cache cannot hand out a growing slice. Instead:
+#
+# * the cache is allocated once (`KVCache`, as before), and a step writes its key and value at
+#   the position held in a **tensor** (`index_copy_`), not a Python int;
+# * attention runs over the **whole** preallocated cache, with a mask that hides the positions
+#   not written yet: `LayerKV.update` already does both when `start_pos` is a tensor;
+# * the new token and its position live in fixed tensors that the loop overwrites before each
+#   replay.
+#
+# `StaticDecoder` captures one decode step as a graph on CUDA; on a CPU it runs the same static
+# path eagerly, which lets us check here that it gives the same tokens.
+
+
+# %%
+#| export
+class StaticDecoder:
+    """Decoding with static shapes: one KVCache, the position as a tensor, and on CUDA
+    the one-token step captured once as a CUDA graph and replayed (section 8.7)."""
+
+    def __init__(self, model, batch_size: int = 1, max_len: int | None = None, graph=None):
+        self.model = model.eval()
+        device = model.wte.weight.device
+        self.cache = KVCache(model, batch_size, max_len)
+        self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+        self.pos = torch.zeros((), dtype=torch.long, device=device)
+        self.graph = None
+        if device.type == "cuda" if graph is None else graph:
+            self._capture()
+
+    @torch.no_grad()
+    def _step(self) -> torch.Tensor:
+        return next_logits(self.model, self.token, self.cache, self.pos)  # (B, V)
+
+    def _capture(self) -> None:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # warm up: kernels chosen, memory allocated
+                self._step()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self._step()  # replay() refills this tensor
+
+    def step(self, token: torch.Tensor, pos: int) -> torch.Tensor:
+        """Logits (B, V) after `token` (B, 1) at position `pos`."""
+        self.token.copy_(token)
+        self.pos.fill_(pos)
+        if self.graph is None:
+            return self._step()
+        self.graph.replay()
+        return self.logits
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
+        """(B, T) ids -> (B, T + max_new_tokens); the whole run must fit the cache."""
+        T, max_len = idx.shape[1], self.cache.k.shape[3]
+        if T + max_new_tokens > max_len:
+            raise ValueError(
+                f"prompt {T} + {max_new_tokens} new tokens exceed the cache ({max_len})"
+            )
+        logits = next_logits(self.model, idx, self.cache, 0)  # the prompt, at once
+        out = [idx]
+        for pos in range(T, T + max_new_tokens):
+            out.append(sample_next(logits, **sampling))  # (B, 1)
+            if pos + 1 < T + max_new_tokens:
+                logits = self.step(out[-1], pos)
+        return torch.cat(out, dim=1)
+
+
+# %%
+torch.manual_seed(123)
+static = StaticDecoder(small, max_len=16, graph=False)  # CPU: the same path, eagerly
+for settings in [dict(temperature=0), dict(temperature=1.0, top_p=0.9)]:
+    ref = small.generate(start, 11, seed=123, **settings)
+    gen = torch.Generator().manual_seed(123)
+    same = torch.equal(static.generate(start, 11, generator=gen, **settings), ref)
+    print(f"{settings}: StaticDecoder == generate: {same}")
+    assert same

@@ -236,3 +236,68 @@ def test_max_length_zero(tiny):
     idx = torch.tensor([[1, 2]])
     assert torch.equal(tiny.generate(idx, 0), idx)  # a tensor prompt still accepts 0
     assert torch.equal(tiny.generate(idx, max_length=0), idx)
+
+
+# --------------------------------------------------------------------------- the CLI
+def _cli(argv, capsys):
+    from gpt2scratch.__main__ import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_generate_top_p_no_cache_and_stream(tmp_path, capsys):
+    from gpt2scratch.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config(context_length=16, d_model=8, n_layers=1, n_heads=1))
+    save_checkpoint(tmp_path / "ck", model)
+    base = ["generate", "--checkpoint", str(tmp_path / "ck"), "Hello", "--max-length", "20",
+            "--seed", "3", "--top-p", "0.9", "--temperature", "0.9"]
+    expected = model.generate("Hello", max_length=20, temperature=0.9, top_p=0.9, seed=3)
+    for extra in ([], ["--no-cache"], ["--stream"], ["--stream", "--no-cache"]):
+        code, out, err = _cli(base + extra, capsys)
+        assert code == 0 and out.rstrip("\n") == expected, (extra, err)
+
+
+@pytest.mark.parametrize("flag, value", [("--top-p", "0"), ("--top-p", "1.5"), ("--top-p", "x")])
+def test_cli_generate_bad_top_p(tmp_path, capsys, flag, value):
+    code, _, err = _cli(["generate", "--checkpoint", str(tmp_path), "Hi", flag, value], capsys)
+    assert code == 2 and "expected a number in (0, 1]" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- static shapes, bench
+@pytest.mark.parametrize("settings_", [dict(temperature=0), dict(temperature=1.0, top_k=30, top_p=0.9)])
+def test_static_decoder_matches_generate(tiny, settings_):
+    """The CUDA-graph decoder's static path, run eagerly on the CPU, gives generate's tokens."""
+    from gpt2scratch.generation import StaticDecoder
+
+    dec = StaticDecoder(tiny, batch_size=2, graph=False)
+    idx = torch.randint(0, 97, (2, 4), generator=torch.Generator().manual_seed(4))
+    for _ in range(2):  # reusable: a second run overwrites the cache
+        out = dec.generate(idx, 12, generator=torch.Generator().manual_seed(9), **settings_)
+        assert torch.equal(out, tiny.generate(idx, 12, seed=9, **settings_))
+    with pytest.raises(ValueError, match="exceed the cache"):
+        dec.generate(idx, 13)
+
+
+def test_bench_generate_json(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    import json
+
+    from gpt2scratch import bench
+
+    path = tmp_path / "g.json"
+    assert bench.main(["generate", "--layers", "1", "--new-tokens", "3", "--prompt-tokens", "2",
+                       "--steps", "1", "--warmup", "0", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "greedy continuations identical: True" in out and "of the bandwidth bound" in out
+    figures = json.loads(path.read_text())
+    row = figures["results"]["fp32"]
+    assert {"no cache", "ours", "HF"} <= set(row) and row["best_hf"] == "HF"
+    assert row["weight_bytes"] == 4 * (1 * 12 * 768 * 768 + 50257 * 768)  # one block + lm_head
+    assert out.rstrip().splitlines()[-1].startswith("ours/HF tok/s = ")

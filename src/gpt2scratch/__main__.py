@@ -6,6 +6,7 @@
     python -m gpt2scratch run         # what `make run` calls: the course model on The Verdict
     python -m gpt2scratch train --init gpt2 --data story.txt   # fine-tune pretrained GPT-2 (ch. 07)
     python -m gpt2scratch export --checkpoint runs/story --out hf/story   # a Hugging Face folder
+    python -m gpt2scratch attention --checkpoint runs/verdict "Every effort moves you" --out attention.html
     python -m gpt2scratch bench ...   # benchmarks (gpt2scratch.bench)
 
 Bad input (a missing or non-UTF-8 file, a text too short for one window, a bad checkpoint) ends with a
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,6 +45,16 @@ def _non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value >= 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _top_p(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
     return value
 
 
@@ -99,15 +111,38 @@ def _add_training_options(p: argparse.ArgumentParser, out: str | None,
     p.add_argument("--prompt", default=PROMPT,
                    help=f"text to continue after each epoch (default {PROMPT!r})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--backward", choices=("autograd", "manual"), default="autograd",
+                   help="how the gradients are computed: autograd (default), or manual, "
+                        "chapter 06's hand-written backward (gpt2scratch.backprop)")
+    p.add_argument("--accum-steps", type=_positive_int, default=1, metavar="K",
+                   help="gradient accumulation: split each batch into K micro-batches, one "
+                        "optimizer step per batch (default 1; chapter 11)")
+    for part, what in (("bf16", "bf16 autocast"), ("flash", "flash attention (SDPA's fused "
+                       "kernel)"), ("compile", "torch.compile"), ("fused-adamw", "fused AdamW"),
+                       ("pad-vocab", "the LM head padded to 50304 logits")):
+        p.add_argument(f"--no-{part}", action="store_true",
+                       help=f"turn off {what}, part of chapter 11's fast path (bf16, compile "
+                            "and padding are on by default on a GPU only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gpt2scratch",
                                      description="GPT-2 from scratch: train, generate, benchmark.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,generate,run,export,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,generate,run,export,attention,bench}")
 
     p = sub.add_parser("train", help="train a GPT-2 on a UTF-8 text file (90/10 split), saving checkpoints")
-    p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text to train on")
+    p.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                   help="UTF-8 text to train on: a file (90/10 split), or several files and "
+                        "folders (every *.txt, *.md, *.py under a folder; split by document, "
+                        "tokens cached next to the data; chapter 09)")
+    p.add_argument("--glob", metavar="PATTERN", default=None,
+                   help="the files to take from a --data folder, e.g. '*.py' (default: *.txt, "
+                        "*.md and *.py)")
+    p.add_argument("--lora-rank", type=_positive_int, default=None, metavar="R",
+                   help="fine-tune the --init weights with rank-R LoRA adapters on attn.c_attn "
+                        "instead of all weights, and save just the adapter (chapter 09)")
+    p.add_argument("--lora-alpha", type=_positive_float, default=16.0,
+                   help="LoRA scale: the update is multiplied by alpha / rank (default 16)")
     _add_training_options(p, out=None, checkpoint_every=1)
     p.set_defaults(func=cmd_train)
 
@@ -117,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=_positive_int, default=100, help="new tokens to generate (default 100)")
     p.add_argument("--temperature", type=_non_negative_float, default=0.8, help="0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=_positive_int, default=None, help="sample from the k likeliest tokens only")
+    p.add_argument("--top-p", type=_top_p, default=None,
+                   help="sample from the smallest set of likeliest tokens whose probabilities sum to "
+                        ">= P, in (0, 1] (nucleus sampling, chapter 8)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="recompute the whole window at every step (same tokens, slower; chapter 8)")
+    p.add_argument("--stream", action="store_true", help="print the tokens as they are generated")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_generate)
@@ -131,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder (from train or run)")
     p.add_argument("--out", required=True, metavar="DIR", help="the folder to write")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("attention", help="write a self-contained HTML dashboard of a checkpoint's "
+                                         "attention maps for a text (chapter 10)")
+    p.add_argument("text", help="the text whose attention maps to show")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder (from train or run)")
+    p.add_argument("--out", default="attention.html", metavar="FILE",
+                   help="the HTML file to write (default attention.html)")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_attention)
 
     sub.add_parser("bench", help="benchmarks: python -m gpt2scratch bench --help", add_help=False)
     return parser
@@ -148,14 +198,38 @@ def _settings(args: argparse.Namespace):
         progress=not args.no_progress)
 
 
-def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
+def _backward_fn(args: argparse.Namespace):
+    """train()'s `backward=`: autograd (chapter 05) or the hand-written backward (chapter 06)."""
+    from gpt2scratch.train import autograd_backward
+
+    if getattr(args, "backward", "autograd") != "manual":
+        return autograd_backward
+    if getattr(args, "lora_rank", None):
+        raise UsageError("--backward manual computes the plain GPT2's gradients, not LoRA "
+                         "adapters'; use --backward autograd with --lora-rank")
+    from gpt2scratch.backprop import manual_backward
+
+    return manual_backward
+
+
+def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
+                      loaders=None) -> int:
     from gpt2scratch.train import NonFiniteLossError, prepare_run, train
 
+    info, fast = _fast_path(args)  # chapter 11: torchrun's process group, the fast path
+    if not info.is_main:  # only rank 0 logs
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the rest of this process)
     try:
         settings = _settings(args)
         init = _pretrained_init(args)
+        lora = getattr(args, "lora_rank", None)
+        if lora:  # adapters on the pretrained weights, the rest frozen (chapter 09)
+            from gpt2scratch.lora import apply_lora
+
+            apply_lora(init[0], lora, args.lora_alpha)
         start = {"model": init[0]} if init else {}  # pretrained weights (chapter 07)
-        run = prepare_run(settings, text, device=args.device, resume=args.resume, **start)
+        run = prepare_run(settings, text, device=info.device, resume=args.resume,
+                          loaders=loaders, **start)
     except (FileNotFoundError, IsADirectoryError, ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     out, config, steps = Path(args.out), run.config, len(run.train_loader)
@@ -166,16 +240,23 @@ def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
     print(f"model: {n_params / 1e6:.1f}M parameters (d_model {config.d_model}, "
           f"{config.n_layers} layers, context {config.context_length}); {args.epochs} epochs "
           f"on {run.device}; checkpoints -> {out}/")
-    if init:
+    if init and info.is_main:
         _record_init(out, init[1])
         print(f"initialised from pretrained weights {args.init!r} (recorded in {out}/init.json); "
               f"windows of {args.context_length} tokens")
     t0 = time.perf_counter()
     try:
-        history = train(run.model, run.train_loader, run.val_loader, run.optimizer, settings,
-                        scheduler=run.scheduler, device=run.device, checkpoint_dir=out,
-                        checkpoint_every=args.checkpoint_every * steps,
-                        resume_from=args.resume)
+        options = dict(scheduler=run.scheduler, checkpoint_dir=None if lora else out,
+                       checkpoint_every=args.checkpoint_every * steps, resume_from=args.resume)
+        if fast is None:  # chapter 06's hand-written backward: the plain loop
+            history = train(run.model, run.train_loader, run.val_loader, run.optimizer,
+                            settings, device=run.device, backward=_backward_fn(args), **options)
+        else:  # the fast path; under torchrun, DDP on this rank's share of every batch
+            from gpt2scratch.scale import train_distributed
+
+            history = train_distributed(run.model, run.train_loader, run.val_loader,
+                                        run.optimizer, settings, info=info, fast=fast,
+                                        **options)
     except NonFiniteLossError as err:
         print(f"python -m gpt2scratch: {err}", file=sys.stderr)
         return 1
@@ -188,13 +269,41 @@ def _train_and_report(args: argparse.Namespace, text: str, source: str) -> int:
     print(f"done in {elapsed / 60:.1f} min: train loss {history.train_loss[-1]:.3f}, val loss "
           f"{history.val_loss[-1]:.3f} (val minimum {history.val_loss[best]:.3f} at epoch "
           f"{history.epoch[best]:.0f})")
-    print(f"checkpoint: {out}/  (python -m gpt2scratch generate --checkpoint {out} "
-          f"\"{PROMPT}\")")
+    if lora and info.is_main:
+        from gpt2scratch.lora import save_adapter
+
+        save_adapter(run.model, out)
+        print(f"LoRA adapter: {out}/ (adapter.safetensors + adapter_config.json; "
+              f"gpt2scratch.lora.load_adapter puts it on the {args.init!r} weights)")
+    else:
+        print(f"checkpoint: {out}/  (python -m gpt2scratch generate --checkpoint {out} "
+              f"\"{PROMPT}\")")
     if args.prompt:
         text = run.model.generate(args.prompt, max_length=50, temperature=0.8, seed=args.seed)
         print(f"\n{args.prompt!r} continued (50 tokens, temperature 0.8, seed {args.seed}):"
               f"\n{text}")
     return 0
+
+
+def _fast_path(args: argparse.Namespace):
+    """(DistInfo, FastPath or None) for this process (chapter 11). Under torchrun it joins
+    the process group; FastPath is None with chapter 06's hand-written backward."""
+    from gpt2scratch.scale import FastPath, check_batch_split, init_distributed
+
+    try:
+        info = init_distributed(args.device)
+        if getattr(args, "backward", "autograd") == "manual":
+            if info.world_size > 1 or args.accum_steps > 1:
+                raise ValueError("--backward manual runs in one process without "
+                                 "--accum-steps; use --backward autograd")
+            return info, None
+        off = {name: False for name in ("bf16", "flash", "compile", "fused_adamw", "pad_vocab")
+               if getattr(args, "no_" + name)}
+        fast = FastPath.auto(info.device, accum_steps=args.accum_steps, **off)
+        check_batch_split(args.batch_size, info.world_size, fast.accum_steps)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise UsageError(str(err)) from None
+    return info, fast
 
 
 def _pretrained_init(args: argparse.Namespace):
@@ -227,13 +336,38 @@ def _record_init(out: Path, provenance: dict) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from gpt2scratch.data import load_text
 
-    try:
-        text = load_text(args.data)
-    except (FileNotFoundError, IsADirectoryError, ValueError) as err:
-        raise UsageError(str(err)) from None
+    if args.lora_rank is not None and args.init is None:
+        raise UsageError("--lora-rank adapts pretrained weights: pass --init NAME_OR_DIR too")
+    if args.lora_rank is not None and args.resume is not None:
+        raise UsageError("--lora-rank saves just the adapter, which cannot be resumed: "
+                         "start again with --init")
     if args.out is None:
-        args.out = args.resume if args.resume is not None else str(Path("runs") / Path(args.data).stem)
-    return _train_and_report(args, text, str(args.data))
+        args.out = args.resume if args.resume is not None else str(
+            Path("runs") / Path(args.data[0]).resolve().stem)
+    if len(args.data) == 1 and args.glob is None and not Path(args.data[0]).is_dir():
+        try:
+            text = load_text(args.data[0])
+        except (FileNotFoundError, IsADirectoryError, ValueError) as err:
+            raise UsageError(str(err)) from None
+        return _train_and_report(args, text, str(args.data[0]))
+    source = ", ".join(args.data) + (f" ({args.glob})" if args.glob else "")
+    return _train_and_report(args, None, source, loaders=_corpus_loaders(args))
+
+
+def _corpus_loaders(args: argparse.Namespace):
+    """Train/val loaders over the --data files and folders (chapter 09's corpus)."""
+    from gpt2scratch.corpus import corpus_loaders, prepare_corpus
+
+    try:
+        corpus = prepare_corpus(args.data, args.glob, progress=not args.no_progress)
+        for message in corpus.skipped:
+            print(f"warning: skipped {message}", file=sys.stderr)
+        docs = corpus.documents
+        print(f"corpus: {corpus.files} files, {docs['train']} train + {docs['val']} val "
+              f"documents (tokens cached in {corpus.folder})")
+        return corpus_loaders(corpus, args.context_length, args.batch_size, args.seed)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -268,6 +402,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attention(args: argparse.Namespace) -> int:
+    """Chapter 10's dashboard: every layer x head map of one text, in one offline HTML file."""
+    from gpt2scratch.attention_viz import attention_maps, head_stats, write_dashboard
+    from gpt2scratch.checkpoint import load_checkpoint
+    from gpt2scratch.train import pick_device
+
+    if Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give a file name such as attention.html")
+    try:
+        model = load_checkpoint(args.checkpoint, device=pick_device(args.device)).model
+        tokens, weights = attention_maps(model, args.text)
+        stats = head_stats(weights) if len(tokens) > 1 else None
+        title = f"Attention maps: {args.checkpoint}"
+        path = write_dashboard(args.out, tokens, weights, stats, title)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    L, H, T, _ = weights.shape
+    print(f"{path}: {L} layers x {H} heads, {T} tokens, {path.stat().st_size / 1e6:.2f} MB; "
+          "open it in a browser (no server needed)")
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from gpt2scratch.checkpoint import load_checkpoint
     from gpt2scratch.train import pick_device
@@ -275,11 +431,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         device = pick_device(args.device)
         model = load_checkpoint(args.checkpoint, device=device).model
-        text = model.generate(args.prompt, max_length=args.max_length, temperature=args.temperature,
-                              top_k=args.top_k, seed=args.seed)
+        if args.stream:
+            from gpt2scratch.generation import check_prompt, check_sampling, stream_text
+
+            n_new = check_prompt(model, args.prompt, None, args.max_length)
+            sampling = check_sampling(model, args.temperature, args.top_k, args.top_p, None, None,
+                                      args.seed, not args.no_cache)
+        else:
+            text = model.generate(args.prompt, max_length=args.max_length, temperature=args.temperature,
+                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                                  use_cache=not args.no_cache)
     except (FileNotFoundError, ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
-    print(text)
+    if not args.stream:
+        print(text)
+        return 0
+    print(args.prompt, end="", flush=True)
+    for piece in stream_text(model, args.prompt, n_new, **sampling):
+        print(piece, end="", flush=True)
+    print()
     return 0
 
 

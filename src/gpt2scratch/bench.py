@@ -2,6 +2,7 @@
 
     python -m gpt2scratch bench train    [--device cpu|cuda] [--steps 10] [--batch-size 2] [--context-length 256]
     python -m gpt2scratch bench generate [--device cpu|cuda] [--steps 5] [--new-tokens 32]
+    python -m gpt2scratch bench backward [--steps 10] [--no-memory]   (chapter 6: hand-written backward vs autograd)
 
 Method (see CONTRIBUTING.md, "Benchmarks"): both models are built from the same config and hold the SAME
 weights (ours are copied into HF's, transposing its Conv1D matrices), so they compute the same
@@ -87,6 +88,31 @@ def _median_pairs(run_a, run_b, pairs: int) -> tuple[list[float], list[float]]:
     return times_a, times_b
 
 
+def _median_rounds(fns, rounds: int) -> list[list[float]]:
+    """Time `rounds` rounds of calls to every fn, rotating which goes first; seconds per fn."""
+    times = [[] for _ in fns]
+    for r in range(rounds):
+        for i in [(r + j) % len(fns) for j in range(len(fns))]:
+            times[i].append(fns[i]())
+    return times
+
+
+def _device_name(device: torch.device) -> str:
+    return f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+
+
+def _write_json(path: str, data: dict) -> None:
+    """The benchmark's figures as JSON, written atomically."""
+    import json
+    from pathlib import Path
+
+    from gpt2scratch.files import atomic_write
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n"))
+    print(f"wrote {path}")
+
+
 def _report(name_a: str, name_b: str, times_a, times_b, tokens: int, flops_per_token: float | None,
             peak: float | None, peak_label: str, unit: str = "step") -> float:
     for name, times in ((name_a, times_a), (name_b, times_b)):
@@ -121,9 +147,19 @@ def bench_train(args) -> float:
     if diff > 1e-3:
         raise RuntimeError(f"our model and HF's disagree (max logit difference {diff}); refusing to compare")
     ours.train(), hf.train()
+    from gpt2scratch.scale import FastGPT2  # chapter 11: padded LM head, loss inside
 
-    def make_step(model, forward):
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
+    class HFLoss(torch.nn.Module):  # HF's model with the same loss inside, for compile
+        def __init__(self):
+            super().__init__()
+            self.hf = hf
+
+        def forward(self, idx, tgt):
+            logits = self.hf(input_ids=idx).logits  # (B, T, V)
+            return F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten())
+
+    def make_step(module):
+        opt = torch.optim.AdamW(module.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
                                 **{args.optimizer: True} if args.optimizer != "forloop" else {"foreach": False})
 
         def step() -> float:
@@ -131,8 +167,7 @@ def bench_train(args) -> float:
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                logits = forward(inputs)  # (B, T, V)
-                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+                loss = module(inputs, targets)  # the mean cross-entropy, in float32
             loss.backward()
             opt.step()
             _sync(device)
@@ -140,70 +175,318 @@ def bench_train(args) -> float:
 
         return step
 
-    step_ours = make_step(ours, ours)
-    step_hf = make_step(hf, lambda idx: hf(input_ids=idx).logits)
+    ours_module, hf_module = FastGPT2(ours, pad_vocab=args.pad_vocab), HFLoss()
+    steps = {"ours": make_step(ours_module), "HF": make_step(hf_module)}
+    if args.compile:  # dynamic=False: one graph for the one shape we time
+        steps["ours compiled"] = make_step(torch.compile(ours_module, dynamic=False))
+        steps["HF compiled"] = make_step(torch.compile(hf_module, dynamic=False))
 
     peak_dtype = amp_dtype or torch.float32
     dtype_name = str(peak_dtype).removeprefix("torch.")
     peak = matmul_flops(device, peak_dtype)
     fpt = train_flops_per_token(ours, T)
-    print(f"device {device}, {torch.get_num_threads()} threads, preset {args.preset} "
-          f"({ours.num_params():,} params), B={B}, T={T}, {args.dtype}, dropout {args.dropout}, "
-          f"AdamW ({args.optimizer}); loss = F.cross_entropy on the same logits/targets for both")
-    for _ in range(args.warmup):
-        step_ours(), step_hf()
-    t_ours, t_hf = _median_pairs(step_ours, step_hf, args.steps)
+    pad = f"ours: LM head padded to {ours_module.padded_size}" if args.pad_vocab else "no padding"
+    print(f"device {device}{_device_name(device)}, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}, preset {args.preset} ({ours.num_params():,} params), B={B}, T={T}, "
+          f"{args.dtype}, dropout {args.dropout}, AdamW ({args.optimizer}), {pad}; "
+          "loss = F.cross_entropy of the float32 logits for both")
+    warm = {}
+    for name, step in list(steps.items()):  # the first calls compile
+        t0 = time.perf_counter()
+        try:
+            for _ in range(args.warmup):
+                step()
+        except Exception as err:  # a compiler failure must not lose the eager figures
+            if "compiled" not in name:
+                raise
+            print(f"{name}: torch.compile failed, timing eager only: {type(err).__name__}: "
+                  f"{str(err).splitlines()[0][:200]}")
+            steps.pop("ours compiled"), steps.pop("HF compiled", None)
+            args.compile = False
+            break
+        warm[name] = time.perf_counter() - t0
+    times = _median_rounds(list(steps.values()), args.steps)
     peak = max(peak, matmul_flops(device, peak_dtype))  # measured before and after: keep the better
     print(f"measured {dtype_name} matmul rate: {peak / 1e9:,.0f} GFLOP/s (best of before/after); "
           f"model: {fpt / 1e6:,.0f} MFLOP/token per training step (6N + 12LTC)")
     label = f"the {dtype_name} matmul rate" + (" (MFU)" if device.type == "cuda" else "")
-    ratio = _report("ours", "HF", t_ours, t_hf, B * T, fpt, peak, label)
-    print(f"ours/HF tok/s = {ratio:.2f} (median of {args.steps} pairs)")
+    results = {}
+    for name, t in zip(steps, times):
+        med = statistics.median(t)
+        results[name] = dict(ms_per_step=med * 1000, tok_s=B * T / med, warmup_s=warm[name],
+                             mfu=fpt * B * T / med / peak)
+    ratio = _report("ours", "HF", times[0], times[1], B * T, fpt, peak, label)
+    ratios = {"eager": ratio}
+    if args.compile:
+        print(f"ours/HF tok/s = {ratio:.2f} (eager, median of {args.steps} pairs)")
+        ratios["compiled"] = _report("ours compiled", "HF compiled", times[2], times[3], B * T, fpt,
+                                     peak, label)
+        label_last = "compiled, "
+    else:
+        label_last = ""
+    if args.json:
+        _write_json(args.json, dict(
+            benchmark="train", device=str(device), device_name=_device_name(device).strip(" ()"),
+            torch=torch.__version__, preset=args.preset, params=ours.num_params(), batch_size=B,
+            context_length=T, dtype=args.dtype, dropout=args.dropout, optimizer=args.optimizer,
+            pad_vocab=args.pad_vocab, steps=args.steps, warmup=args.warmup,
+            peak_flops=peak, peak_dtype=dtype_name, flops_per_token=fpt, results=results,
+            ratios_ours_over_hf=ratios))
+    ratio = ratios["compiled" if args.compile else "eager"]
+    print(f"ours/HF tok/s = {ratio:.2f} ({label_last}median of {args.steps} pairs)")
     return ratio
+
+
+def bench_fastpath(args) -> dict:
+    """Chapter 11's ladder: one training step as each part of the fast path is added."""
+    from gpt2scratch.scale import ladder, time_fast_paths
+
+    device = torch.device(args.device)
+    config = GPT2Config.preset(args.preset, dropout=args.dropout, context_length=args.context_length,
+                               **_layers(args))
+    paths = ladder(*args.rungs)
+    peak_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    peak = matmul_flops(device, peak_dtype)
+    print(f"device {device}{_device_name(device)}, torch {torch.__version__}, preset {args.preset}, "
+          f"B={args.batch_size}, T={args.context_length}, dropout {args.dropout}; "
+          f"{str(peak_dtype).removeprefix('torch.')} matmul rate {peak / 1e9:,.0f} GFLOP/s")
+    results = time_fast_paths(config, paths, batch_size=args.batch_size, device=device,
+                              rounds=args.steps, warmup=args.warmup, peak=peak)
+    for name, r in results.items():
+        print(f"{name:<38} {r['seconds'] * 1000:9.1f} ms/step {r['tok_s']:10.0f} tok/s "
+              f"MFU {r['mfu']:6.1%}  x{r['speedup']:.2f} (first calls {r['warmup_s']:.1f} s)")
+    if args.json:
+        _write_json(args.json, dict(
+            benchmark="fastpath", device=str(device), device_name=_device_name(device).strip(" ()"),
+            torch=torch.__version__, preset=args.preset, batch_size=args.batch_size,
+            context_length=args.context_length, dropout=args.dropout, rounds=args.steps,
+            warmup=args.warmup, peak_flops=peak, peak_dtype=str(peak_dtype).removeprefix("torch."),
+            results=results))
+    last = list(results)[-1]
+    print(f"fast path MFU = {results[last]['mfu']:.1%} ({last.lstrip('+ ')}, median of {args.steps} rounds)")
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
 # bench generate
 # ---------------------------------------------------------------------------------------------
+def read_bandwidth(device: torch.device, nbytes: int | None = None, reps: int = 5) -> float:
+    """Bytes/s of a read-only sweep (x.sum() over a 1 GiB fp32 tensor, best of `reps`); not a copy,
+    which also writes."""
+    n = (nbytes or 2**30) // 4
+    x = torch.ones(n, device=device)
+    x.sum()  # warm-up
+    _sync(device)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        x.sum()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return x.nbytes / best
+
+
+def matmul_weight_bytes(model: GPT2, bytes_per_param: int = 4) -> int:
+    """Bytes of every matmul weight, lm_head included (tied: read again as the head), read once per
+    generated token at batch 1."""
+    return bytes_per_param * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
 def bench_generate(args) -> float:
+    """Greedy generation at batch 1, tok/s: ours without and with the KV cache and HF generate()."""
+    from gpt2scratch.generation import StaticDecoder
+
     device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    dtypes = {"fp32": ["fp32"], "bf16": ["bf16"], "both": ["bf16", "fp32"]}[args.dtype or ("both" if on_gpu else "fp32")]
     torch.manual_seed(0)
     config = GPT2Config.preset(args.preset, dropout=0.0, **_layers(args))
-    ours = GPT2(config).to(device).eval()
-    hf = hf_twin(ours).eval()
-    prompt = torch.randint(0, config.vocab_size, (1, args.prompt_tokens), device=device)
-    n = args.new_tokens
+    base = GPT2(config).eval()
+    n, figures = args.new_tokens, {}
+    print(f"device {device}{_device_name(device)}, {torch.get_num_threads()} threads, preset {args.preset} "
+          f"({base.num_params():,} params), greedy, batch 1, prompt {args.prompt_tokens} tokens, {n} new tokens")
+    bandwidth = max(read_bandwidth(device), read_bandwidth(device))
+    print(f"read bandwidth (x.sum() over 1 GiB of fp32, best of 2x5): {bandwidth / 1e9:.1f} GB/s")
+    ratio = None
+    for dtype_name in dtypes:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+        ours = GPT2(config).to(device).eval()
+        ours.load_state_dict(base.state_dict())
+        ours.to(dtype)
+        hf = hf_twin(ours).to(dtype).eval()
+        prompt = torch.randint(0, config.vocab_size, (1, args.prompt_tokens), device=device)
 
-    def gen_ours():
-        return ours.generate(prompt, n, temperature=0)
+        def hf_generate(**kw):
+            return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
+                               min_new_tokens=n, do_sample=False, **kw)
 
-    def gen_hf(use_cache):
-        return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n,
-                           do_sample=False, use_cache=use_cache)
+        contenders = {}
+        if not on_gpu:
+            contenders["no cache"] = lambda: ours.generate(prompt, n, temperature=0, use_cache=False)
+        contenders["ours"] = lambda: ours.generate(prompt, n, temperature=0)
+        if on_gpu:
+            def ours_static():
+                if not hasattr(ours_static, "decoder"):  # captures the CUDA graph once
+                    ours_static.decoder = StaticDecoder(ours, max_len=args.prompt_tokens + n)
+                return ours_static.decoder.generate(prompt, n, temperature=0)
 
-    same = torch.equal(gen_ours(), gen_hf(True))
-    print(f"same weights: greedy continuations identical: {same}")
+            contenders["ours static+graph"] = ours_static
+        contenders["HF"] = lambda: hf_generate(use_cache=True)
+        if on_gpu:
+            contenders["HF static"] = lambda: hf_generate(cache_implementation="static")
+        outs, skipped = {}, {}
+        for name, fn in list(contenders.items()):
+            try:  # the first call also compiles / captures; a failure drops that contender only
+                with torch.no_grad():
+                    outs[name] = fn()
+            except Exception as err:  # noqa: BLE001 - report it and go on with the others
+                if name in ("ours", "HF"):
+                    raise
+                skipped[name] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+                print(f"[{dtype_name}] skipped {name}: {skipped[name]}")
+                del contenders[name]
+        same = all(torch.equal(out, outs["HF"]) for out in outs.values())
+        print(f"[{dtype_name}] same weights: greedy continuations identical: {same}"
+              + ("" if same else " (" + ", ".join(f"{k}: {torch.equal(v, outs['HF'])}" for k, v in outs.items()) + ")"))
 
-    def timed(fn):
-        def run() -> float:
-            _sync(device)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                fn()
-            _sync(device)
-            return time.perf_counter() - t0
-        return run
+        def timed(fn):
+            def run() -> float:
+                _sync(device)
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    fn()
+                _sync(device)
+                return time.perf_counter() - t0
+            return run
 
-    print(f"device {device}, {torch.get_num_threads()} threads, preset {args.preset}, greedy, prompt {args.prompt_tokens} tokens, {n} new tokens")
-    for _ in range(args.warmup):
-        timed(gen_ours)(), timed(lambda: gen_hf(True))(), timed(lambda: gen_hf(False))()
-    t_ours, t_nocache = _median_pairs(timed(gen_ours), timed(lambda: gen_hf(False)), args.steps)
-    r_nocache = _report("ours", "HF-no-KV-cache", t_ours, t_nocache, n, None, None, "", unit="call")
-    print(f"ours/HF(use_cache=False) tok/s = {r_nocache:.2f} (same algorithm: full recompute each token)")
-    t_ours, t_hf = _median_pairs(timed(gen_ours), timed(lambda: gen_hf(True)), args.steps)
-    ratio = _report("ours", "HF", t_ours, t_hf, n, None, None, "", unit="call")
-    print("(ours has no KV cache yet: chapter 8 adds one; HF's generate uses its cache by default)")
+        fns = [timed(fn) for fn in contenders.values()]
+        _median_rounds(fns, args.warmup)
+        times = dict(zip(contenders, _median_rounds(fns, args.steps)))
+        weight_bytes = matmul_weight_bytes(ours, 2 if dtype_name == "bf16" else 4)
+        bound = bandwidth / weight_bytes
+        print(f"[{dtype_name}] matmul weights {weight_bytes / 1e6:.1f} MB read per token "
+              f"-> bandwidth bound {bound:.1f} tok/s")
+        row = {}
+        for name, ts in times.items():
+            tok_s = n / statistics.median(ts)
+            row[name] = {"tok_s": tok_s, "seconds": ts, "fraction_of_bound": tok_s / bound}
+            print(f"[{dtype_name}] {name:>17}: median {statistics.median(ts) * 1000:8.1f} ms/call "
+                  f"{tok_s:9.1f} tok/s  {tok_s / bound:6.1%} of the bandwidth bound")
+        best_ours = max((k for k in times if k.startswith("ours")), key=lambda k: row[k]["tok_s"])
+        best_hf = max((k for k in times if k.startswith("HF")), key=lambda k: row[k]["tok_s"])
+        ratios = [hf_t / ours_t for ours_t, hf_t in zip(times[best_ours], times[best_hf])]
+        ratio = statistics.median(ratios)
+        if "no cache" in times:
+            vs_nocache = statistics.median(nc / t for t, nc in zip(times["ours"], times["no cache"]))
+            print(f"[{dtype_name}] ours/no-cache tok/s = {vs_nocache:.2f}")
+            row["ours/no cache"] = vs_nocache
+        figures[dtype_name] = {"identical": same, "skipped": skipped, "weight_bytes": weight_bytes,
+                               "bound_tok_s": bound,
+                               "best_ours": best_ours, "best_hf": best_hf, "ours/HF": ratio, **row}
+        print(f"[{dtype_name}] {best_ours}/{best_hf} per-round ratios: " + " ".join(f"{r:.2f}" for r in ratios))
+        print(f"[{dtype_name}] ours reaches {row[best_ours]['fraction_of_bound']:.1%} of the bandwidth bound")
+        del ours, hf, contenders, fns
+    if args.json:
+        import transformers
+
+        _write_json(args.json, {
+            "benchmark": "generate", "device": str(device) + _device_name(device), "preset": args.preset,
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "threads": torch.get_num_threads(), "prompt_tokens": args.prompt_tokens, "new_tokens": n,
+            "steps": args.steps, "read_bandwidth_bytes_s": bandwidth, "results": figures})
     print(f"ours/HF tok/s = {ratio:.2f} (median of {args.steps} pairs)")
+    return ratio
+
+
+# ---------------------------------------------------------------------------------------------
+# bench backward (chapter 6): the hand-written backward against autograd
+# ---------------------------------------------------------------------------------------------
+def _backward_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--preset", default="124M", help=f"model size, a GPT2Config preset: {', '.join(PRESETS)}")
+    p.add_argument("--layers", type=int, default=None, help="override the preset's n_layers (quick smoke runs)")
+    p.add_argument("--steps", type=int, default=10, help="timed pairs (hand, autograd)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed pairs first")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--context-length", type=int, default=256)
+    p.add_argument("--dropout", type=float, default=0.1, help="as in training (default 0.1)")
+    p.add_argument("--no-memory", action="store_true", help="skip the two peak-memory subprocesses")
+    p.add_argument("--side", choices=["hand", "autograd"], default=None, help=argparse.SUPPRESS)
+
+
+def _backward_setup(args):
+    """The model (train mode), one fused torch AdamW, a batch, and the two backward functions."""
+    from gpt2scratch.backprop import manual_backward  # lazy: chapter 6's module
+    from gpt2scratch.train import autograd_backward
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    config = GPT2Config.preset(args.preset, dropout=args.dropout, context_length=args.context_length,
+                               **_layers(args))
+    model = GPT2(config).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.1, fused=True)
+    x = torch.randint(0, config.vocab_size, (args.batch_size, args.context_length + 1), device=device)
+    return model, opt, x[:, :-1], x[:, 1:], {"hand": manual_backward, "autograd": autograd_backward}
+
+
+def _backward_step(model, opt, inputs, targets, backward, device) -> float:
+    """One training step (zero_grad, forward + backward, AdamW step); returns its seconds."""
+    _sync(device)
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    backward(model, inputs, targets)
+    opt.step()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def _backward_peak(args) -> None:
+    """Child process: `--warmup` + 2 steps of one side; print the peak resident memory."""
+    import resource
+
+    model, opt, inputs, targets, sides = _backward_setup(args)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
+    for _ in range(args.warmup + 2):
+        _backward_step(model, opt, inputs, targets, sides[args.side], torch.device(args.device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak_mib {peak:.1f} base_mib {base:.1f}")
+
+
+def _peak_in_subprocess(argv: list[str], side: str) -> tuple[float, float]:
+    """(peak, before the first step) in MiB, from a fresh process that runs one side only."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "gpt2scratch", "bench", "backward", *argv, "--side", side]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    return float(out[-3]), float(out[-1])
+
+
+def bench_backward(args, argv: list[str]) -> float:
+    if args.side is not None:
+        _backward_peak(args)
+        return 0.0
+    device = torch.device(args.device)
+    model, opt, inputs, targets, sides = _backward_setup(args)
+    B, T = inputs.shape
+    print(f"device {device}, {torch.get_num_threads()} threads, preset {args.preset} "
+          f"({model.num_params():,} params), B={B}, T={T}, fp32, dropout {args.dropout}; "
+          "one training step = zero_grad + forward + backward + fused torch AdamW step")
+    if not args.no_memory:
+        peaks = {side: _peak_in_subprocess(argv, side) for side in sides}
+        (hand, hand0), (auto, auto0) = peaks["hand"], peaks["autograd"]
+        print(f"peak memory (ru_maxrss, a fresh process per side, {args.warmup + 2} steps): "
+              f"hand {hand:,.0f} MiB, autograd {auto:,.0f} MiB; hand/autograd = {hand / auto:.2f}")
+        print(f"  above the model and batch ({hand0:,.0f} / {auto0:,.0f} MiB before the first step; "
+              f"AdamW's state included): hand {hand - hand0:,.0f} MiB, autograd {auto - auto0:,.0f} MiB; "
+              f"hand/autograd = {(hand - hand0) / (auto - auto0):.2f}")
+    steps = {side: (lambda fn=fn: _backward_step(model, opt, inputs, targets, fn, device))
+             for side, fn in sides.items()}
+    for _ in range(args.warmup):
+        steps["hand"](), steps["autograd"]()
+    t_hand, t_auto = _median_pairs(steps["hand"], steps["autograd"], args.steps)
+    ratio = _report("hand", "autograd", t_hand, t_auto, B * T, None, None, "")
+    print(f"hand/autograd steps/s = {ratio:.2f} (median of {args.steps} pairs)")
     return ratio
 
 
@@ -211,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2scratch bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (("train", "time training steps: ours vs transformers.GPT2LMHeadModel"),
-                           ("generate", "time greedy generation: ours vs transformers' generate()")):
+                           ("generate", "time greedy generation: ours vs transformers' generate()"),
+                           ("fastpath", "time our training step as each part of chapter 11's fast path is "
+                                        "added")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
         p.add_argument("--preset", default="124M",
@@ -220,16 +505,31 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--steps", type=int, default=10, help="timed pairs (ours, HF)")
         p.add_argument("--warmup", type=int, default=2, help="untimed pairs first")
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    for train in (sub.choices["train"], sub.choices["fastpath"]):
+        train.add_argument("--batch-size", type=int, default=None, help="default 2 on cpu, 16 on cuda")
+        train.add_argument("--context-length", type=int, default=None,
+                           help="tokens per row; default 256 on cpu, 1024 on cuda")
+        train.add_argument("--dropout", type=float, default=0.1)
+        train.add_argument("--json", metavar="PATH", default=None, help="also write the figures to PATH")
+    fastpath = sub.choices["fastpath"]
+    fastpath.add_argument("--rungs", default=None, metavar="A:B",
+                          help="time only rungs A..B-1 of the ladder (scale.LADDER), e.g. 4:6")
     train = sub.choices["train"]
-    train.add_argument("--batch-size", type=int, default=None, help="default 2 on cpu, 16 on cuda")
-    train.add_argument("--context-length", type=int, default=None, help="tokens per row; default 256 on cpu, 1024 on cuda")
     train.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="bf16 = autocast; default fp32 on cpu, bf16 on cuda")
-    train.add_argument("--dropout", type=float, default=0.1)
+    train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="also time both models under torch.compile (default: on cuda only)")
+    train.add_argument("--pad-vocab", action=argparse.BooleanOptionalAction, default=None,
+                       help="ours: LM head padded to a multiple of 128 (default: on cuda only)")
     train.add_argument("--optimizer", choices=["fused", "foreach", "forloop"], default="fused",
                        help="AdamW implementation, the same for both models")
     gen = sub.choices["generate"]
     gen.add_argument("--prompt-tokens", type=int, default=16)
-    gen.add_argument("--new-tokens", type=int, default=32)
+    gen.add_argument("--new-tokens", type=int, default=None, help="default 32 on cpu, 128 on cuda")
+    gen.add_argument("--dtype", choices=["fp32", "bf16", "both"], default=None,
+                     help="weights and cache dtype; default fp32 on cpu, both on cuda")
+    gen.add_argument("--json", metavar="PATH", default=None, help="also write the figures to PATH")
+    _backward_options(sub.add_parser("backward", help="time training steps: chapter 6's hand-written "
+                                                      "backward vs autograd, and their peak memory"))
     args = parser.parse_args(argv)
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -240,13 +540,34 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.steps < 1 or args.warmup < 0:
         parser.error(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
-    if args.command == "train":
-        on_gpu = args.device == "cuda"
+    if args.command == "backward":
+        bench_backward(args, list(sys.argv[1:] if argv is None else argv)[1:])
+        return 0
+    on_gpu = args.device == "cuda"
+    if args.command in ("train", "fastpath"):
         args.batch_size = args.batch_size or (16 if on_gpu else 2)
         args.context_length = args.context_length or (1024 if on_gpu else 256)
+    if args.command == "train":
         args.dtype = args.dtype or ("bf16" if on_gpu else "fp32")
+        args.compile = on_gpu if args.compile is None else args.compile
+        args.pad_vocab = on_gpu if args.pad_vocab is None else args.pad_vocab
         bench_train(args)
+    elif args.command == "fastpath":
+        try:
+            start, _, stop = (args.rungs or ":").partition(":")
+            args.rungs = (int(start) if start else 0, int(stop) if stop else None)
+        except ValueError:
+            parser.error(f"--rungs must look like 4:6, got {args.rungs!r}")
+        from gpt2scratch.scale import ladder
+
+        if not ladder(*args.rungs):
+            parser.error(f"--rungs {start}:{stop} selects no rung of the ladder")
+        bench_fastpath(args)
     else:
+        args.new_tokens = args.new_tokens or (128 if on_gpu else 32)
+        if args.prompt_tokens < 1 or args.new_tokens < 1:
+            parser.error(f"--prompt-tokens and --new-tokens must be >= 1, got {args.prompt_tokens} "
+                         f"and {args.new_tokens}")
         bench_generate(args)
     return 0
 

@@ -296,3 +296,58 @@ def generate(
     if isinstance(prompt, str):
         return generate_text(model, prompt, n_new, tokenizer, **sampling)
     return generate_ids(model, prompt, n_new, **sampling)
+
+
+class StaticDecoder:
+    """Decoding with static shapes: one KVCache, the position as a tensor, and on CUDA
+    the one-token step captured once as a CUDA graph and replayed (section 8.7)."""
+
+    def __init__(self, model, batch_size: int = 1, max_len: int | None = None, graph=None):
+        self.model = model.eval()
+        device = model.wte.weight.device
+        self.cache = KVCache(model, batch_size, max_len)
+        self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+        self.pos = torch.zeros((), dtype=torch.long, device=device)
+        self.graph = None
+        if device.type == "cuda" if graph is None else graph:
+            self._capture()
+
+    @torch.no_grad()
+    def _step(self) -> torch.Tensor:
+        return next_logits(self.model, self.token, self.cache, self.pos)  # (B, V)
+
+    def _capture(self) -> None:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # warm up: kernels chosen, memory allocated
+                self._step()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self._step()  # replay() refills this tensor
+
+    def step(self, token: torch.Tensor, pos: int) -> torch.Tensor:
+        """Logits (B, V) after `token` (B, 1) at position `pos`."""
+        self.token.copy_(token)
+        self.pos.fill_(pos)
+        if self.graph is None:
+            return self._step()
+        self.graph.replay()
+        return self.logits
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
+        """(B, T) ids -> (B, T + max_new_tokens); the whole run must fit the cache."""
+        T, max_len = idx.shape[1], self.cache.k.shape[3]
+        if T + max_new_tokens > max_len:
+            raise ValueError(
+                f"prompt {T} + {max_new_tokens} new tokens exceed the cache ({max_len})"
+            )
+        logits = next_logits(self.model, idx, self.cache, 0)  # the prompt, at once
+        out = [idx]
+        for pos in range(T, T + max_new_tokens):
+            out.append(sample_next(logits, **sampling))  # (B, 1)
+            if pos + 1 < T + max_new_tokens:
+                logits = self.step(out[-1], pos)
+        return torch.cat(out, dim=1)
