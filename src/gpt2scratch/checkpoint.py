@@ -156,6 +156,16 @@ def _write_folder(
     files.fsync_dir(folder)
 
 
+class CheckpointWriteError(OSError):
+    """A save failed (a full disk, say); the previous checkpoint is left as it was."""
+
+    def __init__(self, root: Path, previous: list[str], err: OSError):
+        kept = f"the previous checkpoint {root / previous[0]} is intact" if previous else (
+            "there is no earlier checkpoint")
+        super().__init__(f"could not save a checkpoint in {root}: "
+                         f"{err.strerror or err}; {kept}")
+
+
 def save_checkpoint(
     directory: str | Path,
     model: nn.Module,
@@ -188,14 +198,16 @@ def save_checkpoint(
         while (root / name).exists():  # saved twice at one step: never overwrite
             name, i = f"step-{step:08d}.{i}", i + 1
         os.rename(tmp, root / name)
-    except BaseException:
+        files.fsync_dir(root)
+        kept = [name] + [p for p in previous if p != name][: keep - 1]
+        pointer = {"format": FORMAT, "checkpoint": name, "step": step, "kept": kept}
+        write = lambda p: p.write_text(json.dumps(pointer), encoding="utf-8")  # noqa: E731
+        files.atomic_write(root / LATEST, write)
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):  # a full disk, say: name what is still there
+            raise CheckpointWriteError(root, previous, err) from err
         raise
-    files.fsync_dir(root)
-    kept = [name] + [p for p in previous if p != name][: keep - 1]
-    pointer = {"format": FORMAT, "checkpoint": name, "step": step, "kept": kept}
-    write = lambda p: p.write_text(json.dumps(pointer), encoding="utf-8")  # noqa: E731
-    files.atomic_write(root / LATEST, write)
     for (
         entry
     ) in root.iterdir():  # old checkpoints, and temp folders of interrupted saves

@@ -554,6 +554,20 @@ def _train_epoch(run: _Run, loader, epoch: int, callbacks, bar) -> tuple[bool, i
     return False, done
 
 
+def _say_if_replanned(run: _Run, scheduler, steps_per_epoch: int) -> None:
+    """A resumed schedule keeps the plan it was saved with: say so if --epochs changed."""
+    plan = getattr(scheduler, "lr_lambdas", [None])[0]
+    asked = run.s.epochs * steps_per_epoch
+    if isinstance(plan, WarmupCosine) and plan.total_steps != asked:
+        run.say(
+            f"note: the learning-rate schedule keeps the plan it was saved with, warm-up"
+            f" + cosine decay over {plan.total_steps} steps; {run.s.epochs} epochs are"
+            f" {asked} steps, and steps after {plan.total_steps} run at"
+            f" {plan.min_ratio:g} x the peak lr. For a schedule over {run.s.epochs}"
+            " epochs, start a new run."
+        )
+
+
 def train(
     model: nn.Module,
     train_loader: Iterable,
@@ -594,6 +608,7 @@ def train(
     run.checkpoint_dir = checkpoint_dir
     if at.step:
         run.say(f"resumed from {resume_from} at step {at.step} (epoch {at.epoch + 1})")
+        _say_if_replanned(run, scheduler, steps)
     else:
         run.evaluate(optimizer.param_groups[0]["lr"])
     options = dict(
