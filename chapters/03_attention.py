@@ -1106,10 +1106,10 @@ for T_time in [128, 256, 512, 1024]:
 
 # %% [markdown]
 # In the run stored above, with $B = 1$ throughout, the fused module is the fastest at every length.
-# The batched naive version takes 1.63, 1.55 and 1.74 times the fused time at $T$ = 128, 256 and 512,
-# and 2.89 times at $T = 1024$; the 12-head wrapper, with its twelve small matrix products per
-# projection, takes 2.9 to 3.8 times as long. So at these lengths the speed gap does not grow
-# smoothly with $T$: it is roughly flat up to 512 and larger at 1024. These timings come from a
+# The batched naive version takes 2.36, 2.02 and 1.89 times the fused time at $T$ = 128, 256 and 512,
+# and 2.73 times at $T = 1024$; the 12-head wrapper, with its twelve small matrix products per
+# projection, takes 7.6 to 13.8 times as long. So at these lengths the speed gap does not grow
+# smoothly with $T$: it is no larger at 512 than at 128, and largest at 1024. These timings come from a
 # shared 2-core machine and change from run to run, so read them as rough, and run the cell again to
 # see your own.
 #
