@@ -128,7 +128,7 @@ def _add_training_options(p: argparse.ArgumentParser, out: str | None,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gpt2scratch",
                                      description="GPT-2 from scratch: train, generate, benchmark.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,generate,run,export,attention,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,generate,run,eval,export,attention,bench}")
 
     p = sub.add_parser("train", help="train a GPT-2 on a UTF-8 text file (90/10 split), saving checkpoints")
     p.add_argument("--data", required=True, nargs="+", metavar="PATH",
@@ -182,8 +182,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_attention)
 
+    p = sub.add_parser("eval", help="loss and perplexity of a checkpoint (or pretrained weights) "
+                                    "on a UTF-8 text file")
+    p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text to score")
+    _add_model_source(p)
+    p.add_argument("--context-length", type=_positive_int, default=None,
+                   help="tokens per window (default: the model's context length)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="windows per batch (default 8)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_eval)
+
     sub.add_parser("bench", help="benchmarks: python -m gpt2scratch bench --help", add_help=False)
     return parser
+
+
+def _add_model_source(p: argparse.ArgumentParser) -> None:
+    """--checkpoint DIR or --init NAME_OR_DIR: the model a command reads."""
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (from train or run)")
+    source.add_argument("--init", metavar="NAME_OR_DIR",
+                        help="pretrained weights: gpt2, gpt2-medium, gpt2-large, gpt2-xl or a Hugging "
+                             "Face folder with config.json + model.safetensors (chapter 07)")
+
+
+def _load_model(args: argparse.Namespace, device):
+    """The model --checkpoint or --init names, on `device`."""
+    if getattr(args, "init", None) is not None:
+        from gpt2scratch.pretrained import load_pretrained
+
+        return load_pretrained(args.init, device=device)
+    from gpt2scratch.checkpoint import load_checkpoint
+
+    return load_checkpoint(args.checkpoint, device=device).model
 
 
 def _settings(args: argparse.Namespace):
@@ -214,6 +244,7 @@ def _backward_fn(args: argparse.Namespace):
 
 def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
                       loaders=None) -> int:
+    from gpt2scratch.checkpoint import CheckpointWriteError
     from gpt2scratch.train import NonFiniteLossError, prepare_run, train
 
     info, fast = _fast_path(args)  # chapter 11: torchrun's process group, the fast path
@@ -260,6 +291,10 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
     except NonFiniteLossError as err:
         print(f"python -m gpt2scratch: {err}", file=sys.stderr)
         return 1
+    except CheckpointWriteError as err:  # a full disk, say: the last checkpoint is intact
+        print(f"python -m gpt2scratch: {err}\nfree some space, then continue with "
+              f"--resume {out}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue from the last checkpoint with --resume {out}",
               file=sys.stderr)
@@ -288,7 +323,8 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
 def _fast_path(args: argparse.Namespace):
     """(DistInfo, FastPath or None) for this process (chapter 11). Under torchrun it joins
     the process group; FastPath is None with chapter 06's hand-written backward."""
-    from gpt2scratch.scale import FastPath, check_batch_split, init_distributed
+    from gpt2scratch.scale import (FastPath, check_batch_split, init_distributed,
+                                   keep_freed_memory)
 
     try:
         info = init_distributed(args.device)
@@ -301,6 +337,8 @@ def _fast_path(args: argparse.Namespace):
                if getattr(args, "no_" + name)}
         fast = FastPath.auto(info.device, accum_steps=args.accum_steps, **off)
         check_batch_split(args.batch_size, info.world_size, fast.accum_steps)
+        if info.device.type == "cpu":
+            keep_freed_memory()  # glibc keeps freed blocks: no page faults each step
     except (ValueError, TypeError, RuntimeError) as err:
         raise UsageError(str(err)) from None
     return info, fast
@@ -450,6 +488,42 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for piece in stream_text(model, args.prompt, n_new, **sampling):
         print(piece, end="", flush=True)
     print()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Mean next-token cross-entropy over every window of the file, and its perplexity."""
+    from gpt2scratch.data import load_text
+    from gpt2scratch.dataset import create_dataloader
+    import torch
+    import torch.nn.functional as F
+
+    from gpt2scratch.train import perplexity, pick_device
+
+    try:
+        text = load_text(args.data)
+        device = pick_device(args.device)
+        model = _load_model(args, device)
+        window = args.context_length or model.config.context_length
+        if window > model.config.context_length:
+            raise ValueError(f"--context-length {window} is longer than the model's context "
+                             f"of {model.config.context_length} tokens")
+        loader = create_dataloader(text, batch_size=args.batch_size, context_length=window,
+                                   shuffle=False, drop_last=False)
+    except (FileNotFoundError, IsADirectoryError, ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    total, n_tokens = 0.0, 0
+    model.eval()
+    with torch.no_grad():  # every token weighs the same, the last, shorter batch too
+        for inputs, targets in loader:
+            logits = model(inputs.to(device)).flatten(0, 1).float()  # (B*T, V)
+            targets = targets.to(device).flatten()
+            total += F.cross_entropy(logits, targets, reduction="sum").item()
+            n_tokens += targets.numel()
+    loss = total / n_tokens
+    n_windows = len(loader.dataset)
+    print(f"{args.data}: {n_windows:,} windows of {window} tokens; loss {loss:.4f}, "
+          f"perplexity {perplexity(loss):.2f} ({args.checkpoint or args.init})")
     return 0
 
 

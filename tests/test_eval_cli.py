@@ -1,0 +1,66 @@
+"""`python -m gpt2scratch eval`: the loss and perplexity of a checkpoint on a text file."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gpt2scratch.__main__ import main
+from gpt2scratch.checkpoint import save_checkpoint
+from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.tokenizer import gpt2_encoding
+
+TEXT = "Justice is served when the jury has heard every word of the story. " * 30
+
+
+def run(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config.preset("tiny", context_length=32))
+    save_checkpoint(tmp_path / "ckpt", model)
+    (tmp_path / "story.txt").write_text(TEXT, encoding="utf-8")
+    return model, tmp_path
+
+
+def test_eval_scores_every_token_of_every_window(checkpoint, capsys):
+    model, tmp = checkpoint
+    code, out, err = run(["eval", "--checkpoint", str(tmp / "ckpt"), "--data",
+                          str(tmp / "story.txt"), "--batch-size", "3", "--device", "cpu"], capsys)
+    assert code == 0, err
+    ids = torch.tensor(gpt2_encoding().encode(TEXT))
+    n = (len(ids) - 1) // 32  # whole windows of 32 inputs + the shifted targets
+    inputs = ids[: n * 32].view(n, 32)
+    targets = ids[1 : n * 32 + 1].view(n, 32)
+    with torch.no_grad():
+        expected = F.cross_entropy(model.eval()(inputs).flatten(0, 1), targets.flatten()).item()
+    assert f"{n:,} windows of 32 tokens" in out
+    assert f"loss {expected:.4f}" in out and f"perplexity {math.exp(expected):.2f}" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "{tmp}/missing.txt"], "no such file"),
+    (["--data", "{tmp}/story.txt", "--context-length", "64"], "longer than the model's context"),
+    (["--data", "{tmp}/short.txt"], "need at least context_length+1 = 33"),
+])
+def test_eval_bad_input_is_one_line(checkpoint, capsys, argv, message):
+    _, tmp = checkpoint
+    (tmp / "short.txt").write_text("Too short.", encoding="utf-8")
+    argv = [a.format(tmp=tmp) for a in argv]
+    code, _, err = run(["eval", "--checkpoint", str(tmp / "ckpt"), *argv], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_eval_takes_one_model_source(checkpoint, capsys):
+    _, tmp = checkpoint
+    code, _, err = run(["eval", "--data", str(tmp / "story.txt")], capsys)
+    assert code == 2 and "--checkpoint" in err and "--init" in err
