@@ -6,6 +6,7 @@
    stored stderr stream (progress bars, warnings). `make check` already refuses stderr in the
    committed notebooks; dropping it here too keeps a stray one out of the published pages.
    Cell tags pass through: `hide-input` folds a cell's code (exercise solutions) in the page.
+   The API reference page (`api` in the toc) is generated from the package's docstrings.
 3. `jupyter-book build _build/pages --config book.yml --toc _toc.yml`; the site is _build/html.
 4. Drop repeated inline <script> blocks from each page's <head>. Sphinx 7.4 emits a body-only script
    twice when an extension adds it after the builder starts (sphinx-thebe, sphinx-togglebutton), and
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from api_page import api_markdown  # tools/api_page.py: the API reference page
 from chapters import chapter_notebooks  # tools/chapters.py: which files are chapters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +93,8 @@ def main() -> int:
             stage_notebook(CHAPTERS / f"{name}.ipynb", STAGE / f"{name}.ipynb")
         elif (CHAPTERS / f"{name}.md").exists():
             shutil.copy(CHAPTERS / f"{name}.md", STAGE / f"{name}.md")
+        elif name == "api":  # generated from the package's docstrings (tools/api_page.py)
+            (STAGE / "api.md").write_text(api_markdown(), encoding="utf-8")
         else:
             print(f"book.yml lists {name!r}, but chapters/ has neither {name}.ipynb nor {name}.md", file=sys.stderr)
             return 1
