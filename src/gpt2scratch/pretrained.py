@@ -93,8 +93,9 @@ def _hub_files(repo: str, download: bool) -> tuple[Path, Path]:
         if not path:
             raise FileNotFoundError(
                 f"{repo}/{filename} is not in the Hugging Face cache ({cache}) and "
-                f"{reason}. To get it: run once online (HF_HUB_OFFLINE unset), or pass a "
-                f"folder with {CONFIG} + {WEIGHTS}, or set {ENV_DIR} to one (for gpt2)"
+                f"{reason}. To get it: run once online (HF_HUB_OFFLINE unset), or "
+                f"pass a folder with {CONFIG} + {WEIGHTS}, or set {ENV_DIR} to one "
+                "(for gpt2)"
             )
         found.append(Path(path))
     return found[0], found[1]
@@ -154,7 +155,12 @@ def config_to_hf(config: GPT2Config, dtype: torch.dtype = torch.float32) -> dict
     }
 
 
-CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+CONV1D = (  # HF stores these (in, out): transpose
+    "attn.c_attn.weight",
+    "attn.c_proj.weight",
+    "mlp.c_fc.weight",
+    "mlp.c_proj.weight",
+)
 BUFFERS = (".attn.bias", ".attn.masked_bias")  # the causal mask: computed, not learned
 PREFIX = "transformer."  # GPT2LMHeadModel = a GPT2Model called `transformer` + lm_head
 
@@ -199,7 +205,7 @@ def from_hf(tensors: dict, model: GPT2, source="checkpoint") -> dict:
     if model.config.tie_weights and "wte.weight" in state:
         head = state.get("lm_head.weight")  # a tied file usually leaves it out
         if head is not None and not torch.equal(head, state["wte.weight"]):
-            wrong.append("lm_head.weight differs from wte.weight, but the config ties them")
+            wrong.append("lm_head.weight differs from wte.weight; the config ties them")
         state["lm_head.weight"] = state["wte.weight"]
     missing = [key for key in expected if key.removeprefix(PREFIX) not in state]
     problems = [f"missing keys {missing}"] * bool(missing)
