@@ -689,10 +689,10 @@ assert torch.equal(ours_greedy, hf_greedy)
 #
 # ## 7.6 Generating text
 #
-# With real weights, this is where GPT-2 starts to write English: OpenAI's 124M model continues
-# "Every effort moves you" fluently, if not always sensibly. The stand-in's weights are random,
-# so its text is noise of the same kind as chapter 4's untrained model: the code is the same,
-# the weights are what differ.
+# With real weights, this is where GPT-2 starts to write English: the cell below prints OpenAI's
+# 124M model continuing the prompt. The stand-in's weights are random, so its text is noise of
+# the same kind as chapter 4's untrained model: the code is the same, the weights are what
+# differ.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -889,8 +889,9 @@ plt.show()
 
 # %% [markdown]
 # With real weights, the table is the book's payoff: a model that has read 40 GB of text starts
-# at the validation loss that chapter 5 never reached (3.56 quoted above, against 6.555), and
-# fine-tuning moves it towards the story's style. With the stand-in, this build shows the other
+# at a validation loss that chapter 5 never reached (3.56 quoted above, against 6.555), and
+# fine-tuning then adapts it to the story (set `GPT2SCRATCH_GPT2_DIR` and run the chapter to
+# see by how much). With the stand-in, this build shows the other
 # side honestly: random weights in GPT-2's format score about $\ln 50257 \approx 10.8$ (10.830
 # here), worse than the chapter-5 stand-in (6.574), and five epochs at a fine-tuning learning
 # rate move them only a little (9.897), because pretraining is what the stand-in lacks. The
@@ -942,7 +943,7 @@ print(f"gpt2-medium: {n:,} parameters in {tensors_stored} stored tensors, "
 # ```{admonition} Solution
 # :class: dropdown
 # The `meta` device builds the model's shapes without allocating them: 354,823,168 parameters in
-# 292 tensors, 1.42 GB of float32 (plus a header of a few kilobytes). `config_from_hf` and the
+# 292 tensors, 1.42 GB of float32 (plus the JSON header). `config_from_hf` and the
 # presets of chapter 4 agree on the sizes, so this is what `load_pretrained("gpt2-medium")` would
 # allocate.
 # ```
@@ -966,10 +967,11 @@ assert half.lm_head.weight is half.wte.weight
 # ```{admonition} Solution
 # :class: dropdown
 # bfloat16 keeps float32's exponent but only 8 bits of mantissa, so every weight is rounded to
-# about 2–3 significant digits and the logits move visibly; the most likely token still agrees
-# at most positions, and where it changes the two candidates were nearly tied. For inference
-# that is usually acceptable; for the equality proofs of this chapter it is not, which is why
-# they run in float32.
+# about 2–3 significant digits, and the logits move with them (by up to 0.011 on the stand-in,
+# whose logits are small); the most likely token still agrees at most positions (99.2% here),
+# and where it changes the two candidates were nearly tied. For inference that is usually
+# acceptable; for the equality proofs of this chapter it is not, which is why they run in
+# float32.
 # ```
 #
 # **3. Why leave `lm_head` out?** `save_pretrained` deletes `lm_head.weight` from the file when
