@@ -1,0 +1,1174 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 11 — Scaling up on GPUs
+#
+# Chapter 5 trained GPT-2 124M on *The Verdict*, 4,612 tokens, on a laptop CPU. A real corpus
+# has billions of tokens, and at CPU speed one epoch of it would take years. In this chapter
+# we make one training step as fast as the hardware allows, and then spread it over several
+# GPUs with PyTorch's own distributed engine, **DDP**, launched by `torchrun`. Nothing here
+# changes what the model computes: every trick is checked against the plain step of chapter 5.
+#
+# The plan:
+#
+# 1. **Counting the work**: the FLOPs of one training step per token, and **MFU**, the share of
+#    the hardware's measured matmul rate that a run turns into useful work.
+# 2. **Where the time goes** in a CPU training step, with `torch.profiler`, and one fix that
+#    the profile points to.
+# 3. **The fast path, one step at a time**: bf16 autocast, flash attention, fused AdamW, a
+#    vocabulary padded to 50,304, and `torch.compile`, each measured.
+# 4. **Gradient accumulation**: k small batches that add up to one big one, and why each loss
+#    is divided by k.
+# 5. **Many GPUs with DDP**: each process a replica on its share of every batch, gradients
+#    averaged by an all-reduce that overlaps the backward pass; `torchrun`, rank 0 writes, and
+#    a checkpoint that resumes on a different number of processes. When FSDP is needed instead.
+# 6. **The benchmark**: `python -m gpt2scratch bench train --device cuda`, ours against
+#    Hugging Face's `GPT2LMHeadModel`, eager and compiled.
+#
+# The code is exported to `gpt2scratch/scale.py`. It plugs into chapter 5's `train()` through
+# the two seams that chapter left for it: `wrap=` (the module to train through) and
+# `backward=` (how one batch fills the gradients). `python -m gpt2scratch train` uses it.
+#
+# This book is built on a CPU. The cells below detect the device: without a GPU they run on the
+# CPU at a tiny size and say so, and the GPU figures are read from the JSON files that
+# `tools/gpu_bench.sh` writes into `benchmarks/` when it runs on a GPU.
+
+# %%
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.quickmode import full_or_quick
+from gpt2scratch.train import calc_loss_batch
+
+torch.set_printoptions(precision=4, sci_mode=False)
+ON_GPU = torch.cuda.is_available()
+DEVICE = torch.device("cuda" if ON_GPU else "cpu")
+BENCH = Path("..") / "benchmarks"  # the committed GPU and CPU figures
+if ON_GPU:
+    print(f"GPU: {torch.cuda.get_device_name()}; the timing cells run on it")
+else:
+    print("no GPU here: the timing cells run on the CPU at a tiny size;")
+    print("GPU figures are read from benchmarks/*.json when a GPU run wrote them")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+SIZES = full_or_quick(
+    full=dict(profile="124M", ladder="mini", rounds=5, compile=True),
+    quick=dict(profile="mini", ladder="tiny", rounds=2, compile=False),
+    what="the profile uses the mini model, the ladder the tiny one without compile",
+)
+print({k: v for k, v in SIZES.items()})
+
+# %%
+#| default_exp scale
+
+# %%
+#| export
+"""Scaling up: the fast path on a GPU, and many GPUs with PyTorch's DDP.
+
+Generated from chapter 11 of the book. The fast path (bf16 autocast, flash attention,
+torch.compile, fused AdamW, a vocabulary padded to a multiple of 128, gradient
+accumulation) plugs into `train()` through its `wrap=` and `backward=` seams; DDP
+through `wrap=` and a sampler that gives each process its share of every global batch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+
+from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.train import History, pick_device, train
+from gpt2scratch.validation import check_bool, check_int
+
+# %% [markdown]
+# ## 11.1 Counting the work: FLOPs per token and MFU
+#
+# Before making anything faster we need a yardstick. Almost all of a transformer's arithmetic is
+# matrix multiplication, and a matmul of an (m, k) by a (k, n) matrix costs $2mkn$ floating-point
+# operations (one multiply and one add per term). Per token, every weight matrix takes part in one
+# multiply-add in the forward pass (2 FLOPs per weight) and two in the backward pass (4 more: one
+# for the gradient of the input, one for the gradient of the weight). That is the classic
+# **6N** FLOPs per token for a model with N weights that multiply. Attention adds the two matmuls
+# that have no weights, $q k^\top$ and $\mathrm{att}\,v$: $2 \cdot 2 T C$ per token per layer
+# forward, times 3 with the backward pass, so $12 L T C$ in all (counting the whole $T \times T$
+# square, as PaLM and nanoGPT do, although the causal half is masked).
+#
+# N counts the weights inside the blocks and the LM head's $V \times C$ matrix (which is also the
+# token embedding: a lookup costs no FLOPs, but the head's matmul does). It leaves out the position
+# embedding, which is only added.
+
+# %%
+#| export
+def train_flops_per_token(config: GPT2Config, seq_len: int) -> float:
+    """Matmul FLOPs of one training step per token: 6N + 12·L·T·C.
+
+    N counts the weights that multiply (every block's matrices and biases, the final
+    LayerNorm, and the LM head's V·C); each is used in 1 multiply-add forward (2 FLOPs)
+    and 2 backward (4 FLOPs). 12·L·T·C is q·kᵀ and att·v over the full T×T square.
+    """
+    C, L, V = config.d_model, config.n_layers, config.vocab_size
+    per_block = 12 * C * C + 13 * C  # c_attn 3C², c_proj C², MLP 8C², biases, 2 LNs
+    n_matmul = L * per_block + 2 * C + V * C  # + ln_f + lm_head
+    return 6 * n_matmul + 12 * L * seq_len * C
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: the useful FLOP/s a run achieves over the peak rate."""
+    return tokens_per_s * flops_per_token / peak_flops
+
+
+def matmul_rate(device, dtype=torch.float32, n: int | None = None, reps: int = 5):
+    """The best FLOP/s of an (n, n) @ (n, n) matmul on `device`: the peak we divide by."""
+    device = torch.device(device)
+    n = n or (8192 if device.type == "cuda" else 1024)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    best = float("inf")
+    for _ in range(reps + 1):  # the first is a warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+# %%
+config = GPT2Config()  # 124M
+C, L, V = config.d_model, config.n_layers, config.vocab_size
+blocks = L * (12 * C * C + 13 * C) + 2 * C  # 4C² attention, 8C² MLP, biases, LNs
+head = V * C
+for T in (256, 1024):
+    parts = {"blocks": 6 * blocks, "LM head": 6 * head, "attention": 12 * L * T * C}
+    total = sum(parts.values())
+    assert total == train_flops_per_token(config, T)
+    shares = ", ".join(f"{k} {v / total:.1%}" for k, v in parts.items())
+    print(f"T={T:4d}: {total / 1e6:,.0f} MFLOP per token ({shares})")
+with torch.device("meta"):  # the same count from the parameters themselves
+    n_matmul = GPT2(config).num_params(non_embedding=True) + V * C
+print(f"6N with N = {n_matmul:,}: {6 * n_matmul / 1e6:,.0f} MFLOP")
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 2.6))
+for row, T in enumerate((256, 1024)):
+    parts = {"blocks": 6 * blocks, "LM head": 6 * head, "attention": 12 * L * T * C}
+    left = 0
+    for (name, flops), color in zip(parts.items(), ("C0", "C1", "C2")):
+        ax.barh(row, flops / 1e6, left=left, color=color, label=name if row == 0 else None)
+        left += flops / 1e6
+ax.set_yticks([0, 1], ["T = 256", "T = 1024"])
+ax.set_xlabel("MFLOP per token, one training step (forward + backward)")
+ax.set_title("GPT-2 124M: where the arithmetic is")
+ax.legend(loc="lower right", fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The figure shows why GPT-2 trains as a dense, matmul-bound program: at T = 1024 the blocks'
+# weights take 59.7% of the work, the LM head 27.1% and attention's own matmuls 13.2%; LayerNorm, GELU, softmax and
+# the optimizer have no place in the count at all. They still take time, and that is the point
+# of the next measure.
+#
+# **MFU**, model FLOPs utilisation (PaLM, 2022), divides the FLOPs a run *needs* per second
+# (tokens per second times FLOPs per token) by the hardware's peak rate. It ignores work the
+# implementation adds (recomputation, padding) and counts only the model's: a trick that saves
+# memory by recomputing activations does not raise it. For the peak we do not trust a data sheet;
+# we measure the best rate of one large square matmul on the same device, in the same precision,
+# just before the run. An MFU of 100% would mean every cycle went into the model's matmuls.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+peak_cpu = matmul_rate("cpu", torch.float32, n=1024)
+print(f"this CPU: {peak_cpu / 1e9:,.0f} GFLOP/s (float32, best of 5 1024x1024 matmuls;")
+print(f"{torch.get_num_threads()} threads, on a machine shared with other jobs)")
+tokens_per_s = 2 * 256 / 5.0  # e.g. a 124M step of B=2, T=256 that takes 5 s
+print(f"a 5 s step of 124M at B=2, T=256 would be MFU "
+      f"{mfu(tokens_per_s, train_flops_per_token(config, 256), peak_cpu):.1%}")
+assert peak_cpu > 0
+
+# %% [markdown]
+# ## 11.2 Where the time goes on a CPU
+#
+# Counting tells us what a step must do; a profiler tells us what it does. `torch.profiler`
+# records every ATen operator a step runs, with the time spent inside it. We run one training step
+# of chapter 5's model (124M, B = 2, T = 256, dropout 0.1, fused AdamW) after a warm-up, and sort
+# the operators into the parts of the model they belong to.
+
+# %%
+PARTS = {  # ATen operator -> the part of the step it belongs to
+    "weight matmuls": ("aten::mm", "aten::addmm"),
+    "attention": ("aten::bmm", "aten::_softmax", "aten::_softmax_backward_data",
+                  "aten::isneginf", "aten::all", "aten::tril", "aten::where",
+                  "aten::_scaled_dot_product_flash_attention_for_cpu",
+                  "aten::_scaled_dot_product_flash_attention_for_cpu_backward"),
+    "dropout masks": ("aten::bernoulli_",),
+    "LayerNorm": ("aten::native_layer_norm", "aten::native_layer_norm_backward"),
+    "GELU": ("aten::gelu", "aten::gelu_backward"),
+    "loss over 50,257 logits": ("aten::_log_softmax", "aten::_log_softmax_backward_data",
+                                "aten::nll_loss_forward", "aten::nll_loss_backward"),
+    "AdamW": ("aten::_fused_adamw_",),
+    "embeddings": ("aten::embedding_dense_backward", "aten::index_select",
+                   "aten::index_add_", "aten::embedding"),
+    "copies and fills": ("aten::copy_", "aten::fill_", "aten::zero_", "aten::cat"),
+}
+PART_OF = {op: part for part, ops in PARTS.items() for op in ops}
+
+
+def profile_step(config, batch_size=2):
+    """Self time per part of one training step (after a warm-up step), in seconds."""
+    torch.manual_seed(0)
+    model = GPT2(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1, fused=True)
+    x = torch.randint(0, config.vocab_size, (batch_size, config.context_length + 1))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        calc_loss_batch(model, x[:, :-1], x[:, 1:]).backward()
+        opt.step()
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    seconds = {}
+    for event in prof.key_averages():
+        part = PART_OF.get(event.key, "other (adds, multiplies, sums, ...)")
+        seconds[part] = seconds.get(part, 0.0) + event.self_cpu_time_total / 1e6
+    return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+profile_config = GPT2Config.preset(SIZES["profile"], context_length=256)
+seconds = profile_step(profile_config)
+total = sum(seconds.values())
+print(f"{SIZES['profile']}, B=2, T=256: {total:.2f} s of operator time in one step")
+for part, s in seconds.items():
+    print(f"  {part:<36} {s / total:6.1%}")
+assert abs(sum(s / total for s in seconds.values()) - 1) < 1e-9
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+fig, ax = plt.subplots(figsize=(7, 3.2))
+names = list(seconds)[::-1]
+ax.barh(names, [seconds[n] / total * 100 for n in names], color="C0")
+ax.set_xlabel("% of the step's operator time")
+ax.set_title(f"One training step on this CPU ({SIZES['profile']}, B=2, T=256)")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The weight matmuls lead, as the FLOP count predicts, but far from all of the time is theirs.
+# Attention runs the *math* kernel here (materialised $T \times T$ scores, softmax, masks): with
+# dropout on, PyTorch's fused CPU attention kernel does not apply. The optimizer touches all 124M
+# weights four times per step (weight, gradient, two moments), which is memory traffic, not
+# arithmetic. The loss reads and writes the whole (B·T, 50,257) logit matrix several times.
+#
+# One cost is invisible in that table: the time the *kernel* spends for us. On a CPU, PyTorch
+# takes every activation and gradient from `malloc`. glibc serves blocks larger than 32 MB
+# (the logits, the embedding's gradient) with fresh `mmap`s and returns them to the system when
+# they are freed, so at the next step every one of those pages is faulted in and zeroed again.
+# Counting the process's minor page faults per step shows it, and two `mallopt` settings stop it.
+
+# %%
+#| export
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse (Linux only; False elsewhere).
+
+    On a CPU, PyTorch takes every activation and gradient from malloc, and glibc maps
+    blocks over 32 MB (the logits, the embedding's gradient) fresh from the kernel and
+    unmaps them when freed: every page is faulted in and zeroed again at the next step.
+    Raising the mmap and trim thresholds keeps those pages for the next step.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+    mmap_ok = mallopt(M_MMAP_THRESHOLD, 1 << 30)  # 1 GiB
+    return bool(mmap_ok) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def page_faults() -> int:
+    """Minor page faults of this process so far (Linux/macOS): pages the kernel mapped."""
+    import resource  # Unix only
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def faults_per_step(config, steps=3, batch_size=2):
+    """(page faults, seconds) of each training step after the first."""
+    torch.manual_seed(0)
+    model = GPT2(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-4, fused=True)
+    x = torch.randint(0, config.vocab_size, (batch_size, config.context_length + 1))
+    out = []
+    for _ in range(steps):
+        f0, t0 = page_faults(), time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        calc_loss_batch(model, x[:, :-1], x[:, 1:]).backward()
+        opt.step()
+        out.append((page_faults() - f0, time.perf_counter() - t0))
+    return out[1:]
+
+
+mini = GPT2Config.preset("mini", context_length=256)
+before = faults_per_step(mini)
+print("keep_freed_memory():", keep_freed_memory())
+after = faults_per_step(mini)
+for name, runs in (("glibc defaults", before), ("freed memory kept", after)):
+    steps = ", ".join(f"{n:,} faults ({n * 4 / 1024:,.0f} MiB) in {s:.2f} s" for n, s in runs)
+    print(f"{name:>18}: {steps}")
+assert after[-1][0] < before[-1][0] / 4
+
+# %% [markdown]
+# With the defaults, every step maps and zeroes hundreds of MiB anew; once freed memory is kept,
+# a step after the first needs almost no new pages. The step times printed beside the counts come
+# from a machine shared with other jobs, one after the other, so read them with care; the fault
+# counts do not depend on the load. `python -m gpt2scratch train` and `bench train` call
+# `keep_freed_memory()` when they run on a CPU. (On a GPU none of this applies: PyTorch's CUDA
+# caching allocator keeps freed blocks itself.)
+
+# %% [markdown]
+# ## 11.3 The fast path, one step at a time
+#
+# On a GPU, five changes turn chapter 5's step into a fast one. None of them changes the model;
+# each changes how the same function is computed. One frozen dataclass says which are on, so that
+# a run, a benchmark and the command line's `--no-...` flags all speak about the same switches.
+
+# %%
+#| export
+@dataclass(frozen=True)
+class FastPath:
+    """Which parts of the fast path a run uses. `FastPath.auto(device)`: all on a GPU."""
+
+    bf16: bool = False  # autocast matmuls to bfloat16 (the weights stay float32)
+    flash: bool = True  # let SDPA pick its fused kernel (False: the math kernel)
+    compile: bool = False  # torch.compile the model and its loss
+    fused_adamw: bool = True  # one kernel updates every tensor (False: foreach)
+    pad_vocab: bool = False  # the LM head computes 50304 logits, the loss sees 50257
+    accum_steps: int = 1  # micro-batches per optimizer step
+
+    def __post_init__(self):
+        for name in ("bf16", "flash", "compile", "fused_adamw", "pad_vocab"):
+            check_bool(name, getattr(self, name))
+        check_int("accum_steps", self.accum_steps, minimum=1)
+
+    @classmethod
+    def auto(cls, device, **overrides) -> FastPath:
+        """Everything on for CUDA; on a CPU, bf16, compile and padding are off (slower
+        or no gain there, measured in section 11.3)."""
+        gpu = torch.device(device).type == "cuda"
+        return cls(**{**dict(bf16=gpu, compile=gpu, pad_vocab=gpu), **overrides})
+
+    def autocast(self, device) -> contextlib.AbstractContextManager:
+        """bf16 autocast on `device` if `bf16`, else nothing."""
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+    def attention(self) -> contextlib.AbstractContextManager:
+        """SDPA's default choice of kernel if `flash`, else the math kernel only."""
+        return contextlib.nullcontext() if self.flash else sdpa_kernel(SDPBackend.MATH)
+
+
+def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
+    """The next multiple of `multiple`: 50257 -> 50304 = 393 x 128."""
+    check_int("vocab_size", vocab_size, minimum=1)
+    check_int("multiple", multiple, minimum=1)
+    return -(-vocab_size // multiple) * multiple
+
+# %% [markdown]
+# **bf16 autocast.** A GPU's tensor cores multiply 16-bit numbers many times faster than 32-bit
+# ones (on an H100, about 990 TFLOP/s dense in bf16 against 67 in plain fp32, by the data sheet).
+# *bfloat16* keeps float32's 8 exponent bits, so it has the same range and needs no loss scaling,
+# but only 7 mantissa bits: about 3 significant digits. `torch.autocast` runs the matmuls in bf16
+# and keeps the precision-sensitive operations (softmax, LayerNorm, the loss) in float32; the
+# weights, their gradients and AdamW's moments stay float32.
+
+# %%
+x = torch.tensor([1.0 + 2**-8, 3.0e38, 1e-30])
+print("float32 :", x.tolist())
+print("bfloat16:", x.to(torch.bfloat16).float().tolist())
+print("float16 :", x.to(torch.float16).float().tolist())
+a, b = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)), torch.randn(256, 64)
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    y = a @ b
+err = ((y.float() - a @ b).norm() / (a @ b).norm()).item()
+print(f"autocast matmul: dtype {y.dtype}, relative error {err:.1e} against float32")
+
+# %% [markdown]
+# bf16 rounds $1 + 2^{-8}$ to 1, but holds $3 \times 10^{38}$, where float16 overflows to
+# infinity and flushes $10^{-30}$ to zero. A matmul under autocast differs from float32 by a few
+# parts in a thousand, which training shrugs off.
+#
+# **Flash attention.** The attention of chapter 3 is one call, `F.scaled_dot_product_attention`,
+# and PyTorch picks its kernel. The *math* kernel computes the $T \times T$ scores, writes them
+# to memory, softmaxes them, and reads them back. FlashAttention (Dao et al., 2022) computes the
+# same softmax in tiles that stay in the chip's fast on-chip memory, with a running maximum and
+# sum, so the $T \times T$ matrix never exists; the backward pass recomputes it tile by tile.
+# `FastPath(flash=False)` pins the math kernel, so that we can measure the difference.
+
+# %%
+B, H, T, hd = 16, 12, 1024, 64  # GPT-2 124M at T=1024, batch 16
+per_layer = B * H * T * T * 2  # one bf16 T x T matrix per head
+print(f"math kernel: {per_layer / 2**30:.2f} GiB per T x T tensor per layer, "
+      f"x 12 layers = {12 * per_layer / 2**30:.1f} GiB, several times over for the backward")
+g = torch.Generator().manual_seed(0)
+q, k, v = (torch.randn(2, 4, 64, 16, generator=g) for _ in range(3))
+outs = {}
+for flash in (False, True):
+    with FastPath(flash=flash).attention():
+        outs[flash] = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+print(f"math vs default kernel: max |difference| = "
+      f"{(outs[True] - outs[False]).abs().max().item():.1e}")
+
+# %% [markdown]
+# **A vocabulary padded to 50,304.** The LM head's matmul is (B·T, 768) by (768, 50,257). GPU
+# matmul kernels work in tiles of 64 or 128 columns; 50,257 is odd, so the last tile is ragged and
+# some kernels fall back to slower paths. 50,304 = 393 × 128 is the next multiple of 128. nanoGPT
+# pads the embedding matrix itself. We pad only the *computation*: the head multiplies by
+# `lm_head.weight` with 47 zero rows appended, and slices the 47 extra logits off at once. So no
+# padded logit can be sampled or enter the loss, and the parameters, the optimizer state and
+# every checkpoint keep their 50,257 rows: nothing to strip before an export.
+#
+# `FastGPT2` wraps a `GPT2` this way and also takes the targets, returning the loss: then
+# `torch.compile` sees the head and the loss as one graph and can fuse the slice, the float32
+# upcast and the log-softmax instead of writing the logits out several times.
+
+# %%
+#| export
+class FastGPT2(nn.Module):
+    """Trains a GPT2 through a padded LM head, with the loss inside the module.
+
+    `forward(idx)` returns (B, T, V) logits; `forward(idx, targets)` the mean
+    cross-entropy in float32, so that `torch.compile` fuses the loss with the head.
+    The padding lives in the computation only: the head multiplies by `lm_head.weight`
+    with zero rows appended, and the extra columns are dropped at once. No padded logit
+    is sampled or enters the loss, and the parameters (and so every checkpoint) keep
+    their V rows.
+    """
+
+    def __init__(self, model: GPT2, pad_vocab: bool = True, multiple: int = 128):
+        super().__init__()
+        if not isinstance(model, GPT2):
+            raise TypeError(f"model must be a GPT2, got {type(model).__name__}")
+        self.model = model
+        self.vocab_size = model.config.vocab_size
+        V = self.vocab_size
+        self.padded_size = padded_vocab_size(V, multiple) if pad_vocab else V
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        h = self.model.hidden_states(idx)  # (B, T, C)
+        weight = self.model.lm_head.weight  # (V, C)
+        extra = self.padded_size - self.vocab_size
+        if extra:
+            weight = F.pad(weight, (0, 0, 0, extra))  # (Vp, C): zero rows at the end
+        logits = F.linear(h, weight)[..., : self.vocab_size]  # (B, T, V): a view
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+# %%
+torch.manual_seed(0)
+tiny = GPT2(GPT2Config.preset("tiny", context_length=32, dropout=0.0)).eval()
+fast_tiny = FastGPT2(tiny)
+idx = torch.randint(0, 50257, (2, 32))
+print(f"padded head: {fast_tiny.padded_size} rows computed, logits {tuple(fast_tiny(idx).shape)}")
+print(f"max |logits - GPT2's| = {(fast_tiny(idx) - tiny(idx)).abs().max().item():.1e}")
+loss = fast_tiny(idx[:, :-1], idx[:, 1:])
+print(f"loss {loss.item():.4f} vs chapter 5's {calc_loss_batch(tiny, idx[:, :-1], idx[:, 1:]).item():.4f}")
+shapes = {k: tuple(v.shape) for k, v in fast_tiny.state_dict().items() if "wte" in k}
+print("saved embedding:", shapes)
+
+# %% [markdown]
+# **Fused AdamW.** An AdamW step updates every parameter tensor: GPT-2 124M has 148 of them. The
+# plain implementation launches several small kernels per tensor; *foreach* groups the tensors
+# into a few multi-tensor kernels; *fused* does the whole update, for every tensor, in one kernel
+# that reads each weight, gradient and moment once. The arithmetic is the same, so the three agree
+# up to rounding. Chapter 5's `prepare_run` already asks for the fused kernel;
+# `set_adamw_kernel` switches an existing optimizer, which the ladder below uses.
+#
+# **torch.compile** traces the model's forward and backward into graphs and generates fused
+# kernels for everything between the matmuls: LayerNorm, GELU, dropout, the residual adds and the
+# loss become a few kernels instead of dozens, each reading its input once. The first step pays
+# for the compilation (tens of seconds for 124M); every later step is faster.
+#
+# The step itself goes through chapter 5's `backward=` seam. `make_backward` runs the forward pass
+# under autocast and the chosen attention kernel, calls `backward()`, and, for section 11.4,
+# splits the batch into micro-batches.
+
+# %%
+#| export
+def make_backward(fast: FastPath, device) -> Callable:
+    """The `backward=` seam of `train()`: forward and backward of one batch, in
+    `fast.accum_steps` micro-batches, under bf16 autocast and the attention kernel that
+    `fast` picks. Returns the batch's mean loss (averaged over every process under DDP).
+
+    Each micro-batch's loss is a mean over its B/k rows; dividing it by k before
+    `backward()` makes the summed gradients those of the mean over all B rows. Under
+    DDP the first k-1 backward passes skip the all-reduce (`no_sync`): the gradients
+    are averaged across processes once, after the last.
+    """
+    device = torch.device(device)
+
+    def backward(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor):
+        k = fast.accum_steps
+        if inputs.shape[0] % k:
+            raise ValueError(
+                f"a batch of {inputs.shape[0]} rows does not split into "
+                f"accum_steps={k} equal micro-batches"
+            )
+        total = torch.zeros((), device=inputs.device)
+        micro = list(zip(inputs.chunk(k), targets.chunk(k)))
+        for j, (x, y) in enumerate(micro):
+            last = j == k - 1
+            skip_sync = not last and hasattr(model, "no_sync")
+            with model.no_sync() if skip_sync else contextlib.nullcontext():
+                with fast.autocast(device), fast.attention():
+                    loss = model(x, y)  # a FastGPT2 returns the mean loss
+                (loss / k).backward()
+            total += loss.detach()
+        return mean_over_processes(total / k)
+
+    return backward
+
+
+def mean_over_processes(value: torch.Tensor) -> torch.Tensor:
+    """`value` averaged over every process of the DDP group (itself when alone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    value = value.clone()
+    dist.all_reduce(value)  # a sum: gloo has no average
+    return value / dist.get_world_size()
+
+
+def set_adamw_kernel(optimizer: torch.optim.Optimizer, fused: bool) -> None:
+    """Switch an Adam/AdamW between the fused kernel and the foreach one."""
+    check_bool("fused", fused)
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = (True, None) if fused else (None, True)
+
+# %%
+def one_step(fused: bool) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config.preset("tiny", context_length=32, dropout=0.0))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, fused=True)
+    set_adamw_kernel(opt, fused)
+    step = make_backward(FastPath(fused_adamw=fused), "cpu")
+    step(FastGPT2(model, pad_vocab=False), idx[:, :-1], idx[:, 1:])
+    opt.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+diff = (one_step(True) - one_step(False)).abs().max().item()
+print(f"fused vs foreach AdamW, one step: max |weight difference| = {diff:.1e}")
+
+# %% [markdown]
+# **The ladder.** `time_fast_paths` builds one model per configuration and times their training
+# steps *interleaved*: each round runs every configuration once, in a rotated order, so that a
+# busy neighbour slows them all alike. `LADDER` adds one part of the fast path per rung, and each
+# rung's speed-up is the median, over rounds, of its step time against the rung before.
+
+# %%
+#| export
+LADDER = (  # each rung adds one part of the fast path to the one before
+    ("fp32, math attention, foreach AdamW", {}),
+    ("+ bf16 autocast", {"bf16": True}),
+    ("+ flash attention", {"flash": True}),
+    ("+ fused AdamW", {"fused_adamw": True}),
+    ("+ vocab padded to 50304", {"pad_vocab": True}),
+    ("+ torch.compile", {"compile": True}),
+)
+
+
+def ladder(start: int = 0, stop: int | None = None) -> dict[str, FastPath]:
+    """The rungs of LADDER[start:stop] as {name: FastPath}, each with all before it."""
+    fast, rungs = FastPath(flash=False, fused_adamw=False), {}
+    for name, change in LADDER:
+        fast = replace(fast, **change)
+        rungs[name] = fast
+    return dict(list(rungs.items())[start:stop])
+
+
+def _timed_step(config, fast, inputs, targets, device, seed) -> Callable[[], float]:
+    """A function that runs one training step of a fresh GPT2 and returns its seconds."""
+    torch.manual_seed(seed)
+    model = GPT2(config).to(device)
+    runner = FastGPT2(model, pad_vocab=fast.pad_vocab)
+    runner = torch.compile(runner) if fast.compile else runner
+    kernel = dict(fused=True) if fast.fused_adamw else dict(foreach=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, **kernel)
+    backward = make_backward(fast, device)
+
+    def step() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        backward(runner, inputs, targets)
+        opt.step()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    return step
+
+# %%
+#| export
+def time_fast_paths(
+    config: GPT2Config, paths: dict[str, FastPath], *, batch_size: int, device="cpu",
+    rounds: int = 5, warmup: int = 2, peak: float | None = None, seed: int = 0,
+) -> dict[str, dict]:
+    """Time a training step of `config` under each FastPath, interleaved: each round
+    runs every path once, in a rotated order. Per path: the median seconds, tok/s, MFU
+    (against `peak`), and the median over rounds of its speed-up over the path before.
+    """
+    device = torch.device(device)
+    g = torch.Generator().manual_seed(seed)
+    T = config.context_length
+    x = torch.randint(0, config.vocab_size, (batch_size, T + 1), generator=g)
+    inputs, targets = x[:, :-1].to(device), x[:, 1:].to(device)
+    steps = {k: _timed_step(config, f, inputs, targets, device, seed) for k, f in paths.items()}
+    names = list(paths)
+    first = {k: [steps[k]() for _ in range(warmup)] for k in names}  # compiles here
+    times = {k: [] for k in names}
+    for r in range(rounds):
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            times[k].append(steps[k]())
+    fpt, results = train_flops_per_token(config, T), {}
+    for i, k in enumerate(names):
+        med = statistics.median(times[k])
+        ratios = [a / b for a, b in zip(times[names[i - 1]], times[k])] if i else [1.0]
+        results[k] = dict(
+            seconds=med, tok_s=batch_size * T / med, warmup_s=sum(first[k]),
+            mfu=mfu(batch_size * T / med, fpt, peak) if peak else None,
+            speedup=statistics.median(ratios), fast=asdict(paths[k]),
+        )
+    return results
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+if ON_GPU:
+    ladder_config, ladder_batch = GPT2Config(context_length=1024), 16
+else:  # a tiny model, to show the mechanics; the GPU figures follow below
+    ladder_config = GPT2Config.preset(SIZES["ladder"], context_length=128)
+    ladder_batch = 4
+rungs = ladder() if SIZES["compile"] else ladder(0, 5)
+peak = matmul_rate(DEVICE, torch.bfloat16 if ON_GPU else torch.float32)
+here = time_fast_paths(ladder_config, rungs, batch_size=ladder_batch, device=DEVICE,
+                       rounds=SIZES["rounds"], warmup=2, peak=peak)
+print(f"{DEVICE.type}, {SIZES['ladder'] if not ON_GPU else '124M'}, B={ladder_batch}, "
+      f"T={ladder_config.context_length}:")
+for name, r in here.items():
+    print(f"  {name:<36} {r['seconds'] * 1000:8.1f} ms/step  x{r['speedup']:.2f}  "
+          f"MFU {r['mfu']:.1%}")
+assert len(here) == len(rungs)
+
+# %%
+def load_bench(name: str) -> dict | None:
+    """A committed benchmark's JSON from benchmarks/, or None if no run wrote it."""
+    path = BENCH / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+gpu_ladder = {b: load_bench(f"fastpath_cuda_b{b}.json") for b in (16, 64)}
+for b, data in gpu_ladder.items():
+    if data is None:
+        print(f"benchmarks/fastpath_cuda_b{b}.json: not there (no GPU run yet: "
+              "tools/gpu_bench.sh writes it)")
+        continue
+    print(f"{data['device_name']}, torch {data['torch']}, 124M, B={b}, T=1024:")
+    for name, r in data["results"].items():
+        print(f"  {name:<36} {r['seconds'] * 1000:8.1f} ms/step  x{r['speedup']:.2f}  "
+              f"MFU {r['mfu']:.1%}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+panels = [("this machine: " + DEVICE.type, here)] + [
+    (f"{d['device_name']}, B={b}", d["results"]) for b, d in gpu_ladder.items() if d
+]
+fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3), squeeze=False)
+for ax, (title, results) in zip(axes[0], panels):
+    names = list(results)[::-1]
+    ax.barh(names, [results[n]["speedup"] for n in names], color="C2")
+    ax.axvline(1, color="k", lw=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("speed-up over the rung before")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# On a CPU most rungs are worth nothing or cost time: bf16 has no fast path on these cores,
+# attention with dropout runs the math kernel either way, and the LM head's 47 padded rows are
+# pure extra work; only `torch.compile`, which fuses the elementwise work, can help, and its first
+# step costs a compilation. That is why `FastPath.auto` turns bf16, compile and padding on for
+# CUDA only. On a GPU each rung is measured by `tools/gpu_bench.sh`; when that has run, the
+# figures above come from its JSON files.
+
+# %% [markdown]
+# ## 11.4 Gradient accumulation
+#
+# GPT-2 was trained on batches of 512 sequences of 1,024 tokens: half a million tokens per
+# optimizer step, far more than fits in one GPU's memory at once. **Gradient accumulation** runs
+# the batch as k micro-batches, lets `backward()` *add* each one's gradients into `p.grad`, and
+# steps the optimizer once at the end.
+#
+# The only subtlety is the scale. The loss is a *mean* over the batch's $B \cdot T$ tokens:
+# $\mathcal{L} = \frac{1}{BT}\sum_i \ell_i$. A micro-batch's loss is a mean over its own
+# $BT/k$ tokens, so it is $k$ times too large a share of the whole; summing k such gradients gives
+# $k$ times the true gradient. Dividing each micro-batch's loss by $k$ before `backward()` fixes it
+# exactly:
+# $\sum_{j=1}^{k} \frac{1}{k} \cdot \frac{k}{BT} \sum_{i \in j} \nabla \ell_i = \nabla \mathcal{L}$.
+# (This needs micro-batches of equal size; `make_backward` refuses a batch that does not split
+# evenly.) Below, one batch of 8 rows against the same batch in 2 and 4 micro-batches, and the
+# naive version that forgets the division.
+
+# %%
+torch.manual_seed(0)
+model = GPT2(GPT2Config.preset("tiny", context_length=32, dropout=0.0))
+batch = torch.randint(0, 50257, (8, 33), generator=torch.Generator().manual_seed(1))
+
+
+def gradients(k: int, divide: bool = True) -> torch.Tensor:
+    model.zero_grad()
+    if divide:
+        make_backward(FastPath(accum_steps=k), "cpu")(
+            FastGPT2(model, pad_vocab=False), batch[:, :-1], batch[:, 1:]
+        )
+    else:  # naive: add up the micro-batches' mean losses
+        for x, y in zip(batch[:, :-1].chunk(k), batch[:, 1:].chunk(k)):
+            calc_loss_batch(model, x, y).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+full = gradients(1)
+for k in (2, 4):
+    diff = (gradients(k) - full).abs().max().item()
+    ratio = (gradients(k, divide=False).norm() / full.norm()).item()
+    print(f"k={k}: max |difference| = {diff:.1e}; without the division the gradient "
+          f"is {ratio:.2f}x too large")
+    assert diff < 1e-6
+
+# %% [markdown]
+# The accumulated gradients equal the big batch's up to float32 rounding, and without the
+# division they are exactly k times too large, which AdamW would mostly hide (it divides by the
+# gradient's own scale) but plain SGD, gradient clipping and the logged loss would not. The
+# command line splits each batch with `--accum-steps K`.
+
+# %% [markdown]
+# ## 11.5 Many GPUs with DDP
+#
+# With one GPU as fast as it goes, the next step is more GPUs. **Data parallelism** gives each
+# GPU a full copy of the model and a different share of every batch. Each process runs forward
+# and backward on its share; then the gradients are averaged across processes with an
+# **all-reduce** (every process sends its gradients and receives the sum), so every copy takes the
+# same optimizer step and the copies stay identical. The result is the step of one process on
+# the whole batch.
+#
+# PyTorch's `DistributedDataParallel` (DDP) does this with one trick that matters: it does not
+# wait for the backward pass to finish. It groups the parameters into buckets of about 25 MB, in
+# the reverse order of the forward pass, and starts a bucket's all-reduce as soon as the backward
+# pass has produced all of its gradients, while the backward pass goes on with earlier layers.
+# Communication hides behind computation; only the last bucket's all-reduce is left at the end.
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 2.4))
+layers = 6
+for rank in (0, 1):
+    y = 1 - rank
+    ax.broken_barh([(0, 4)], (y + 0.05, 0.35), color="C0")  # forward
+    for i in range(layers):  # backward, last layer first
+        ax.broken_barh([(4 + i * 1.2, 1.2)], (y + 0.05, 0.35), color="C1", edgecolor="w")
+    for b in range(3):  # one bucket per two layers, all-reduced as soon as it is ready
+        ax.broken_barh([(4 + (2 * b + 2) * 1.2, 1.5)], (y - 0.35, 0.3), color="C2")
+    ax.broken_barh([(4 + 6 * 1.2 + 1.5, 0.8)], (y + 0.05, 0.35), color="C3")  # step
+ax.set_yticks([-0.2, 0.22, 0.8, 1.22], ["all-reduce", "rank 1", "all-reduce", "rank 0"])
+ax.set_xlabel("time")
+ax.set_xticks([])
+handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("C0", "C1", "C2", "C3")]
+ax.legend(handles, ["forward", "backward (last layer first)", "gradient bucket all-reduce",
+                    "AdamW"], fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1.3))
+ax.set_title("DDP: each bucket's all-reduce overlaps the rest of the backward pass", pad=28)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# DDP keeps a whole copy of the weights, gradients and AdamW state on every GPU: 16 bytes per
+# parameter in float32 with AdamW, so about 2 GB for GPT-2 124M and 25 GB for 1.5B, before any
+# activations. That is fine up to about a billion parameters on today's GPUs. Beyond that, or
+# to fit bigger batches, **FSDP** (fully sharded data parallel, PyTorch's form of ZeRO) shards
+# the weights, gradients and optimizer state across the processes too: each layer's full weights
+# are gathered just before it runs and freed after, and gradients are reduce-scattered so each
+# process keeps only its shard. It trades more communication for $1/N$ of the memory. For the
+# models of this book DDP is the right tool.
+#
+# **Processes and ranks.** `torchrun --nproc_per_node N -m gpt2scratch train ...` starts N copies
+# of the program and tells each, in environment variables, its `RANK` (0 to N-1), the
+# `WORLD_SIZE` N, its `LOCAL_RANK` on the machine (which GPU to take) and where to meet
+# (`MASTER_ADDR`, `MASTER_PORT`). On several machines the same command runs on each with the usual
+# rendezvous flags (`--nnodes 2 --node_rank 0 --rdzv_endpoint host:29500`). `init_distributed`
+# reads them and joins the process group: NCCL between GPUs, gloo between CPU processes, which is
+# how the test suite runs DDP without a GPU.
+
+# %%
+#| export
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the run: rank r of world_size, on `device`."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0  # rank within this machine: which GPU to use
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that logs and writes checkpoints."""
+        return self.rank == 0
+
+
+def init_distributed(device=None) -> DistInfo:
+    """Join the process group that `torchrun` describes in the environment (RANK,
+    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT): NCCL between GPUs, gloo between
+    CPU processes. Without torchrun: a world of one, no process group.
+    """
+    device = pick_device(device)
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return DistInfo(device=device)
+    env = {k: int(os.environ.get(k, 0)) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    rank, world, local = env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"]
+    if device.type == "cuda":
+        device = torch.device("cuda", local)  # one GPU per process
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=rank, world_size=world)
+        atexit.register(_leave_group)
+    return DistInfo(rank, world, local, device)
+
+
+def _leave_group() -> None:
+    """At exit: leave the process group cleanly, unless the program already did."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's shuffle (the formula of chapter 5's `epoch_batches`)."""
+    return (seed * 1_000_003 + epoch) % 2**63
+
+# %% [markdown]
+# **Sharding the data.** Each process must see a different share of every batch, and together
+# they must see what one process would. `ShardedSampler` draws one permutation of the windows per
+# epoch, from the seed and the epoch alone (so every process draws the same one), cuts it into
+# global batches, and hands rank r its slice of each. The number of steps per epoch is the number
+# of global batches, whatever the number of processes: a checkpoint written by 2 processes
+# resumes on 1 or 4, at the same step of the same epoch.
+
+# %%
+#| export
+class ShardedSampler(Sampler[int]):
+    """This process's rows of every global batch.
+
+    An epoch is a permutation of the n windows that depends on (seed, epoch) only, the
+    same in every process, cut into global batches of `global_batch` rows; rank r takes
+    rows [r·g, (r+1)·g) of each, g = global_batch / world_size. The epoch has
+    n // global_batch steps whatever the world size, so a checkpoint resumes on any
+    number of processes, and the processes together see what one process would.
+    """
+
+    def __init__(self, n: int, global_batch: int, rank=0, world_size=1, seed=123):
+        check_int("n", n, minimum=0)
+        check_int("world_size", world_size, minimum=1)
+        check_int("rank", rank, minimum=0)
+        if rank >= world_size:
+            raise ValueError(f"rank must be < world_size {world_size}, got {rank}")
+        check_int("global_batch", global_batch, minimum=1)
+        if global_batch % world_size:
+            raise ValueError(
+                f"the batch size {global_batch} does not split evenly over "
+                f"{world_size} processes; use a multiple of {world_size}"
+            )
+        self.n, self.global_batch, self.seed = n, global_batch, check_int("seed", seed)
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.per_rank = global_batch // world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # chapter 5's epoch_batches calls this
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        order = torch.randperm(self.n, generator=generator)  # the same in every process
+        for b in range(self.n // self.global_batch):
+            start = b * self.global_batch + self.rank * self.per_rank
+            yield from order[start : start + self.per_rank].tolist()
+
+    def __len__(self) -> int:
+        return self.n // self.global_batch * self.per_rank
+
+
+def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
+    """`loader` (batches of B rows, shuffled) as this process's share: B / world rows
+    of each of the same global batches."""
+    B = loader.batch_size
+    sampler = ShardedSampler(len(loader.dataset), B, info.rank, info.world_size, seed)
+    return DataLoader(
+        loader.dataset,
+        batch_size=sampler.per_rank,
+        sampler=sampler,
+        collate_fn=loader.collate_fn,
+        generator=torch.Generator(),  # keep the global RNG out of the loader's seed
+    )
+
+
+def check_batch_split(batch_size: int, world_size: int = 1, accum_steps: int = 1) -> int:
+    """The micro-batch: `batch_size` rows per optimizer step split over `world_size`
+    processes and `accum_steps` micro-batches each; ValueError unless they divide."""
+    for name, value in (("batch_size", batch_size), ("world_size", world_size)):
+        check_int(name, value, minimum=1)
+    check_int("accum_steps", accum_steps, minimum=1)
+    if batch_size % (world_size * accum_steps):
+        raise ValueError(
+            f"batch_size {batch_size} does not split into {world_size} process(es) x "
+            f"{accum_steps} micro-batch(es); use a multiple of {world_size * accum_steps}"
+        )
+    return batch_size // (world_size * accum_steps)
+
+# %%
+for world in (1, 2, 4):
+    samplers = [ShardedSampler(16, global_batch=4, rank=r, world_size=world, seed=0)
+                for r in range(world)]
+    rows = [list(s) for s in samplers]
+    per = 4 // world
+    first = [rows[r][:per] for r in range(world)]
+    print(f"{world} process(es): first global batch as rank shares {first}; "
+          f"{len(rows[0]) // per} steps per epoch")
+
+# %% [markdown]
+# `make_wrap` is the `wrap=` seam: it puts the model behind `FastGPT2`, compiles it, and wraps it
+# in DDP, each where asked. `train_distributed` then calls chapter 5's `train()` with both seams
+# and this process's share of the data. Only rank 0 logs and writes checkpoints (the others get no
+# checkpoint folder and quiet settings), every process reads the checkpoint it resumes from, and
+# `make_backward` averages the logged loss over the processes, so that rank 0 prints the loss of
+# the whole batch.
+
+# %%
+#| export
+def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
+    """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
+    -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""
+
+    def wrap(model: GPT2) -> nn.Module:
+        runner = FastGPT2(model, pad_vocab=fast.pad_vocab)
+        if fast.compile:
+            runner = torch.compile(runner)
+        if info.world_size > 1:
+            on_gpu = info.device.type == "cuda"
+            ids = [info.device.index] if on_gpu else None
+            runner = DistributedDataParallel(runner, device_ids=ids)
+        return runner
+
+    return wrap
+
+
+def train_distributed(
+    model, train_loader, val_loader, optimizer, settings, *, info: DistInfo,
+    fast: FastPath | None = None, checkpoint_dir=None, **kwargs,
+) -> History:
+    """chapter 5's `train()` on this process's share of the data, through the fast path:
+    only rank 0 logs and writes checkpoints; every process resumes from `resume_from`.
+    """
+    fast = fast or FastPath.auto(info.device)
+    set_adamw_kernel(optimizer, fast.fused_adamw)
+    if info.world_size > 1 or (dist.is_available() and dist.is_initialized()):
+        if not isinstance(getattr(train_loader, "sampler", None), RandomSampler):
+            raise ValueError("DDP shards chapter 5's shuffled DataLoader; got a loader "
+                             f"with {type(getattr(train_loader, 'sampler', None)).__name__}")
+        train_loader = shard_loader(train_loader, info, settings.seed)
+    if not info.is_main:
+        quiet = dict(verbose=False, progress=False, sample_prompt=None)
+        settings, checkpoint_dir = replace(settings, **quiet), None
+    history = train(
+        model, train_loader, val_loader, optimizer, settings, device=info.device,
+        checkpoint_dir=checkpoint_dir, wrap=make_wrap(fast, info),
+        backward=make_backward(fast, info.device), **kwargs,
+    )
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # rank 0 may still be writing its last checkpoint
+    return history
+
+# %% [markdown]
+# **torchrun on this machine.** Two CPU processes on gloo train the tiny model on *The Verdict*
+# for one epoch; then **one** process resumes their checkpoint for a second epoch. The command is
+# the one a GPU machine would run (with `--nproc_per_node 8`, say); only rank 0's output appears.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import shutil  # noqa: E402  (only this cell needs it)
+
+from gpt2scratch.data import verdict_text  # noqa: E402
+
+ROOT, demo = Path(".."), Path("runs") / "ch11"
+(ROOT / demo).mkdir(parents=True, exist_ok=True)
+(ROOT / demo / "verdict.txt").write_text(verdict_text(), encoding="utf-8")
+shutil.rmtree(ROOT / demo / "ddp", ignore_errors=True)
+train_args = ["-m", "gpt2scratch", "train", "--data", str(demo / "verdict.txt"), "--model",
+              "tiny", "--context-length", "32", "--batch-size", "8", "--eval-iters", "2",
+              "--prompt", "", "--no-progress", "--out", str(demo / "ddp")]
+
+
+def torchrun(nproc: int, *extra: str) -> str:
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+               str(nproc), *train_args, *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+print("$ torchrun --nproc_per_node 2 -m gpt2scratch train ... --epochs 1")
+print(torchrun(2, "--epochs", "1"))
+print("$ torchrun --nproc_per_node 1 -m gpt2scratch train ... --epochs 2 --resume runs/ch11/ddp")
+print(torchrun(1, "--epochs", "2", "--resume", str(demo / "ddp")))
+
+# %% [markdown]
+# The resumed run continues at step 18 of 36, on half as many processes, with the same global
+# batches. The package's test `tests/test_ddp.py` checks the numbers behind this: two gloo
+# processes (dropout 0) must produce the loss sequence of one process with the same global batch,
+# and a one-process resume of their checkpoint must continue it. The tolerance is $10^{-5}$ on
+# losses near 10.8. It cannot be zero: one process averages the gradient over all 8 rows in one
+# reduction, while DDP averages each rank's 4 rows and then adds the two halves in the all-reduce.
+# Float32 addition is not associative, so the two orders differ in the last bits (about
+# $10^{-7}$ relative), and a few AdamW steps carry that forward without amplifying it much.
+
+# %% [markdown]
+# ## 11.6 The benchmark
+#
+# `python -m gpt2scratch bench train --device cuda` puts it together on a GPU: it measures the
+# card's bf16 matmul rate, builds our GPT-2 124M and a Hugging Face `GPT2LMHeadModel` holding the
+# same weights, checks that their logits agree, and times training steps at B = 16, T = 1024 in
+# bf16, eager and under `torch.compile`, interleaved, printing tok/s and MFU for each and ours/HF
+# as the last line. `--json PATH` writes the figures. `tools/gpu_bench.sh` runs it together with
+# the ladder of section 11.3 at B = 16 and 64, and a B = 64 run without dropout (how models of this
+# size are pre-trained today); its JSON files go into `benchmarks/`. On a CPU the same command
+# compares the eager steps at B = 2, T = 256 in float32.
+
+# %%
+for name in ("train_cuda.json", "train_cpu.json"):
+    data = load_bench(name)
+    if data is None:
+        print(f"benchmarks/{name}: not there (no run wrote it yet)")
+        continue
+    where = data["device_name"] or data["device"]
+    print(f"benchmarks/{name}: {where}, torch {data['torch']}, {data['preset']}, "
+          f"B={data['batch_size']}, T={data['context_length']}, {data['dtype']}, "
+          f"{data['peak_dtype']} matmul rate {data['peak_flops'] / 1e9:,.0f} GFLOP/s")
+    for variant, r in data["results"].items():
+        print(f"  {variant:<14} {r['ms_per_step']:9.1f} ms/step {r['tok_s']:9.0f} tok/s  "
+              f"{r['mfu']:.1%} of the matmul rate")
+    ratios = ", ".join(f"{k} {v:.2f}" for k, v in data["ratios_ours_over_hf"].items())
+    print(f"  ours/HF tok/s: {ratios}")
+
+# %% [markdown]
+# No GPU was available when this chapter was executed, so there is no `train_cuda.json` yet and
+# the GPU rows above are missing: `OUT=benchmarks bash tools/gpu_bench.sh` on a CUDA machine
+# writes them, and re-executing the chapter prints them. The CPU figures come from one
+# `bench train --device cpu --steps 5 --json benchmarks/train_cpu.json` run on the machine this
+# book was built on, shared with other jobs at the time: read the ratio (ours and HF measured side
+# by side, interleaved), not the absolute speeds.
+
+# %% [markdown]
+# ## Summary
+#
+# * **MFU** is tokens/s × FLOPs per token ÷ the measured matmul rate. A training step of GPT-2
+#   costs $6N + 12LTC$ FLOPs per token: 770 MFLOP at T = 256 and 855 MFLOP at T = 1024 for 124M,
+#   almost all of it in the weight matmuls.
+# * **The profile** of a CPU step shows the matmuls first, then attention's math kernel, the
+#   optimizer's memory traffic and the loss over 50,257 logits; and, outside it, hundreds of MiB
+#   of page faults per step, which `keep_freed_memory()` removes.
+# * **The fast path** (`FastPath`): bf16 autocast, flash attention, fused AdamW, the LM head padded
+#   to 50,304 (in the computation only: nothing padded is sampled, in the loss or saved) and
+#   `torch.compile`, each switchable and each checked against the plain step.
+# * **Gradient accumulation** divides each of k micro-batch losses by k, and equals one batch k
+#   times larger up to rounding.
+# * **DDP** averages gradients with an all-reduce that overlaps the backward pass; `torchrun`
+#   starts the processes, `ShardedSampler` gives each its share of the same global batches, rank
+#   0 writes, and a checkpoint resumes on any number of processes. FSDP shards the model too, for
+#   models that do not fit on one GPU.
+#
+# Next: [Appendix A — Engineering](A_engineering.ipynb) shows the plumbing under `train()`:
+# atomic checkpoints, verified data files, and one error contract.
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. MFU by hand.** A run of GPT-2 124M at T = 1024 processes 400,000 tokens per second on a
+# GPU whose measured bf16 matmul rate is 790 TFLOP/s. What is its MFU? How many tokens per second
+# would 50% MFU need?
+
+# %% tags=["hide-input"]
+flops = train_flops_per_token(GPT2Config(), 1024)
+print(f"MFU = {mfu(400_000, flops, 790e12):.1%}; "
+      f"50% needs {0.5 * 790e12 / flops:,.0f} tokens/s")
+
+# %% [markdown]
+# **2. Why not pad the embedding?** nanoGPT pads the embedding matrix itself to 50,304 rows. What
+# would that change for the loss, for sampling, and for a checkpoint exported to Hugging Face?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# The 47 extra rows are real parameters then. Their logits enter the softmax, so the loss
+# spreads a little probability onto tokens that never occur (training pushes them down, but they
+# are never exactly zero); sampling can draw an id the tokenizer cannot decode unless it masks
+# them; and an export must cut the rows off, or the checkpoint no longer matches GPT-2's
+# 50,257-row layout. Padding only the computation, as `FastGPT2` does, keeps the speed of the
+# aligned matmul and none of these problems.
+# ```
+#
+# **3. Accumulation under DDP.** With `--accum-steps 4` on 8 GPUs, how many all-reduces of the
+# gradients does one optimizer step need, and why does `make_backward` use `no_sync()`?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# One. Without `no_sync()`, DDP would all-reduce after each of the 4 micro-batches' backward
+# passes: 4 times the communication for the same result, since averaging is linear. Inside
+# `no_sync()` the gradients just accumulate locally, and the last micro-batch's backward pass
+# all-reduces the sum, overlapped with its computation as in the figure of section 11.5.
+# ```

@@ -1,0 +1,448 @@
+# Generated from chapters/11_scaling.ipynb — edit the notebook, then `make export`. Do not edit by hand.
+
+"""Scaling up: the fast path on a GPU, and many GPUs with PyTorch's DDP.
+
+Generated from chapter 11 of the book. The fast path (bf16 autocast, flash attention,
+torch.compile, fused AdamW, a vocabulary padded to a multiple of 128, gradient
+accumulation) plugs into `train()` through its `wrap=` and `backward=` seams; DDP
+through `wrap=` and a sampler that gives each process its share of every global batch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+
+from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.train import History, pick_device, train
+from gpt2scratch.validation import check_bool, check_int
+
+
+def train_flops_per_token(config: GPT2Config, seq_len: int) -> float:
+    """Matmul FLOPs of one training step per token: 6N + 12·L·T·C.
+
+    N counts the weights that multiply (every block's matrices and biases, the final
+    LayerNorm, and the LM head's V·C); each is used in 1 multiply-add forward (2 FLOPs)
+    and 2 backward (4 FLOPs). 12·L·T·C is q·kᵀ and att·v over the full T×T square.
+    """
+    C, L, V = config.d_model, config.n_layers, config.vocab_size
+    per_block = 12 * C * C + 13 * C  # c_attn 3C², c_proj C², MLP 8C², biases, 2 LNs
+    n_matmul = L * per_block + 2 * C + V * C  # + ln_f + lm_head
+    return 6 * n_matmul + 12 * L * seq_len * C
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: the useful FLOP/s a run achieves over the peak rate."""
+    return tokens_per_s * flops_per_token / peak_flops
+
+
+def matmul_rate(device, dtype=torch.float32, n: int | None = None, reps: int = 5):
+    """The best FLOP/s of an (n, n) @ (n, n) matmul on `device`: the peak we divide by."""
+    device = torch.device(device)
+    n = n or (8192 if device.type == "cuda" else 1024)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    best = float("inf")
+    for _ in range(reps + 1):  # the first is a warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse (Linux only; False elsewhere).
+
+    On a CPU, PyTorch takes every activation and gradient from malloc, and glibc maps
+    blocks over 32 MB (the logits, the embedding's gradient) fresh from the kernel and
+    unmaps them when freed: every page is faulted in and zeroed again at the next step.
+    Raising the mmap and trim thresholds keeps those pages for the next step.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+    mmap_ok = mallopt(M_MMAP_THRESHOLD, 1 << 30)  # 1 GiB
+    return bool(mmap_ok) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def page_faults() -> int:
+    """Minor page faults of this process so far (Linux/macOS): pages the kernel mapped."""
+    import resource  # Unix only
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """Which parts of the fast path a run uses. `FastPath.auto(device)`: all on a GPU."""
+
+    bf16: bool = False  # autocast matmuls to bfloat16 (the weights stay float32)
+    flash: bool = True  # let SDPA pick its fused kernel (False: the math kernel)
+    compile: bool = False  # torch.compile the model and its loss
+    fused_adamw: bool = True  # one kernel updates every tensor (False: foreach)
+    pad_vocab: bool = False  # the LM head computes 50304 logits, the loss sees 50257
+    accum_steps: int = 1  # micro-batches per optimizer step
+
+    def __post_init__(self):
+        for name in ("bf16", "flash", "compile", "fused_adamw", "pad_vocab"):
+            check_bool(name, getattr(self, name))
+        check_int("accum_steps", self.accum_steps, minimum=1)
+
+    @classmethod
+    def auto(cls, device, **overrides) -> FastPath:
+        """Everything on for CUDA; on a CPU, bf16, compile and padding are off (slower
+        or no gain there, measured in section 11.3)."""
+        gpu = torch.device(device).type == "cuda"
+        return cls(**{**dict(bf16=gpu, compile=gpu, pad_vocab=gpu), **overrides})
+
+    def autocast(self, device) -> contextlib.AbstractContextManager:
+        """bf16 autocast on `device` if `bf16`, else nothing."""
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+    def attention(self) -> contextlib.AbstractContextManager:
+        """SDPA's default choice of kernel if `flash`, else the math kernel only."""
+        return contextlib.nullcontext() if self.flash else sdpa_kernel(SDPBackend.MATH)
+
+
+def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
+    """The next multiple of `multiple`: 50257 -> 50304 = 393 x 128."""
+    check_int("vocab_size", vocab_size, minimum=1)
+    check_int("multiple", multiple, minimum=1)
+    return -(-vocab_size // multiple) * multiple
+
+
+class FastGPT2(nn.Module):
+    """Trains a GPT2 through a padded LM head, with the loss inside the module.
+
+    `forward(idx)` returns (B, T, V) logits; `forward(idx, targets)` the mean
+    cross-entropy in float32, so that `torch.compile` fuses the loss with the head.
+    The padding lives in the computation only: the head multiplies by `lm_head.weight`
+    with zero rows appended, and the extra columns are dropped at once. No padded logit
+    is sampled or enters the loss, and the parameters (and so every checkpoint) keep
+    their V rows.
+    """
+
+    def __init__(self, model: GPT2, pad_vocab: bool = True, multiple: int = 128):
+        super().__init__()
+        if not isinstance(model, GPT2):
+            raise TypeError(f"model must be a GPT2, got {type(model).__name__}")
+        self.model = model
+        self.vocab_size = model.config.vocab_size
+        V = self.vocab_size
+        self.padded_size = padded_vocab_size(V, multiple) if pad_vocab else V
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        h = self.model.hidden_states(idx)  # (B, T, C)
+        weight = self.model.lm_head.weight  # (V, C)
+        extra = self.padded_size - self.vocab_size
+        if extra:
+            weight = F.pad(weight, (0, 0, 0, extra))  # (Vp, C): zero rows at the end
+        logits = F.linear(h, weight)[..., : self.vocab_size]  # (B, T, V): a view
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+
+def make_backward(fast: FastPath, device) -> Callable:
+    """The `backward=` seam of `train()`: forward and backward of one batch, in
+    `fast.accum_steps` micro-batches, under bf16 autocast and the attention kernel that
+    `fast` picks. Returns the batch's mean loss (averaged over every process under DDP).
+
+    Each micro-batch's loss is a mean over its B/k rows; dividing it by k before
+    `backward()` makes the summed gradients those of the mean over all B rows. Under
+    DDP the first k-1 backward passes skip the all-reduce (`no_sync`): the gradients
+    are averaged across processes once, after the last.
+    """
+    device = torch.device(device)
+
+    def backward(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor):
+        k = fast.accum_steps
+        if inputs.shape[0] % k:
+            raise ValueError(
+                f"a batch of {inputs.shape[0]} rows does not split into "
+                f"accum_steps={k} equal micro-batches"
+            )
+        total = torch.zeros((), device=inputs.device)
+        micro = list(zip(inputs.chunk(k), targets.chunk(k)))
+        for j, (x, y) in enumerate(micro):
+            last = j == k - 1
+            skip_sync = not last and hasattr(model, "no_sync")
+            with model.no_sync() if skip_sync else contextlib.nullcontext():
+                with fast.autocast(device), fast.attention():
+                    loss = model(x, y)  # a FastGPT2 returns the mean loss
+                (loss / k).backward()
+            total += loss.detach()
+        return mean_over_processes(total / k)
+
+    return backward
+
+
+def mean_over_processes(value: torch.Tensor) -> torch.Tensor:
+    """`value` averaged over every process of the DDP group (itself when alone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    value = value.clone()
+    dist.all_reduce(value)  # a sum: gloo has no average
+    return value / dist.get_world_size()
+
+
+def set_adamw_kernel(optimizer: torch.optim.Optimizer, fused: bool) -> None:
+    """Switch an Adam/AdamW between the fused kernel and the foreach one."""
+    check_bool("fused", fused)
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = (True, None) if fused else (None, True)
+
+
+LADDER = (  # each rung adds one part of the fast path to the one before
+    ("fp32, math attention, foreach AdamW", {}),
+    ("+ bf16 autocast", {"bf16": True}),
+    ("+ flash attention", {"flash": True}),
+    ("+ fused AdamW", {"fused_adamw": True}),
+    ("+ vocab padded to 50304", {"pad_vocab": True}),
+    ("+ torch.compile", {"compile": True}),
+)
+
+
+def ladder(start: int = 0, stop: int | None = None) -> dict[str, FastPath]:
+    """The rungs of LADDER[start:stop] as {name: FastPath}, each with all before it."""
+    fast, rungs = FastPath(flash=False, fused_adamw=False), {}
+    for name, change in LADDER:
+        fast = replace(fast, **change)
+        rungs[name] = fast
+    return dict(list(rungs.items())[start:stop])
+
+
+def _timed_step(config, fast, inputs, targets, device, seed) -> Callable[[], float]:
+    """A function that runs one training step of a fresh GPT2 and returns its seconds."""
+    torch.manual_seed(seed)
+    model = GPT2(config).to(device)
+    runner = FastGPT2(model, pad_vocab=fast.pad_vocab)
+    runner = torch.compile(runner) if fast.compile else runner
+    kernel = dict(fused=True) if fast.fused_adamw else dict(foreach=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, **kernel)
+    backward = make_backward(fast, device)
+
+    def step() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        backward(runner, inputs, targets)
+        opt.step()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    return step
+
+
+def time_fast_paths(
+    config: GPT2Config, paths: dict[str, FastPath], *, batch_size: int, device="cpu",
+    rounds: int = 5, warmup: int = 2, peak: float | None = None, seed: int = 0,
+) -> dict[str, dict]:
+    """Time a training step of `config` under each FastPath, interleaved: each round
+    runs every path once, in a rotated order. Per path: the median seconds, tok/s, MFU
+    (against `peak`), and the median over rounds of its speed-up over the path before.
+    """
+    device = torch.device(device)
+    g = torch.Generator().manual_seed(seed)
+    T = config.context_length
+    x = torch.randint(0, config.vocab_size, (batch_size, T + 1), generator=g)
+    inputs, targets = x[:, :-1].to(device), x[:, 1:].to(device)
+    steps = {k: _timed_step(config, f, inputs, targets, device, seed) for k, f in paths.items()}
+    names = list(paths)
+    first = {k: [steps[k]() for _ in range(warmup)] for k in names}  # compiles here
+    times = {k: [] for k in names}
+    for r in range(rounds):
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            times[k].append(steps[k]())
+    fpt, results = train_flops_per_token(config, T), {}
+    for i, k in enumerate(names):
+        med = statistics.median(times[k])
+        ratios = [a / b for a, b in zip(times[names[i - 1]], times[k])] if i else [1.0]
+        results[k] = dict(
+            seconds=med, tok_s=batch_size * T / med, warmup_s=sum(first[k]),
+            mfu=mfu(batch_size * T / med, fpt, peak) if peak else None,
+            speedup=statistics.median(ratios), fast=asdict(paths[k]),
+        )
+    return results
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the run: rank r of world_size, on `device`."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0  # rank within this machine: which GPU to use
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that logs and writes checkpoints."""
+        return self.rank == 0
+
+
+def init_distributed(device=None) -> DistInfo:
+    """Join the process group that `torchrun` describes in the environment (RANK,
+    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT): NCCL between GPUs, gloo between
+    CPU processes. Without torchrun: a world of one, no process group.
+    """
+    device = pick_device(device)
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return DistInfo(device=device)
+    env = {k: int(os.environ.get(k, 0)) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    rank, world, local = env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"]
+    if device.type == "cuda":
+        device = torch.device("cuda", local)  # one GPU per process
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=rank, world_size=world)
+        atexit.register(_leave_group)
+    return DistInfo(rank, world, local, device)
+
+
+def _leave_group() -> None:
+    """At exit: leave the process group cleanly, unless the program already did."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's shuffle (the formula of chapter 5's `epoch_batches`)."""
+    return (seed * 1_000_003 + epoch) % 2**63
+
+
+class ShardedSampler(Sampler[int]):
+    """This process's rows of every global batch.
+
+    An epoch is a permutation of the n windows that depends on (seed, epoch) only, the
+    same in every process, cut into global batches of `global_batch` rows; rank r takes
+    rows [r·g, (r+1)·g) of each, g = global_batch / world_size. The epoch has
+    n // global_batch steps whatever the world size, so a checkpoint resumes on any
+    number of processes, and the processes together see what one process would.
+    """
+
+    def __init__(self, n: int, global_batch: int, rank=0, world_size=1, seed=123):
+        check_int("n", n, minimum=0)
+        check_int("world_size", world_size, minimum=1)
+        check_int("rank", rank, minimum=0)
+        if rank >= world_size:
+            raise ValueError(f"rank must be < world_size {world_size}, got {rank}")
+        check_int("global_batch", global_batch, minimum=1)
+        if global_batch % world_size:
+            raise ValueError(
+                f"the batch size {global_batch} does not split evenly over "
+                f"{world_size} processes; use a multiple of {world_size}"
+            )
+        self.n, self.global_batch, self.seed = n, global_batch, check_int("seed", seed)
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.per_rank = global_batch // world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # chapter 5's epoch_batches calls this
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        order = torch.randperm(self.n, generator=generator)  # the same in every process
+        for b in range(self.n // self.global_batch):
+            start = b * self.global_batch + self.rank * self.per_rank
+            yield from order[start : start + self.per_rank].tolist()
+
+    def __len__(self) -> int:
+        return self.n // self.global_batch * self.per_rank
+
+
+def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
+    """`loader` (batches of B rows, shuffled) as this process's share: B / world rows
+    of each of the same global batches."""
+    B = loader.batch_size
+    sampler = ShardedSampler(len(loader.dataset), B, info.rank, info.world_size, seed)
+    return DataLoader(
+        loader.dataset,
+        batch_size=sampler.per_rank,
+        sampler=sampler,
+        collate_fn=loader.collate_fn,
+        generator=torch.Generator(),  # keep the global RNG out of the loader's seed
+    )
+
+
+def check_batch_split(batch_size: int, world_size: int = 1, accum_steps: int = 1) -> int:
+    """The micro-batch: `batch_size` rows per optimizer step split over `world_size`
+    processes and `accum_steps` micro-batches each; ValueError unless they divide."""
+    for name, value in (("batch_size", batch_size), ("world_size", world_size)):
+        check_int(name, value, minimum=1)
+    check_int("accum_steps", accum_steps, minimum=1)
+    if batch_size % (world_size * accum_steps):
+        raise ValueError(
+            f"batch_size {batch_size} does not split into {world_size} process(es) x "
+            f"{accum_steps} micro-batch(es); use a multiple of {world_size * accum_steps}"
+        )
+    return batch_size // (world_size * accum_steps)
+
+
+def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
+    """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
+    -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""
+
+    def wrap(model: GPT2) -> nn.Module:
+        runner = FastGPT2(model, pad_vocab=fast.pad_vocab)
+        if fast.compile:
+            runner = torch.compile(runner)
+        if info.world_size > 1:
+            on_gpu = info.device.type == "cuda"
+            ids = [info.device.index] if on_gpu else None
+            runner = DistributedDataParallel(runner, device_ids=ids)
+        return runner
+
+    return wrap
+
+
+def train_distributed(
+    model, train_loader, val_loader, optimizer, settings, *, info: DistInfo,
+    fast: FastPath | None = None, checkpoint_dir=None, **kwargs,
+) -> History:
+    """chapter 5's `train()` on this process's share of the data, through the fast path:
+    only rank 0 logs and writes checkpoints; every process resumes from `resume_from`.
+    """
+    fast = fast or FastPath.auto(info.device)
+    set_adamw_kernel(optimizer, fast.fused_adamw)
+    if info.world_size > 1 or (dist.is_available() and dist.is_initialized()):
+        if not isinstance(getattr(train_loader, "sampler", None), RandomSampler):
+            raise ValueError("DDP shards chapter 5's shuffled DataLoader; got a loader "
+                             f"with {type(getattr(train_loader, 'sampler', None)).__name__}")
+        train_loader = shard_loader(train_loader, info, settings.seed)
+    if not info.is_main:
+        quiet = dict(verbose=False, progress=False, sample_prompt=None)
+        settings, checkpoint_dir = replace(settings, **quiet), None
+    history = train(
+        model, train_loader, val_loader, optimizer, settings, device=info.device,
+        checkpoint_dir=checkpoint_dir, wrap=make_wrap(fast, info),
+        backward=make_backward(fast, info.device), **kwargs,
+    )
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # rank 0 may still be writing its last checkpoint
+    return history
