@@ -19,7 +19,7 @@ from gpt2scratch.backprop import (
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.train import autograd_backward
 
-FAST = settings(max_examples=8, deadline=None)
+FAST = settings(max_examples=5, deadline=None)
 D64 = torch.float64
 
 
@@ -201,7 +201,7 @@ FP32_TOLERANCE = 1e-3  # the float32 tolerance chapter 6 measures and states
 
 def test_cli_backward_manual_matches_autograd(tmp_path, capsys):
     data = tmp_path / "story.txt"
-    data.write_text("Justice is served when the jury has heard every word of the story. " * 40,
+    data.write_text("Justice is served when the jury has heard every word of the story. " * 25,
                     encoding="utf-8")
     losses = {}
     for backward in ("autograd", "manual"):
@@ -223,3 +223,12 @@ def test_cli_backward_refuses_bad_values(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--data", str(data), "--backward", "numeric"])
     assert exit_.value.code == 2 and "--backward" in capsys.readouterr().err
+
+
+def test_bench_backward_smoke(capsys):
+    from gpt2scratch import bench
+
+    bench.main(["backward", "--preset", "tiny", "--layers", "1", "--context-length", "8",
+                "--steps", "1", "--warmup", "0", "--no-memory"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"hand/autograd steps/s = \d+\.\d\d \(median of 1 pairs\)", last), last
