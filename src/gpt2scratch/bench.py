@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -181,6 +182,11 @@ def bench_train(args) -> float:
         steps["ours compiled"] = make_step(torch.compile(ours_module, dynamic=False))
         steps["HF compiled"] = make_step(torch.compile(hf_module, dynamic=False))
 
+    if device.type == "cpu":  # chapter 11.2: stop re-faulting the big blocks every step
+        from gpt2scratch.scale import keep_freed_memory
+
+        print(f"keep_freed_memory() (glibc keeps freed blocks, for both models): "
+              f"{keep_freed_memory()}")
     peak_dtype = amp_dtype or torch.float32
     dtype_name = str(peak_dtype).removeprefix("torch.")
     peak = matmul_flops(device, peak_dtype)
@@ -442,12 +448,12 @@ def _backward_step(model, opt, inputs, targets, backward, device) -> float:
 
 
 def _backward_peak(args) -> None:
-    """Child process: `--warmup` + 2 steps of one side; print the peak resident memory."""
+    """Child process: `--warmup` + 1 steps of one side; print the peak resident memory."""
     import resource
 
     model, opt, inputs, targets, sides = _backward_setup(args)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
-    for _ in range(args.warmup + 2):
+    for _ in range(args.warmup + 1):  # AdamW's state appears in the first, so 2 steps suffice
         _backward_step(model, opt, inputs, targets, sides[args.side], torch.device(args.device))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak_mib {peak:.1f} base_mib {base:.1f}")
@@ -472,10 +478,12 @@ def bench_backward(args, argv: list[str]) -> float:
     print(f"device {device}, {torch.get_num_threads()} threads, preset {args.preset} "
           f"({model.num_params():,} params), B={B}, T={T}, fp32, dropout {args.dropout}; "
           "one training step = zero_grad + forward + backward + fused torch AdamW step")
+    if hasattr(os, "getloadavg"):  # a shared machine slows both sides; the ratio is what counts
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if not args.no_memory:
         peaks = {side: _peak_in_subprocess(argv, side) for side in sides}
         (hand, hand0), (auto, auto0) = peaks["hand"], peaks["autograd"]
-        print(f"peak memory (ru_maxrss, a fresh process per side, {args.warmup + 2} steps): "
+        print(f"peak memory (ru_maxrss, a fresh process per side, {args.warmup + 1} steps): "
               f"hand {hand:,.0f} MiB, autograd {auto:,.0f} MiB; hand/autograd = {hand / auto:.2f}")
         print(f"  above the model and batch ({hand0:,.0f} / {auto0:,.0f} MiB before the first step; "
               f"AdamW's state included): hand {hand - hand0:,.0f} MiB, autograd {auto - auto0:,.0f} MiB; "
