@@ -1340,9 +1340,14 @@ print(
 # ```{admonition} Solution
 # :class: dropdown
 # $\sigma'(x) = \sigma(x)(1-\sigma(x))$, so the forward keeps its output $s$ and the backward is
-# `dy * s * (1 - s)`; the cell above passes gradcheck. Exercise 3: the sum is $N$ times the mean,
-# so every gradient is $N$ times larger. AdamW's first update barely changes: $m/\sqrt v$ is
-# invariant to a constant factor on the gradient, up to $\epsilon$. Only the weight decay and
-# $\epsilon$ see the difference, which is one reason Adam-type optimizers are forgiving about
-# how the loss is scaled.
+# `dy * s * (1 - s)`; the cell above passes gradcheck.
+# ```
+#
+# ```{admonition} Solution to exercise 3
+# :class: dropdown
+# The sum is $N$ times the mean, so every gradient is $N$ times larger. AdamW's update barely
+# changes: $\hat m/\sqrt{\hat v}$ is invariant to a constant factor on the gradient, so only
+# $\epsilon$ sees the difference (the decoupled weight decay does not depend on the gradient at
+# all). This is one reason Adam-type optimizers are forgiving about how the loss is scaled; plain
+# SGD would take steps $N$ times larger.
 # ```
