@@ -46,7 +46,9 @@
 # `tools/gpu_bench.sh` writes into `benchmarks/` when it runs on a GPU.
 
 # %%
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -74,9 +76,9 @@ else:
 # %%
 # NBVAL_IGNORE_OUTPUT
 SIZES = full_or_quick(
-    full=dict(profile="124M", ladder="mini", rounds=5, compile=True),
+    full=dict(profile="124M", ladder="tiny", rounds=3, compile=True),
     quick=dict(profile="mini", ladder="tiny", rounds=2, compile=False),
-    what="the profile uses the mini model, the ladder the tiny one without compile",
+    what="the profile uses the mini model, the ladder skips torch.compile",
 )
 print({k: v for k, v in SIZES.items()})
 
@@ -133,6 +135,7 @@ from gpt2scratch.validation import check_bool, check_int
 # token embedding: a lookup costs no FLOPs, but the head's matmul does). It leaves out the position
 # embedding, which is only added.
 
+
 # %%
 #| export
 def train_flops_per_token(config: GPT2Config, seq_len: int) -> float:
@@ -172,6 +175,7 @@ def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
+
 # %%
 config = GPT2Config()  # 124M
 C, L, V = config.d_model, config.n_layers, config.vocab_size
@@ -193,7 +197,9 @@ for row, T in enumerate((256, 1024)):
     parts = {"blocks": 6 * blocks, "LM head": 6 * head, "attention": 12 * L * T * C}
     left = 0
     for (name, flops), color in zip(parts.items(), ("C0", "C1", "C2")):
-        ax.barh(row, flops / 1e6, left=left, color=color, label=name if row == 0 else None)
+        ax.barh(
+            row, flops / 1e6, left=left, color=color, label=name if row == 0 else None
+        )
         left += flops / 1e6
 ax.set_yticks([0, 1], ["T = 256", "T = 1024"])
 ax.set_xlabel("MFLOP per token, one training step (forward + backward)")
@@ -218,11 +224,10 @@ plt.show()
 # %%
 # NBVAL_IGNORE_OUTPUT
 peak_cpu = matmul_rate("cpu", torch.float32, n=1024)
-print(f"this CPU: {peak_cpu / 1e9:,.0f} GFLOP/s (float32, best of 5 1024x1024 matmuls;")
-print(f"{torch.get_num_threads()} threads, on a machine shared with other jobs)")
-tokens_per_s = 2 * 256 / 5.0  # e.g. a 124M step of B=2, T=256 that takes 5 s
-print(f"a 5 s step of 124M at B=2, T=256 would be MFU "
-      f"{mfu(tokens_per_s, train_flops_per_token(config, 256), peak_cpu):.1%}")
+print(
+    f"this CPU: {peak_cpu / 1e9:,.0f} GFLOP/s (float32, best of 5 1024x1024 matmuls, "
+    f"{torch.get_num_threads()} threads, on a machine shared with other jobs)"
+)
 assert peak_cpu > 0
 
 # %% [markdown]
@@ -236,21 +241,51 @@ assert peak_cpu > 0
 # %%
 PARTS = {  # ATen operator -> the part of the step it belongs to
     "weight matmuls": ("aten::mm", "aten::addmm"),
-    "attention": ("aten::bmm", "aten::_softmax", "aten::_softmax_backward_data",
-                  "aten::isneginf", "aten::all", "aten::tril", "aten::where",
-                  "aten::_scaled_dot_product_flash_attention_for_cpu",
-                  "aten::_scaled_dot_product_flash_attention_for_cpu_backward"),
+    "attention": (
+        "aten::bmm",
+        "aten::_softmax",
+        "aten::_softmax_backward_data",
+        "aten::isneginf",
+        "aten::all",
+        "aten::tril",
+        "aten::where",
+        "aten::_scaled_dot_product_flash_attention_for_cpu",
+        "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+    ),
     "dropout masks": ("aten::bernoulli_",),
     "LayerNorm": ("aten::native_layer_norm", "aten::native_layer_norm_backward"),
     "GELU": ("aten::gelu", "aten::gelu_backward"),
-    "loss over 50,257 logits": ("aten::_log_softmax", "aten::_log_softmax_backward_data",
-                                "aten::nll_loss_forward", "aten::nll_loss_backward"),
+    "loss over 50,257 logits": (
+        "aten::_log_softmax",
+        "aten::_log_softmax_backward_data",
+        "aten::nll_loss_forward",
+        "aten::nll_loss_backward",
+    ),
     "AdamW": ("aten::_fused_adamw_",),
-    "embeddings": ("aten::embedding_dense_backward", "aten::index_select",
-                   "aten::index_add_", "aten::embedding"),
+    "embeddings": (
+        "aten::embedding_dense_backward",
+        "aten::index_select",
+        "aten::index_add_",
+        "aten::embedding",
+    ),
     "copies and fills": ("aten::copy_", "aten::fill_", "aten::zero_", "aten::cat"),
 }
 PART_OF = {op: part for part, ops in PARTS.items() for op in ops}
+
+# %%
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Send the process's stderr (file descriptor 2) to /dev/null for a while: the
+    profiler's C++ side logs its start and stop there."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull), os.close(saved)
 
 
 def profile_step(config, batch_size=2):
@@ -266,13 +301,14 @@ def profile_step(config, batch_size=2):
         opt.step()
 
     step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     seconds = {}
     for event in prof.key_averages():
         part = PART_OF.get(event.key, "other (adds, multiplies, sums, ...)")
         seconds[part] = seconds.get(part, 0.0) + event.self_cpu_time_total / 1e6
     return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -305,7 +341,11 @@ plt.show()
 # takes every activation and gradient from `malloc`. glibc serves blocks larger than 32 MB
 # (the logits, the embedding's gradient) with fresh `mmap`s and returns them to the system when
 # they are freed, so at the next step every one of those pages is faulted in and zeroed again.
-# Counting the process's minor page faults per step shows it, and two `mallopt` settings stop it.
+# Counting the process's minor page faults per step shows it, and two `mallopt` settings stop
+# it. We count in a fresh process for each setting, on the mini model (d_model 128, 4 layers: its
+# largest blocks, the logits and their gradients, are as large as 124M's), because the notebook
+# runs its cells in a thread whose own malloc arena always maps blocks this large anew.
+
 
 # %%
 #| export
@@ -332,36 +372,56 @@ def page_faults() -> int:
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
+
 # %%
-# NBVAL_IGNORE_OUTPUT
-def faults_per_step(config, steps=3, batch_size=2):
-    """(page faults, seconds) of each training step after the first."""
+#| export
+def step_page_faults(config: GPT2Config, steps: int = 4, keep: bool = False) -> list:
+    """[page faults, seconds] of each training step after the first (B=2, fused AdamW),
+    with glibc's defaults, or after `keep_freed_memory()` if `keep`."""
+    if keep:
+        keep_freed_memory()
     torch.manual_seed(0)
     model = GPT2(config)
     opt = torch.optim.AdamW(model.parameters(), lr=4e-4, fused=True)
-    x = torch.randint(0, config.vocab_size, (batch_size, config.context_length + 1))
+    x = torch.randint(0, config.vocab_size, (2, config.context_length + 1))
     out = []
     for _ in range(steps):
         f0, t0 = page_faults(), time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        calc_loss_batch(model, x[:, :-1], x[:, 1:]).backward()
+        F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()).backward()
         opt.step()
-        out.append((page_faults() - f0, time.perf_counter() - t0))
+        out.append([page_faults() - f0, time.perf_counter() - t0])
     return out[1:]
 
 
-mini = GPT2Config.preset("mini", context_length=256)
-before = faults_per_step(mini)
-print("keep_freed_memory():", keep_freed_memory())
-after = faults_per_step(mini)
+# %%
+# NBVAL_IGNORE_OUTPUT
+def in_fresh_process(size: str, keep: bool) -> list:
+    """step_page_faults in a new Python process, whose main thread allocates as the
+    command line's does (a notebook runs cells in a thread with its own malloc arena)."""
+    code = (
+        "import json; from gpt2scratch.model import GPT2Config; "
+        "from gpt2scratch.scale import step_page_faults; "  # reimport-ok: a new process
+        f"print(json.dumps(step_page_faults(GPT2Config.preset({size!r}, "
+        f"context_length=256), keep={keep})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+before = in_fresh_process("mini", keep=False)
+after = in_fresh_process("mini", keep=True)
 for name, runs in (("glibc defaults", before), ("freed memory kept", after)):
-    steps = ", ".join(f"{n:,} faults ({n * 4 / 1024:,.0f} MiB) in {s:.2f} s" for n, s in runs)
-    print(f"{name:>18}: {steps}")
+    steps = ", ".join(
+        f"{n:,} faults ({n * 4 / 1024:,.0f} MiB) in {s:.2f} s" for n, s in runs
+    )
+    print(f"mini, {name:>17}: {steps}")
 assert after[-1][0] < before[-1][0] / 4
 
 # %% [markdown]
 # With the defaults, every step maps and zeroes hundreds of MiB anew; once freed memory is kept,
-# a step after the first needs almost no new pages. The step times printed beside the counts come
+# the steps after the first need far fewer new pages. The step times printed beside the counts come
 # from a machine shared with other jobs, one after the other, so read them with care; the fault
 # counts do not depend on the load. `python -m gpt2scratch train` and `bench train` call
 # `keep_freed_memory()` when they run on a CPU. (On a GPU none of this applies: PyTorch's CUDA
@@ -373,6 +433,7 @@ assert after[-1][0] < before[-1][0] / 4
 # On a GPU, five changes turn chapter 5's step into a fast one. None of them changes the model;
 # each changes how the same function is computed. One frozen dataclass says which are on, so that
 # a run, a benchmark and the command line's `--no-...` flags all speak about the same switches.
+
 
 # %%
 #| export
@@ -416,6 +477,7 @@ def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
     check_int("multiple", multiple, minimum=1)
     return -(-vocab_size // multiple) * multiple
 
+
 # %% [markdown]
 # **bf16 autocast.** A GPU's tensor cores multiply 16-bit numbers many times faster than 32-bit
 # ones (on an H100, about 990 TFLOP/s dense in bf16 against 67 in plain fp32, by the data sheet).
@@ -429,7 +491,10 @@ x = torch.tensor([1.0 + 2**-8, 3.0e38, 1e-30])
 print("float32 :", x.tolist())
 print("bfloat16:", x.to(torch.bfloat16).float().tolist())
 print("float16 :", x.to(torch.float16).float().tolist())
-a, b = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)), torch.randn(256, 64)
+a, b = (
+    torch.randn(64, 256, generator=torch.Generator().manual_seed(0)),
+    torch.randn(256, 64),
+)
 with torch.autocast("cpu", dtype=torch.bfloat16):
     y = a @ b
 err = ((y.float() - a @ b).norm() / (a @ b).norm()).item()
@@ -450,16 +515,20 @@ print(f"autocast matmul: dtype {y.dtype}, relative error {err:.1e} against float
 # %%
 B, H, T, hd = 16, 12, 1024, 64  # GPT-2 124M at T=1024, batch 16
 per_layer = B * H * T * T * 2  # one bf16 T x T matrix per head
-print(f"math kernel: {per_layer / 2**30:.2f} GiB per T x T tensor per layer, "
-      f"x 12 layers = {12 * per_layer / 2**30:.1f} GiB, several times over for the backward")
+print(
+    f"math kernel: {per_layer / 2**30:.2f} GiB per T x T tensor per layer, "
+    f"x 12 layers = {12 * per_layer / 2**30:.1f} GiB (more for the backward)"
+)
 g = torch.Generator().manual_seed(0)
 q, k, v = (torch.randn(2, 4, 64, 16, generator=g) for _ in range(3))
 outs = {}
 for flash in (False, True):
     with FastPath(flash=flash).attention():
         outs[flash] = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-print(f"math vs default kernel: max |difference| = "
-      f"{(outs[True] - outs[False]).abs().max().item():.1e}")
+print(
+    f"math vs default kernel: max |difference| = "
+    f"{(outs[True] - outs[False]).abs().max().item():.1e}"
+)
 
 # %% [markdown]
 # **A vocabulary padded to 50,304.** The LM head's matmul is (B·T, 768) by (768, 50,257). GPU
@@ -473,6 +542,7 @@ print(f"math vs default kernel: max |difference| = "
 # `FastGPT2` wraps a `GPT2` this way and also takes the targets, returning the loss: then
 # `torch.compile` sees the head and the loss as one graph and can fuse the slice, the float32
 # upcast and the log-softmax instead of writing the logits out several times.
+
 
 # %%
 #| export
@@ -507,15 +577,20 @@ class FastGPT2(nn.Module):
             return logits
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
+
 # %%
 torch.manual_seed(0)
 tiny = GPT2(GPT2Config.preset("tiny", context_length=32, dropout=0.0)).eval()
 fast_tiny = FastGPT2(tiny)
 idx = torch.randint(0, 50257, (2, 32))
-print(f"padded head: {fast_tiny.padded_size} rows computed, logits {tuple(fast_tiny(idx).shape)}")
-print(f"max |logits - GPT2's| = {(fast_tiny(idx) - tiny(idx)).abs().max().item():.1e}")
+logits = fast_tiny(idx)
+print(
+    f"padded head: {fast_tiny.padded_size} rows computed, logits {tuple(logits.shape)}"
+)
+print(f"max |logits - GPT2's| = {(logits - tiny(idx)).abs().max().item():.1e}")
 loss = fast_tiny(idx[:, :-1], idx[:, 1:])
-print(f"loss {loss.item():.4f} vs chapter 5's {calc_loss_batch(tiny, idx[:, :-1], idx[:, 1:]).item():.4f}")
+plain = calc_loss_batch(tiny, idx[:, :-1], idx[:, 1:])
+print(f"loss {loss.item():.4f} vs chapter 5's {plain.item():.4f}")
 shapes = {k: tuple(v.shape) for k, v in fast_tiny.state_dict().items() if "wte" in k}
 print("saved embedding:", shapes)
 
@@ -535,6 +610,7 @@ print("saved embedding:", shapes)
 # The step itself goes through chapter 5's `backward=` seam. `make_backward` runs the forward pass
 # under autocast and the chosen attention kernel, calls `backward()`, and, for section 11.4,
 # splits the batch into micro-batches.
+
 
 # %%
 #| export
@@ -587,6 +663,7 @@ def set_adamw_kernel(optimizer: torch.optim.Optimizer, fused: bool) -> None:
     for group in optimizer.param_groups:
         group["fused"], group["foreach"] = (True, None) if fused else (None, True)
 
+
 # %%
 def one_step(fused: bool) -> torch.Tensor:
     torch.manual_seed(0)
@@ -600,6 +677,8 @@ def one_step(fused: bool) -> torch.Tensor:
 
 
 diff = (one_step(True) - one_step(False)).abs().max().item()
+with torch.device("meta"):
+    print(f"GPT-2 124M: {len(list(GPT2(GPT2Config()).parameters()))} parameter tensors")
 print(f"fused vs foreach AdamW, one step: max |weight difference| = {diff:.1e}")
 
 # %% [markdown]
@@ -650,11 +729,19 @@ def _timed_step(config, fast, inputs, targets, device, seed) -> Callable[[], flo
 
     return step
 
+
 # %%
 #| export
 def time_fast_paths(
-    config: GPT2Config, paths: dict[str, FastPath], *, batch_size: int, device="cpu",
-    rounds: int = 5, warmup: int = 2, peak: float | None = None, seed: int = 0,
+    config: GPT2Config,
+    paths: dict[str, FastPath],
+    *,
+    batch_size: int,
+    device="cpu",
+    rounds: int = 5,
+    warmup: int = 2,
+    peak: float | None = None,
+    seed: int = 0,
 ) -> dict[str, dict]:
     """Time a training step of `config` under each FastPath, interleaved: each round
     runs every path once, in a rotated order. Per path: the median seconds, tok/s, MFU
@@ -665,7 +752,10 @@ def time_fast_paths(
     T = config.context_length
     x = torch.randint(0, config.vocab_size, (batch_size, T + 1), generator=g)
     inputs, targets = x[:, :-1].to(device), x[:, 1:].to(device)
-    steps = {k: _timed_step(config, f, inputs, targets, device, seed) for k, f in paths.items()}
+    steps = {
+        k: _timed_step(config, f, inputs, targets, device, seed)
+        for k, f in paths.items()
+    }
     names = list(paths)
     first = {k: [steps[k]() for _ in range(warmup)] for k in names}  # compiles here
     times = {k: [] for k in names}
@@ -677,11 +767,15 @@ def time_fast_paths(
         med = statistics.median(times[k])
         ratios = [a / b for a, b in zip(times[names[i - 1]], times[k])] if i else [1.0]
         results[k] = dict(
-            seconds=med, tok_s=batch_size * T / med, warmup_s=sum(first[k]),
+            seconds=med,
+            tok_s=batch_size * T / med,
+            warmup_s=sum(first[k]),
             mfu=mfu(batch_size * T / med, fpt, peak) if peak else None,
-            speedup=statistics.median(ratios), fast=asdict(paths[k]),
+            speedup=statistics.median(ratios),
+            fast=asdict(paths[k]),
         )
     return results
+
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -692,14 +786,26 @@ else:  # a tiny model, to show the mechanics; the GPU figures follow below
     ladder_batch = 4
 rungs = ladder() if SIZES["compile"] else ladder(0, 5)
 peak = matmul_rate(DEVICE, torch.bfloat16 if ON_GPU else torch.float32)
-here = time_fast_paths(ladder_config, rungs, batch_size=ladder_batch, device=DEVICE,
-                       rounds=SIZES["rounds"], warmup=2, peak=peak)
-print(f"{DEVICE.type}, {SIZES['ladder'] if not ON_GPU else '124M'}, B={ladder_batch}, "
-      f"T={ladder_config.context_length}:")
+here = time_fast_paths(
+    ladder_config,
+    rungs,
+    batch_size=ladder_batch,
+    device=DEVICE,
+    rounds=SIZES["rounds"],
+    warmup=2,
+    peak=peak,
+)
+print(
+    f"{DEVICE.type}, {SIZES['ladder'] if not ON_GPU else '124M'}, B={ladder_batch}, "
+    f"T={ladder_config.context_length}:"
+)
 for name, r in here.items():
-    print(f"  {name:<36} {r['seconds'] * 1000:8.1f} ms/step  x{r['speedup']:.2f}  "
-          f"MFU {r['mfu']:.1%}")
+    print(
+        f"  {name:<36} {r['seconds'] * 1000:8.1f} ms/step  x{r['speedup']:.2f}  "
+        f"MFU {r['mfu']:.1%}"
+    )
 assert len(here) == len(rungs)
+
 
 # %%
 def load_bench(name: str) -> dict | None:
@@ -711,13 +817,17 @@ def load_bench(name: str) -> dict | None:
 gpu_ladder = {b: load_bench(f"fastpath_cuda_b{b}.json") for b in (16, 64)}
 for b, data in gpu_ladder.items():
     if data is None:
-        print(f"benchmarks/fastpath_cuda_b{b}.json: not there (no GPU run yet: "
-              "tools/gpu_bench.sh writes it)")
+        print(
+            f"benchmarks/fastpath_cuda_b{b}.json: not there (no GPU run yet: "
+            "tools/gpu_bench.sh writes it)"
+        )
         continue
     print(f"{data['device_name']}, torch {data['torch']}, 124M, B={b}, T=1024:")
     for name, r in data["results"].items():
-        print(f"  {name:<36} {r['seconds'] * 1000:8.1f} ms/step  x{r['speedup']:.2f}  "
-              f"MFU {r['mfu']:.1%}")
+        print(
+            f"  {name:<36} {r['seconds'] * 1000:8.1f} ms/step  x{r['speedup']:.2f}  "
+            f"MFU {r['mfu']:.1%}"
+        )
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -735,10 +845,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# On a CPU most rungs are worth nothing or cost time: bf16 has no fast path on these cores,
-# attention with dropout runs the math kernel either way, and the LM head's 47 padded rows are
-# pure extra work; only `torch.compile`, which fuses the elementwise work, can help, and its first
-# step costs a compilation. That is why `FastPath.auto` turns bf16, compile and padding on for
+# On a CPU the rungs are worth little or cost time: bf16 has no fast matmul on these cores (the
+# bf16 rung is several times slower), attention with dropout runs the math kernel either way, and
+# the LM head's 47 padded rows are extra work with no tile to fill; `torch.compile` fuses the
+# elementwise work but pays for a compilation first. That is why `FastPath.auto` turns bf16, compile and padding on for
 # CUDA only. On a GPU each rung is measured by `tools/gpu_bench.sh`; when that has run, the
 # figures above come from its JSON files.
 
@@ -782,8 +892,10 @@ full = gradients(1)
 for k in (2, 4):
     diff = (gradients(k) - full).abs().max().item()
     ratio = (gradients(k, divide=False).norm() / full.norm()).item()
-    print(f"k={k}: max |difference| = {diff:.1e}; without the division the gradient "
-          f"is {ratio:.2f}x too large")
+    print(
+        f"k={k}: max |difference| = {diff:.1e}; without the division the gradient "
+        f"is {ratio:.2f}x too large"
+    )
     assert diff < 1e-6
 
 # %% [markdown]
@@ -815,7 +927,9 @@ for rank in (0, 1):
     y = 1 - rank
     ax.broken_barh([(0, 4)], (y + 0.05, 0.35), color="C0")  # forward
     for i in range(layers):  # backward, last layer first
-        ax.broken_barh([(4 + i * 1.2, 1.2)], (y + 0.05, 0.35), color="C1", edgecolor="w")
+        ax.broken_barh(
+            [(4 + i * 1.2, 1.2)], (y + 0.05, 0.35), color="C1", edgecolor="w"
+        )
     for b in range(3):  # one bucket per two layers, all-reduced as soon as it is ready
         ax.broken_barh([(4 + (2 * b + 2) * 1.2, 1.5)], (y - 0.35, 0.3), color="C2")
     ax.broken_barh([(4 + 6 * 1.2 + 1.5, 0.8)], (y + 0.05, 0.35), color="C3")  # step
@@ -823,9 +937,17 @@ ax.set_yticks([-0.2, 0.22, 0.8, 1.22], ["all-reduce", "rank 1", "all-reduce", "r
 ax.set_xlabel("time")
 ax.set_xticks([])
 handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("C0", "C1", "C2", "C3")]
-ax.legend(handles, ["forward", "backward (last layer first)", "gradient bucket all-reduce",
-                    "AdamW"], fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1.3))
-ax.set_title("DDP: each bucket's all-reduce overlaps the rest of the backward pass", pad=28)
+ax.legend(
+    handles,
+    ["forward", "backward (last layer first)", "gradient bucket all-reduce", "AdamW"],
+    fontsize=7,
+    ncol=4,
+    loc="upper center",
+    bbox_to_anchor=(0.5, 1.3),
+)
+ax.set_title(
+    "DDP: each bucket's all-reduce overlaps the rest of the backward pass", pad=28
+)
 plt.tight_layout()
 plt.show()
 
@@ -846,6 +968,7 @@ plt.show()
 # rendezvous flags (`--nnodes 2 --node_rank 0 --rdzv_endpoint host:29500`). `init_distributed`
 # reads them and joins the process group: NCCL between GPUs, gloo between CPU processes, which is
 # how the test suite runs DDP without a GPU.
+
 
 # %%
 #| export
@@ -894,6 +1017,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of an epoch's shuffle (the formula of chapter 5's `epoch_batches`)."""
     return (seed * 1_000_003 + epoch) % 2**63
 
+
 # %% [markdown]
 # **Sharding the data.** Each process must see a different share of every batch, and together
 # they must see what one process would. `ShardedSampler` draws one permutation of the windows per
@@ -901,6 +1025,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 # global batches, and hands rank r its slice of each. The number of steps per epoch is the number
 # of global batches, whatever the number of processes: a checkpoint written by 2 processes
 # resumes on 1 or 4, at the same step of the same epoch.
+
 
 # %%
 #| export
@@ -958,7 +1083,16 @@ def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
     )
 
 
-def check_batch_split(batch_size: int, world_size: int = 1, accum_steps: int = 1) -> int:
+# %% [markdown]
+# One more check before a run starts: the batch must split evenly over the processes and, in
+# each, over the micro-batches of section 11.4.
+
+
+# %%
+#| export
+def check_batch_split(
+    batch_size: int, world_size: int = 1, accum_steps: int = 1
+) -> int:
     """The micro-batch: `batch_size` rows per optimizer step split over `world_size`
     processes and `accum_steps` micro-batches each; ValueError unless they divide."""
     for name, value in (("batch_size", batch_size), ("world_size", world_size)):
@@ -971,15 +1105,20 @@ def check_batch_split(batch_size: int, world_size: int = 1, accum_steps: int = 1
         )
     return batch_size // (world_size * accum_steps)
 
+
 # %%
 for world in (1, 2, 4):
-    samplers = [ShardedSampler(16, global_batch=4, rank=r, world_size=world, seed=0)
-                for r in range(world)]
+    samplers = [
+        ShardedSampler(16, global_batch=4, rank=r, world_size=world, seed=0)
+        for r in range(world)
+    ]
     rows = [list(s) for s in samplers]
     per = 4 // world
     first = [rows[r][:per] for r in range(world)]
-    print(f"{world} process(es): first global batch as rank shares {first}; "
-          f"{len(rows[0]) // per} steps per epoch")
+    print(
+        f"{world} process(es): first global batch as rank shares {first}; "
+        f"{len(rows[0]) // per} steps per epoch"
+    )
 
 # %% [markdown]
 # `make_wrap` is the `wrap=` seam: it puts the model behind `FastGPT2`, compiles it, and wraps it
@@ -988,6 +1127,7 @@ for world in (1, 2, 4):
 # checkpoint folder and quiet settings), every process reads the checkpoint it resumes from, and
 # `make_backward` averages the logged loss over the processes, so that rank 0 prints the loss of
 # the whole batch.
+
 
 # %%
 #| export
@@ -1009,8 +1149,16 @@ def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
 
 
 def train_distributed(
-    model, train_loader, val_loader, optimizer, settings, *, info: DistInfo,
-    fast: FastPath | None = None, checkpoint_dir=None, **kwargs,
+    model,
+    train_loader,
+    val_loader,
+    optimizer,
+    settings,
+    *,
+    info: DistInfo,
+    fast: FastPath | None = None,
+    checkpoint_dir=None,
+    **kwargs,
 ) -> History:
     """chapter 5's `train()` on this process's share of the data, through the fast path:
     only rank 0 logs and writes checkpoints; every process resumes from `resume_from`.
@@ -1019,20 +1167,30 @@ def train_distributed(
     set_adamw_kernel(optimizer, fast.fused_adamw)
     if info.world_size > 1 or (dist.is_available() and dist.is_initialized()):
         if not isinstance(getattr(train_loader, "sampler", None), RandomSampler):
-            raise ValueError("DDP shards chapter 5's shuffled DataLoader; got a loader "
-                             f"with {type(getattr(train_loader, 'sampler', None)).__name__}")
+            raise ValueError(
+                "DDP shards chapter 5's shuffled DataLoader; got a loader "
+                f"with {type(getattr(train_loader, 'sampler', None)).__name__}"
+            )
         train_loader = shard_loader(train_loader, info, settings.seed)
     if not info.is_main:
         quiet = dict(verbose=False, progress=False, sample_prompt=None)
         settings, checkpoint_dir = replace(settings, **quiet), None
     history = train(
-        model, train_loader, val_loader, optimizer, settings, device=info.device,
-        checkpoint_dir=checkpoint_dir, wrap=make_wrap(fast, info),
-        backward=make_backward(fast, info.device), **kwargs,
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        settings,
+        device=info.device,
+        checkpoint_dir=checkpoint_dir,
+        wrap=make_wrap(fast, info),
+        backward=make_backward(fast, info.device),
+        **kwargs,
     )
     if dist.is_available() and dist.is_initialized():
         dist.barrier()  # rank 0 may still be writing its last checkpoint
     return history
+
 
 # %% [markdown]
 # **torchrun on this machine.** Two CPU processes on gloo train the tiny model on *The Verdict*
@@ -1049,14 +1207,38 @@ ROOT, demo = Path(".."), Path("runs") / "ch11"
 (ROOT / demo).mkdir(parents=True, exist_ok=True)
 (ROOT / demo / "verdict.txt").write_text(verdict_text(), encoding="utf-8")
 shutil.rmtree(ROOT / demo / "ddp", ignore_errors=True)
-train_args = ["-m", "gpt2scratch", "train", "--data", str(demo / "verdict.txt"), "--model",
-              "tiny", "--context-length", "32", "--batch-size", "8", "--eval-iters", "2",
-              "--prompt", "", "--no-progress", "--out", str(demo / "ddp")]
+train_args = [
+    "-m",
+    "gpt2scratch",
+    "train",
+    "--data",
+    str(demo / "verdict.txt"),
+    "--model",
+    "tiny",
+    "--context-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--eval-iters",
+    "2",
+    "--prompt",
+    "",
+    "--no-progress",
+    "--out",
+    str(demo / "ddp"),
+]
 
 
 def torchrun(nproc: int, *extra: str) -> str:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
-               str(nproc), *train_args, *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        *train_args,
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -1065,7 +1247,7 @@ def torchrun(nproc: int, *extra: str) -> str:
 
 print("$ torchrun --nproc_per_node 2 -m gpt2scratch train ... --epochs 1")
 print(torchrun(2, "--epochs", "1"))
-print("$ torchrun --nproc_per_node 1 -m gpt2scratch train ... --epochs 2 --resume runs/ch11/ddp")
+print("$ torchrun --nproc_per_node 1 -m gpt2scratch train ... --epochs 2 --resume ...")
 print(torchrun(1, "--epochs", "2", "--resume", str(demo / "ddp")))
 
 # %% [markdown]
@@ -1097,12 +1279,16 @@ for name in ("train_cuda.json", "train_cpu.json"):
         print(f"benchmarks/{name}: not there (no run wrote it yet)")
         continue
     where = data["device_name"] or data["device"]
-    print(f"benchmarks/{name}: {where}, torch {data['torch']}, {data['preset']}, "
-          f"B={data['batch_size']}, T={data['context_length']}, {data['dtype']}, "
-          f"{data['peak_dtype']} matmul rate {data['peak_flops'] / 1e9:,.0f} GFLOP/s")
+    print(
+        f"benchmarks/{name}: {where}, torch {data['torch']}, {data['preset']}, "
+        f"B={data['batch_size']}, T={data['context_length']}, {data['dtype']}, "
+        f"{data['peak_dtype']} matmul rate {data['peak_flops'] / 1e9:,.0f} GFLOP/s"
+    )
     for variant, r in data["results"].items():
-        print(f"  {variant:<14} {r['ms_per_step']:9.1f} ms/step {r['tok_s']:9.0f} tok/s  "
-              f"{r['mfu']:.1%} of the matmul rate")
+        print(
+            f"  {variant:<14} {r['ms_per_step']:9.1f} ms/step {r['tok_s']:9.0f} tok/s  "
+            f"{r['mfu']:.1%} of the matmul rate"
+        )
     ratios = ", ".join(f"{k} {v:.2f}" for k, v in data["ratios_ours_over_hf"].items())
     print(f"  ours/HF tok/s: {ratios}")
 
@@ -1110,7 +1296,7 @@ for name in ("train_cuda.json", "train_cpu.json"):
 # No GPU was available when this chapter was executed, so there is no `train_cuda.json` yet and
 # the GPU rows above are missing: `OUT=benchmarks bash tools/gpu_bench.sh` on a CUDA machine
 # writes them, and re-executing the chapter prints them. The CPU figures come from one
-# `bench train --device cpu --steps 5 --json benchmarks/train_cpu.json` run on the machine this
+# `bench train --device cpu --steps 5 --warmup 1 --json benchmarks/train_cpu.json` run on the machine this
 # book was built on, shared with other jobs at the time: read the ratio (ours and HF measured side
 # by side, interleaved), not the absolute speeds.
 
@@ -1145,8 +1331,10 @@ for name in ("train_cuda.json", "train_cpu.json"):
 
 # %% tags=["hide-input"]
 flops = train_flops_per_token(GPT2Config(), 1024)
-print(f"MFU = {mfu(400_000, flops, 790e12):.1%}; "
-      f"50% needs {0.5 * 790e12 / flops:,.0f} tokens/s")
+print(
+    f"MFU = {mfu(400_000, flops, 790e12):.1%}; "
+    f"50% needs {0.5 * 790e12 / flops:,.0f} tokens/s"
+)
 
 # %% [markdown]
 # **2. Why not pad the embedding?** nanoGPT pads the embedding matrix itself to 50,304 rows. What

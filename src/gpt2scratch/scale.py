@@ -94,6 +94,25 @@ def page_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def step_page_faults(config: GPT2Config, steps: int = 4, keep: bool = False) -> list:
+    """[page faults, seconds] of each training step after the first (B=2, fused AdamW),
+    with glibc's defaults, or after `keep_freed_memory()` if `keep`."""
+    if keep:
+        keep_freed_memory()
+    torch.manual_seed(0)
+    model = GPT2(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-4, fused=True)
+    x = torch.randint(0, config.vocab_size, (2, config.context_length + 1))
+    out = []
+    for _ in range(steps):
+        f0, t0 = page_faults(), time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()).backward()
+        opt.step()
+        out.append([page_faults() - f0, time.perf_counter() - t0])
+    return out[1:]
+
+
 @dataclass(frozen=True)
 class FastPath:
     """Which parts of the fast path a run uses. `FastPath.auto(device)`: all on a GPU."""
@@ -259,8 +278,15 @@ def _timed_step(config, fast, inputs, targets, device, seed) -> Callable[[], flo
 
 
 def time_fast_paths(
-    config: GPT2Config, paths: dict[str, FastPath], *, batch_size: int, device="cpu",
-    rounds: int = 5, warmup: int = 2, peak: float | None = None, seed: int = 0,
+    config: GPT2Config,
+    paths: dict[str, FastPath],
+    *,
+    batch_size: int,
+    device="cpu",
+    rounds: int = 5,
+    warmup: int = 2,
+    peak: float | None = None,
+    seed: int = 0,
 ) -> dict[str, dict]:
     """Time a training step of `config` under each FastPath, interleaved: each round
     runs every path once, in a rotated order. Per path: the median seconds, tok/s, MFU
@@ -271,7 +297,10 @@ def time_fast_paths(
     T = config.context_length
     x = torch.randint(0, config.vocab_size, (batch_size, T + 1), generator=g)
     inputs, targets = x[:, :-1].to(device), x[:, 1:].to(device)
-    steps = {k: _timed_step(config, f, inputs, targets, device, seed) for k, f in paths.items()}
+    steps = {
+        k: _timed_step(config, f, inputs, targets, device, seed)
+        for k, f in paths.items()
+    }
     names = list(paths)
     first = {k: [steps[k]() for _ in range(warmup)] for k in names}  # compiles here
     times = {k: [] for k in names}
@@ -283,9 +312,12 @@ def time_fast_paths(
         med = statistics.median(times[k])
         ratios = [a / b for a, b in zip(times[names[i - 1]], times[k])] if i else [1.0]
         results[k] = dict(
-            seconds=med, tok_s=batch_size * T / med, warmup_s=sum(first[k]),
+            seconds=med,
+            tok_s=batch_size * T / med,
+            warmup_s=sum(first[k]),
             mfu=mfu(batch_size * T / med, fpt, peak) if peak else None,
-            speedup=statistics.median(ratios), fast=asdict(paths[k]),
+            speedup=statistics.median(ratios),
+            fast=asdict(paths[k]),
         )
     return results
 
@@ -390,7 +422,9 @@ def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
     )
 
 
-def check_batch_split(batch_size: int, world_size: int = 1, accum_steps: int = 1) -> int:
+def check_batch_split(
+    batch_size: int, world_size: int = 1, accum_steps: int = 1
+) -> int:
     """The micro-batch: `batch_size` rows per optimizer step split over `world_size`
     processes and `accum_steps` micro-batches each; ValueError unless they divide."""
     for name, value in (("batch_size", batch_size), ("world_size", world_size)):
@@ -422,8 +456,16 @@ def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
 
 
 def train_distributed(
-    model, train_loader, val_loader, optimizer, settings, *, info: DistInfo,
-    fast: FastPath | None = None, checkpoint_dir=None, **kwargs,
+    model,
+    train_loader,
+    val_loader,
+    optimizer,
+    settings,
+    *,
+    info: DistInfo,
+    fast: FastPath | None = None,
+    checkpoint_dir=None,
+    **kwargs,
 ) -> History:
     """chapter 5's `train()` on this process's share of the data, through the fast path:
     only rank 0 logs and writes checkpoints; every process resumes from `resume_from`.
@@ -432,16 +474,25 @@ def train_distributed(
     set_adamw_kernel(optimizer, fast.fused_adamw)
     if info.world_size > 1 or (dist.is_available() and dist.is_initialized()):
         if not isinstance(getattr(train_loader, "sampler", None), RandomSampler):
-            raise ValueError("DDP shards chapter 5's shuffled DataLoader; got a loader "
-                             f"with {type(getattr(train_loader, 'sampler', None)).__name__}")
+            raise ValueError(
+                "DDP shards chapter 5's shuffled DataLoader; got a loader "
+                f"with {type(getattr(train_loader, 'sampler', None)).__name__}"
+            )
         train_loader = shard_loader(train_loader, info, settings.seed)
     if not info.is_main:
         quiet = dict(verbose=False, progress=False, sample_prompt=None)
         settings, checkpoint_dir = replace(settings, **quiet), None
     history = train(
-        model, train_loader, val_loader, optimizer, settings, device=info.device,
-        checkpoint_dir=checkpoint_dir, wrap=make_wrap(fast, info),
-        backward=make_backward(fast, info.device), **kwargs,
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        settings,
+        device=info.device,
+        checkpoint_dir=checkpoint_dir,
+        wrap=make_wrap(fast, info),
+        backward=make_backward(fast, info.device),
+        **kwargs,
     )
     if dist.is_available() and dist.is_initialized():
         dist.barrier()  # rank 0 may still be writing its last checkpoint
