@@ -204,7 +204,7 @@ plt.show()
 # %% [markdown]
 # The derivative is close to 0 for very negative inputs (the gate is shut, so no gradient gets
 # through), close to 1 for large positive ones (it passes the gradient unchanged), and slightly
-# above 1 just past zero, where GELU is steeper than the identity.
+# above 1 in the bump for moderately positive inputs, where GELU is steeper than the identity.
 #
 # **Residual adds.** For $y = a + b$, $\partial y/\partial a = \partial y/\partial b = 1$, so
 # the gradient flowing in is handed unchanged to **both** inputs. In a block,
@@ -853,8 +853,8 @@ def manual_backward(model, inputs, targets) -> torch.Tensor:
 # Three checks on a small model in float64, each against autograd: without dropout against
 # chapter 4's `GPT2` itself (its SDPA attention, its `nn.Dropout`s), tied and untied; with
 # dropout 0.1, against autograd run through our own forward with an equally seeded generator
-# (the only way to give autograd the same masks). Random weights of order 1, not the 0.02 of
-# the initialisation, so that no gradient is tiny.
+# (the only way to give autograd the same masks). The weights get extra noise of scale 0.3, far
+# above the initialisation's 0.02, so that no gradient is tiny.
 
 
 # %%
@@ -1010,7 +1010,7 @@ assert max(diffs) <= 1e-12
 # `loss_and_gradients` and our `AdamW`, once with autograd and `torch.optim.AdamW`. Two
 # simplifications keep the four runs quick on a CPU. The vocabulary is cut to the tokens that
 # occur in *The Verdict* (their GPT-2 ids renumbered 0, 1, 2, ...), so the embedding and the
-# head have a few thousand rows rather than 50,257; and dropout is off in both runs, because
+# head have 1,416 rows (printed below) rather than 50,257; and dropout is off in both runs, because
 # chapter 4's attention draws its dropout mask inside the SDPA kernel, where our forward cannot
 # reproduce it (section 6.6 checked the dropout backward with shared masks). We train once in
 # float64 and once in float32.
