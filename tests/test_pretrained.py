@@ -1,6 +1,7 @@
 """Tests for gpt2scratch.pretrained (chapter 07): HF checkpoints in, HF checkpoints out."""
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -329,3 +330,15 @@ def test_export_of_a_saved_checkpoint_round_trips(tmp_path, capsys):
     assert code == 0, err
     again = load_pretrained(tmp_path / "hf")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_the_name_mapping_lives_in_one_module():
+    """bench.py and every other module use gpt2scratch.pretrained; none keeps its own copy."""
+    import gpt2scratch
+
+    package = Path(gpt2scratch.__file__).parent
+    for module in package.glob("*.py"):
+        if module.name != "pretrained.py":
+            text = module.read_text(encoding="utf-8")
+            assert "CONV1D" not in text, module  # the Conv1D list is pretrained.CONV1D
+            assert '"transformer."' not in text and "'transformer.'" not in text, module
