@@ -924,8 +924,8 @@ plt.show()
 #   GPT-2 124M starts at train 3.75 / val 3.56 on *The Verdict* (rasbt's measurement); this
 #   build's stand-in went from 10.823 to 9.897 in five epochs.
 #
-# Next: chapter 8 (sampling and fast generation) makes these models generate faster, with a KV
-# cache, and better, with top-k and top-p sampling.
+# Next: [Chapter 8 — Sampling and fast generation](08_generation.ipynb) makes these models
+# generate faster, with a KV cache, and better, with top-k and top-p sampling.
 #
 # ## Exercises
 #
