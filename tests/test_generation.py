@@ -140,7 +140,7 @@ def test_static_positions_match_dynamic(tiny):
 
 def test_cache_is_preallocated_and_overflow_is_refused(tiny):
     cache = KVCache(tiny, batch_size=2)
-    assert cache.k.shape == (2, 2, 4, 16, 8) and len(cache) == 2
+    assert cache.k.shape == (2, 2, 4, 16, 8) and len(list(cache)) == 2
     assert cache.nbytes == 2 * 2 * 2 * 4 * 16 * 8 * 4
     short = KVCache(tiny, batch_size=2, max_len=8)
     with pytest.raises(ValueError, match="the cache holds 8 positions; cannot write 3 at start_pos=6"):

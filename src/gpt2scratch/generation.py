@@ -60,7 +60,9 @@ class LayerKV:
         keys and values of positions 0..start_pos+T-1 and the attention mask (None:
         every query may see every key)."""
         T = k.shape[2]
-        if isinstance(start_pos, torch.Tensor):  # one token, static shapes (section 8.7)
+        if isinstance(
+            start_pos, torch.Tensor
+        ):  # one token, static shapes (section 8.7)
             self.k.index_copy_(2, start_pos.view(1), k)
             self.v.index_copy_(2, start_pos.view(1), v)
             seen = torch.arange(self.k.shape[2], device=k.device) <= start_pos
@@ -87,7 +89,13 @@ class KVCache:
     def __init__(self, model, batch_size: int = 1, max_len: int | None = None):
         cfg = model.config
         max_len = cfg.context_length if max_len is None else max_len
-        shape = (cfg.n_layers, batch_size, cfg.n_heads, max_len, cfg.d_model // cfg.n_heads)
+        shape = (
+            cfg.n_layers,
+            batch_size,
+            cfg.n_heads,
+            max_len,
+            cfg.d_model // cfg.n_heads,
+        )
         w = model.wte.weight
         # zeros, not empty: masked-out slots must hold finite numbers (0 * nan = nan)
         self.k = torch.zeros(shape, dtype=w.dtype, device=w.device)
@@ -96,9 +104,6 @@ class KVCache:
 
     def __iter__(self):
         return iter(self.layers)
-
-    def __len__(self) -> int:
-        return len(self.layers)
 
     @property
     def nbytes(self) -> int:
@@ -152,7 +157,9 @@ def decode(
         model.train(was_training)
 
 
-def generate_ids(model, idx, max_new_tokens, *, eos_id=None, **sampling) -> torch.Tensor:
+def generate_ids(
+    model, idx, max_new_tokens, *, eos_id=None, **sampling
+) -> torch.Tensor:
     """(B, T) ids -> (B, T + n) ids, n <= max_new_tokens: fewer only when every row has
     produced `eos_id`; a finished row is padded with `eos_id`."""
     done = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
@@ -180,7 +187,9 @@ def _encode(model, prompt: str, tokenizer, eos_id):
     return tokenizer, eos_id, idx
 
 
-def generate_text(model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling):
+def generate_text(
+    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling
+):
     """`prompt` + at most max_new_tokens new tokens of text, cut at <|endoftext|>."""
     tokenizer, eos_id, idx = _encode(model, prompt, tokenizer, eos_id)
     new = generate_ids(model, idx, max_new_tokens, eos_id=eos_id, **sampling)
@@ -190,8 +199,10 @@ def generate_text(model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None,
     return prompt + tokenizer.decode(new)
 
 
-def stream_text(model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling):
-    """Yield the continuation of `prompt` piece by piece, as the tokens are generated."""
+def stream_text(
+    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling
+):
+    """Yield the continuation of `prompt` piece by piece, as tokens are generated."""
     tokenizer, eos_id, idx = _encode(model, prompt, tokenizer, eos_id)
     new, shown = [], ""
     with closing(decode(model, idx, max_new_tokens, **sampling)) as steps:
@@ -302,7 +313,9 @@ class StaticDecoder:
     """Decoding with static shapes: one KVCache, the position as a tensor, and on CUDA
     the one-token step captured once as a CUDA graph and replayed (section 8.7)."""
 
-    def __init__(self, model, batch_size: int = 1, max_len: int | None = None, graph=None):
+    def __init__(
+        self, model, batch_size: int = 1, max_len: int | None = None, graph=None
+    ):
         self.model = model.eval()
         device = model.wte.weight.device
         self.cache = KVCache(model, batch_size, max_len)
@@ -337,7 +350,9 @@ class StaticDecoder:
         return self.logits
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
+    def generate(
+        self, idx: torch.Tensor, max_new_tokens: int, **sampling
+    ) -> torch.Tensor:
         """(B, T) ids -> (B, T + max_new_tokens); the whole run must fit the cache."""
         T, max_len = idx.shape[1], self.cache.k.shape[3]
         if T + max_new_tokens > max_len:
