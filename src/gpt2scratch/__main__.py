@@ -3,6 +3,7 @@
     python -m gpt2scratch train --data story.txt [--model 124M --epochs 10 --out runs/story ...]
     python -m gpt2scratch train --data story.txt --epochs 20 --resume runs/story
     python -m gpt2scratch generate --checkpoint runs/story "Justice is served when" --max-length 100
+    python -m gpt2scratch generate --init gpt2 "Justice is served when"   # or --init HF_FOLDER
     python -m gpt2scratch run         # what `make run` calls: the course model on The Verdict
     python -m gpt2scratch train --init gpt2 --data story.txt   # fine-tune pretrained GPT-2 (ch. 07)
     python -m gpt2scratch export --checkpoint runs/story --out hf/story   # a Hugging Face folder
@@ -146,9 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p, out=None, checkpoint_every=1)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("generate", help="continue a prompt with a trained checkpoint")
+    p = sub.add_parser("generate", help="continue a prompt with a trained checkpoint or "
+                                     "pretrained weights")
     p.add_argument("prompt", help="the text to continue")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder (from train or run)")
+    _add_model_source(p)
     p.add_argument("--max-length", type=_positive_int, default=100, help="new tokens to generate (default 100)")
     p.add_argument("--temperature", type=_non_negative_float, default=0.8, help="0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=_positive_int, default=None, help="sample from the k likeliest tokens only")
@@ -176,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attention", help="write a self-contained HTML dashboard of a checkpoint's "
                                          "attention maps for a text (chapter 10)")
     p.add_argument("text", help="the text whose attention maps to show")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder (from train or run)")
+    _add_model_source(p)
     p.add_argument("--out", default="attention.html", metavar="FILE",
                    help="the HTML file to write (default attention.html)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
@@ -410,7 +412,7 @@ def _corpus_loaders(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The course model with chapter 05's section 5.8 recipe: 10 epochs, warm-up + cosine decay, clipping."""
-    from gpt2scratch.data import verdict_text
+    from gpt2scratch.data import ChecksumMismatchError, DataUnavailableError, verdict_text
 
     schedule = ("warm-up + cosine decay" if args.schedule == "cosine" else "constant lr") + (
         f", gradient clipping at {args.grad_clip:g}" if args.grad_clip else "")
@@ -418,7 +420,11 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{args.epochs} epochs, batch {args.batch_size}, AdamW lr {args.lr:g} ({schedule}), weight decay "
           f"{args.weight_decay:g}, dropout {args.dropout:g}, seed {args.seed}")
     t0 = time.perf_counter()
-    code = _train_and_report(args, verdict_text(), "The Verdict")
+    try:  # offline without a mirror, or a corrupt copy: the message says what to do
+        text = verdict_text()
+    except (DataUnavailableError, ChecksumMismatchError) as err:
+        raise UsageError(str(err)) from None
+    code = _train_and_report(args, text, "The Verdict")
     print(f"\nmake run took {(time.perf_counter() - t0) / 60:.1f} min")
     return code
 
@@ -427,6 +433,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gpt2scratch.checkpoint import load_checkpoint
     from gpt2scratch.pretrained import save_pretrained
 
+    if Path(args.out).is_file():
+        raise UsageError(f"--out {args.out} is a file; give the name of a folder to write")
     try:
         ckpt = load_checkpoint(args.checkpoint)
         folder = save_pretrained(ckpt.model, args.out)
@@ -443,18 +451,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_attention(args: argparse.Namespace) -> int:
     """Chapter 10's dashboard: every layer x head map of one text, in one offline HTML file."""
     from gpt2scratch.attention_viz import attention_maps, head_stats, write_dashboard
-    from gpt2scratch.checkpoint import load_checkpoint
     from gpt2scratch.train import pick_device
 
     if Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a folder; give a file name such as attention.html")
     try:
-        model = load_checkpoint(args.checkpoint, device=pick_device(args.device)).model
+        model = _load_model(args, pick_device(args.device))
         tokens, weights = attention_maps(model, args.text)
         stats = head_stats(weights) if len(tokens) > 1 else None
-        title = f"Attention maps: {args.checkpoint}"
+        title = f"Attention maps: {args.checkpoint or args.init}"
         path = write_dashboard(args.out, tokens, weights, stats, title)
-    except (FileNotFoundError, ValueError, TypeError) as err:
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError,
+            TypeError) as err:  # FileExists/NotADirectory: a file where --out needs a folder
         raise UsageError(str(err)) from None
     L, H, T, _ = weights.shape
     print(f"{path}: {L} layers x {H} heads, {T} tokens, {path.stat().st_size / 1e6:.2f} MB; "
@@ -463,12 +471,11 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from gpt2scratch.checkpoint import load_checkpoint
     from gpt2scratch.train import pick_device
 
     try:
         device = pick_device(args.device)
-        model = load_checkpoint(args.checkpoint, device=device).model
+        model = _load_model(args, device)
         if args.stream:
             from gpt2scratch.generation import check_prompt, check_sampling, stream_text
 

@@ -548,6 +548,16 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.steps < 1 or args.warmup < 0:
         parser.error(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+    for name in ("layers", "batch_size", "context_length", "prompt_tokens", "new_tokens"):
+        if getattr(args, name, None) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    try:  # a bad --preset, --layers or --dropout: one line, not a traceback
+        config = GPT2Config.preset(args.preset, dropout=getattr(args, "dropout", 0.0), **_layers(args))
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+    if args.command == "train" and (args.context_length or 0) > config.context_length:
+        parser.error(f"--context-length {args.context_length} is longer than preset {args.preset}'s "
+                     f"context of {config.context_length} tokens")
     if args.command == "backward":
         bench_backward(args, list(sys.argv[1:] if argv is None else argv)[1:])
         return 0
