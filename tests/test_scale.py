@@ -175,3 +175,19 @@ def test_without_torchrun_a_world_of_one(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     info = init_distributed("cpu")
     assert info == DistInfo(device=torch.device("cpu")) and info.is_main
+
+
+def test_cli_trains_with_accumulation_and_refuses_an_uneven_split(tmp_path, capsys):
+    from gpt2scratch.__main__ import main
+
+    data = tmp_path / "story.txt"
+    data.write_text("Every effort moves you, and the story goes on. " * 60, encoding="utf-8")
+    common = ["train", "--data", str(data), "--model", "tiny", "--context-length", "16",
+              "--epochs", "1", "--eval-iters", "1", "--prompt", "", "--no-progress",
+              "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as stop:
+        main([*common, "--batch-size", "6", "--accum-steps", "4"])
+    assert stop.value.code == 2
+    assert "use a multiple of 4" in capsys.readouterr().err
+    assert main([*common, "--batch-size", "4", "--accum-steps", "2"]) == 0
+    assert (tmp_path / "run" / "latest.json").exists()
