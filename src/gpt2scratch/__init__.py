@@ -2,9 +2,11 @@
 
 Hand-written: the public API, re-exported from the generated modules, and nothing else.
 """
+from gpt2scratch.attention_viz import attention_maps
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import load_pretrained, save_pretrained
 from gpt2scratch.quickmode import is_quick as quick  # for the chapters; not public API
 from gpt2scratch.tokenizer import GPT2Tokenizer, gpt2_encoding
 
-__all__ = ["GPT2", "GPT2Config", "GPT2Tokenizer", "gpt2_encoding", "load_pretrained", "save_pretrained"]
+__all__ = ["GPT2", "GPT2Config", "GPT2Tokenizer", "attention_maps", "gpt2_encoding", "load_pretrained",
+           "save_pretrained"]

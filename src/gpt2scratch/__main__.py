@@ -249,6 +249,8 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
     from gpt2scratch.checkpoint import CheckpointWriteError
     from gpt2scratch.train import NonFiniteLossError, prepare_run, train
 
+    if Path(args.out).is_file():  # found now, not at the first save after an epoch
+        raise UsageError(f"--out {args.out} is a file; give the name of a checkpoint folder")
     info, fast = _fast_path(args)  # chapter 11: torchrun's process group, the fast path
     if not info.is_main:  # only rank 0 logs
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the rest of this process)
