@@ -250,79 +250,57 @@ def load_adapter(
     return model
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """This process's peak memory so far: CUDA's peak allocation; else the resident
+    high-water mark (VmHWM: ru_maxrss would count the parent's memory at fork)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:  # Linux
+            kib = next(line for line in f if line.startswith("VmHWM:")).split()[1]
+        return int(kib) / 1024
+    except (OSError, StopIteration):  # macOS: ru_maxrss is in bytes there
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def finetune_and_measure(
-    base: str,
-    corpus: str,
-    *,
-    rank: int | None,
-    lr: float,
-    steps: int,
-    alpha: float = 16.0,
-    batch_size: int = 8,
-    context_length: int = 128,
-    eval_batches: int = 20,
-    prompt: str = "def ",
-    sample_tokens: int = 30,
-    seed: int = 123,
+    base: str, corpus: str, *, rank: int | None, lr: float, steps: int,
+    alpha: float = 16.0, batch_size: int = 8, context_length: int = 128,
+    eval_batches: int = 20, prompt: str = "def ", seed: int = 123,
     save_to: str | None = None,
-) -> dict:
-    """Fine-tune the checkpoint `base` on a tokenised corpus folder for `steps` steps,
-    fully (rank None) or with LoRA, and measure it. Run it in a fresh process: the
-    peak memory it reports is the process's (ru_maxrss, or CUDA's peak allocation)."""
+) -> dict:  # fmt: skip
+    """Fine-tune the checkpoint `base` on a tokenised corpus folder for `steps` steps
+    (>= 3), fully (rank None) or with LoRA, and measure it. Run it in a fresh process,
+    so that the peak memory it reports is this run's."""
     from gpt2scratch.checkpoint import load_checkpoint, save_checkpoint
-    from gpt2scratch.corpus import Corpus, corpus_loaders
+    import gpt2scratch.corpus as corpus_module  # reimport-ok: lora.py needs the module
     from gpt2scratch.train import TrainSettings, prepare_run, train
 
     model = load_checkpoint(base).model
     if rank is not None:
         apply_lora(model, rank, alpha, verbose=False)
     trainable, total = count_parameters(model)
-    loaders = corpus_loaders(Corpus.load(corpus), context_length, batch_size, seed)
+    corpus = corpus_module.Corpus.load(corpus)  # reimport-ok: see the import above
+    loaders = corpus_module.corpus_loaders(corpus, context_length, batch_size, seed)
     settings = TrainSettings(
-        context_length=context_length,
-        batch_size=batch_size,
-        dropout=0.0,
-        lr=lr,
-        weight_decay=0.0,
-        grad_clip=1.0,
-        eval_every=steps,
-        eval_iters=eval_batches,
-        max_steps=steps,
-        seed=seed,
-        progress=False,
-        verbose=False,
-    )
+        context_length=context_length, batch_size=batch_size, dropout=0.0, lr=lr,
+        weight_decay=0.0, grad_clip=1.0, eval_every=steps, eval_iters=eval_batches,
+        max_steps=steps, seed=seed, progress=False, verbose=False,
+    )  # fmt: skip
     run = prepare_run(settings, model=model, loaders=loaders)
-    sample = lambda: run.model.generate(prompt, max_length=sample_tokens, temperature=0)  # noqa: E731
-    before, times = sample(), []
-    history = train(
-        run.model,
-        *loaders,
-        run.optimizer,
-        settings,
-        device=run.device,
-        callbacks=[lambda info: times.append(time.perf_counter())],
-    )
+    options = dict(max_length=30, temperature=0)  # greedy: no randomness
+    before, times = run.model.generate(prompt, **options), []
+    history = train(run.model, *loaders, run.optimizer, settings, device=run.device,
+                    callbacks=[lambda info: times.append(time.perf_counter())])  # fmt: skip
+    # the time between step ends; the last step also evaluated, so it is left out
     step_s = statistics.median(b - a for a, b in zip(times[:-2], times[1:-1]))
-    if run.device.type == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:  # ru_maxrss is in KiB on Linux, in bytes on macOS
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (
-            2**20 if sys.platform == "darwin" else 2**10
-        )
-    if save_to is not None:
-        save_adapter(model, save_to) if rank is not None else save_checkpoint(
-            save_to, model
-        )
+    if save_to is not None and rank is not None:
+        save_adapter(model, save_to)
+    elif save_to is not None:
+        save_checkpoint(save_to, model)
     return dict(
-        rank=rank,
-        trainable=trainable,
-        total=total,
-        step_ms=1000 * step_s,
-        peak_mb=peak_mb,
-        val_before=history.val_loss[0],
-        val_after=history.val_loss[-1],
-        sample_before=before,
-        sample_after=sample(),
-        device=str(run.device),
-    )
+        rank=rank, trainable=trainable, total=total, step_ms=1000 * step_s,
+        peak_mb=peak_memory_mb(run.device), val_before=history.val_loss[0],
+        val_after=history.val_loss[-1], sample_before=before,
+        sample_after=run.model.generate(prompt, **options), device=str(run.device),
+    )  # fmt: skip
