@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 import gpt2scratch.checkpoint as checkpoint
 from gpt2scratch.checkpoint import (
-    LATEST, load_checkpoint, pack, read_manifest, resolve_checkpoint, save_checkpoint, unpack,
+    LATEST, load_checkpoint, pack, resolve_checkpoint, save_checkpoint, unpack,
 )
 from gpt2scratch.dataset import create_dataloader
 from gpt2scratch.model import GPT2, GPT2Config
@@ -214,25 +214,14 @@ def test_keep_and_repeated_steps(tmp_path):
 
 
 def test_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint at .*: the folder does not exist"):
-        load_checkpoint(tmp_path / "nope")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="expected latest.json"):
-        load_checkpoint(tmp_path / "empty")
+    # a missing or empty folder, a wrong shape, a truncated file: tests/test_bad_inputs.py
     model, optimizer, _ = trained(tmp_path)
-    folder = save_checkpoint(tmp_path / "ck", model, train_state={"step": 1})
+    save_checkpoint(tmp_path / "ck", model, train_state={"step": 1})
     with pytest.raises(ValueError, match="holds no optimizer state"):
         load_checkpoint(tmp_path / "ck", GPT2(TINY), optimizer)
-    other = GPT2(GPT2Config(vocab_size=97, context_length=16, d_model=32, n_layers=2, n_heads=2))
-    with pytest.raises(ValueError, match=r"model.safetensors: \S+ has shape \([0-9, ]+\), the model expects"):
-        load_checkpoint(tmp_path / "ck", other)
     deeper = GPT2(GPT2Config(vocab_size=97, context_length=16, d_model=16, n_layers=3, n_heads=2))
     with pytest.raises(ValueError, match=r"missing keys \['h.2"):
         load_checkpoint(tmp_path / "ck", deeper)
-    with open(folder / "model.safetensors", "r+b") as f:
-        f.truncate(100)
-    with pytest.raises(ValueError, match="has 100 bytes, the manifest says .*truncated"):
-        read_manifest(tmp_path / "ck")
 
 
 def test_files_are_not_private(tmp_path):

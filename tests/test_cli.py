@@ -5,7 +5,6 @@ import sys
 import types
 from pathlib import Path
 
-import pytest
 import torch
 
 from gpt2scratch.__main__ import build_parser, main
@@ -25,61 +24,7 @@ def run_main(argv, capsys):
     return code, out, err
 
 
-def one_line_error(err):
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-def test_missing_file_is_a_one_line_error_from_the_real_command(tmp_path):
-    missing = tmp_path / "nope.txt"
-    proc = subprocess.run([sys.executable, "-m", "gpt2scratch", "train", "--data", str(missing)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    line = one_line_error(proc.stderr)
-    assert line.startswith("python -m gpt2scratch train: error: no such file:") and str(missing) in line
-
-
-def test_non_utf8_text(tmp_path, capsys):
-    path = tmp_path / "latin1.txt"
-    path.write_bytes("Un caf\xe9, s'il vous pla\xeet".encode("latin-1"))
-    code, _, err = run_main(["train", "--data", str(path)], capsys)
-    assert code == 2 and "is not UTF-8 text: invalid byte at offset 6" in one_line_error(err)
-
-
-def test_empty_text(tmp_path, capsys):
-    path = tmp_path / "empty.txt"
-    path.write_text("  \n", encoding="utf-8")
-    code, _, err = run_main(["train", "--data", str(path)], capsys)
-    assert code == 2 and "is empty" in one_line_error(err)
-
-
-def test_text_shorter_than_one_window_names_the_token_counts(tmp_path, capsys):
-    path = tmp_path / "short.txt"
-    path.write_text("Justice is served when the story is long enough.", encoding="utf-8")
-    code, _, err = run_main(["train", "--data", str(path)], capsys)
-    line = one_line_error(err)
-    assert code == 2 and "the train split (90% of the text) has" in line and "needs 257" in line
-
-
-def test_validation_split_too_short(tmp_path, capsys):
-    path = tmp_path / "story.txt"
-    path.write_text(STORY[:2000], encoding="utf-8")  # ~400 tokens: train fits a window of 256, val does not
-    code, _, err = run_main(["train", "--data", str(path)], capsys)
-    line = one_line_error(err)
-    assert code == 2 and "the validation split (10% of the text) has" in line and "needs 257" in line
-    assert "the whole text has" in line
-
-
-def test_bad_options(tmp_path, capsys):
-    path = tmp_path / "story.txt"
-    path.write_text(STORY, encoding="utf-8")
-    code, _, err = run_main(["train", "--data", str(path), "--model", "huge"], capsys)
-    assert code == 2 and "unknown preset 'huge'" in one_line_error(err)
-    code, _, err = run_main(["train", "--data", str(path), "--epochs", "0"], capsys)
-    assert code == 2 and "expected a positive integer, got 0" in err  # argparse: usage line + message
-    code, _, err = run_main(["train", "--data", str(path), "--dropout", "1.5", "--model", "tiny"], capsys)
-    assert code == 2 and "dropout must be finite and >= 0 and < 1, got 1.5" in one_line_error(err)
+# Bad input (a missing, non-UTF-8, empty or short text, bad options): tests/test_bad_inputs.py
 
 
 def test_train_resume_and_generate_end_to_end(tmp_path, capsys):
@@ -114,13 +59,6 @@ def test_generate_on_a_saved_tiny_checkpoint(tmp_path, capsys):
                              "--temperature", "0"], capsys)
     expected = model.generate("Hello", max_length=5, temperature=0.0)
     assert code == 0 and out.rstrip("\n") == expected
-
-
-def test_generate_errors(tmp_path, capsys):
-    code, _, err = run_main(["generate", "--checkpoint", str(tmp_path / "nope"), "Hi"], capsys)
-    assert code == 2 and "no checkpoint at" in one_line_error(err)
-    code, _, err = run_main(["generate", "--checkpoint", str(tmp_path), "Hi", "--temperature", "-1"], capsys)
-    assert code == 2 and "expected a finite number >= 0" in err
 
 
 def test_bench_is_dispatched_lazily(monkeypatch, capsys):

@@ -178,16 +178,4 @@ def test_load_text(tmp_path):
     assert load_text(str(path)) == "Hello, wörld!\n"
 
 
-def test_load_text_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file: .*missing.txt"):
-        load_text(tmp_path / "missing.txt")
-    with pytest.raises(IsADirectoryError, match="is a folder"):
-        load_text(tmp_path)
-    latin1 = tmp_path / "latin1.txt"
-    latin1.write_bytes("café au lait".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text: invalid byte at offset 3 \(bytes e9"):
-        load_text(latin1)
-    for name, content in [("empty.txt", b""), ("blank.txt", b" \n\t\n")]:
-        (tmp_path / name).write_bytes(content)
-        with pytest.raises(ValueError, match=f"{name} is empty"):
-            load_text(tmp_path / name)
+# load_text's errors (missing, a folder, not UTF-8, empty, blank): tests/test_bad_inputs.py

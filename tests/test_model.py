@@ -56,8 +56,7 @@ def test_hf_preset_names(hf, ours):
 def test_preset_overrides_and_unknown():
     c = GPT2Config.preset("355M", context_length=128, dropout=0.0)
     assert (c.d_model, c.n_layers, c.n_heads, c.context_length, c.dropout) == (1024, 24, 16, 128, 0.0)
-    with pytest.raises(ValueError, match="unknown preset 'gpt5'; valid names: tiny, mini, 124M, .*gpt2-xl"):
-        GPT2Config.preset("gpt5")
+    # an unknown name: tests/test_bad_inputs.py
     with pytest.raises(TypeError, match="preset name must be a str, got int 124"):
         GPT2Config.preset(124)
 
@@ -216,10 +215,7 @@ def test_dropout_only_in_training_mode():
 
 
 def test_forward_errors(tiny):
-    with pytest.raises(ValueError, match="sequence length 17 exceeds context_length 16"):
-        tiny(torch.zeros(1, 17, dtype=torch.long))
-    with pytest.raises(TypeError, match="integer tensor.*float32"):
-        tiny(torch.zeros(1, 4))
+    # too long, float ids: tests/test_bad_inputs.py
     with pytest.raises(TypeError, match="got list"):
         tiny([[1, 2, 3]])
     with pytest.raises(ValueError, match=r"\(batch, seq_len\).*\(4,\)"):
@@ -363,24 +359,18 @@ def test_generate_argument_errors(tiny, kwargs, exc, msg):
                 else tiny.generate(prompt, 3, **kwargs)
 
 
-def test_generate_length_and_prompt_errors(tiny):
+def test_generate_length_and_prompt_errors(tiny):  # more in tests/test_bad_inputs.py
     tok = CharTokenizer()
     with pytest.raises(ValueError, match="max_length must be >= 1, got 0"):
         tiny.generate("hi", max_length=0, tokenizer=tok)
-    with pytest.raises(ValueError, match="max_new_tokens must be >= 0, got -1"):
-        tiny.generate(torch.tensor([[1]]), max_new_tokens=-1)
     with pytest.raises(TypeError, match="max_length must be an int"):
         tiny.generate("hi", max_length=2.0, tokenizer=tok)
     with pytest.raises(TypeError, match="max_new_tokens must be an int"):
         tiny.generate(torch.tensor([[1]]))  # how many tokens?
     with pytest.raises(TypeError, match="not both"):
         tiny.generate("hi", 3, max_length=3, tokenizer=tok)
-    with pytest.raises(ValueError, match="prompt must be a non-empty string, got ''"):
-        tiny.generate("", max_length=3, tokenizer=tok)
     with pytest.raises(TypeError, match="prompt must be a str or a"):
         tiny.generate([1, 2], max_new_tokens=3)
-    with pytest.raises(ValueError, match=r"token ids must be in \[0, 97\)"):
-        tiny.generate(torch.tensor([[1, 500]]), 3)
     with pytest.raises(ValueError, match="token ids must be in"):
         tiny.generate("~~~é", max_length=3, tokenizer=tok)  # 'é' encodes to an id >= 97
     with pytest.raises(ValueError, match=r"idx must have shape \(batch, seq_len\).*\(2,\)"):

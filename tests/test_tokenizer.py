@@ -215,8 +215,6 @@ def test_special_tokens(tok, enc):
 
 
 def test_special_token_argument_errors(tok):
-    with pytest.raises(ValueError, match=r"<\|endoftxt\|>.*not special tokens"):
-        tok.encode("x", allowed_special={"<|endoftxt|>"})
     with pytest.raises(TypeError, match="allowed_special must be 'all' or a collection"):
         tok.encode("x", allowed_special=ENDOFTEXT)  # a bare string, not a set
     with pytest.raises(TypeError, match="disallowed_special"):
@@ -227,23 +225,15 @@ def test_special_token_argument_errors(tok):
 
 # --- input errors -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad", [None, b"bytes", 5, ["a"]])
+@pytest.mark.parametrize("bad", [b"bytes", 5, ["a"]])  # None: tests/test_bad_inputs.py
 def test_encode_rejects_non_str(tok, bad):
     with pytest.raises(TypeError, match="encode expects a str"):
         tok.encode(bad)
 
 
-def test_decode_errors(tok):
-    with pytest.raises(ValueError, match=r"token id 50257 is out of range: valid ids are 0\.\.50256"):
-        tok.decode([1, 50257])
-    with pytest.raises(ValueError, match="token id -1 is out of range"):
-        tok.decode([-1])
-    with pytest.raises(TypeError, match=r"token ids must be ints, got 1\.5"):
-        tok.decode([1.5])
+def test_decode_errors(tok):  # out-of-range, float and str ids: tests/test_bad_inputs.py
     with pytest.raises(TypeError, match="token ids must be ints"):
         tok.decode([True])
-    with pytest.raises(TypeError, match="got str"):
-        tok.decode("hello")
     assert tok.decode(np.array([6109, 3626], dtype=np.int64)) == "Every effort"  # numpy ints are fine
     assert tok.decode([]) == ""
 
