@@ -2001,9 +2001,10 @@ plt.show()
 #
 # Chapters 7 to 10 compare, sample and inspect "the chapter-5 model". They all get it from one
 # function, so that the phrase means one thing. When `make run` has left its checkpoint in
-# `runs/verdict`, that is the model. Otherwise (in CI, or before you have run it) the function
-# trains a small **stand-in** once (GPT-2 "mini", 4 epochs, about half a minute on a laptop
-# CPU) and caches it under `runs/`. Its label says which one it is, and every output that uses it prints the label.
+# `runs/verdict`, that is the model. Otherwise (in CI, before you have run it, and always in
+# quick mode, so that `make test` sees the same model everywhere) the function trains a small
+# **stand-in** once (GPT-2 "mini", 4 epochs, about half a minute on a laptop CPU) and caches it
+# under `runs/`. Its label says which one it is, and every output that uses it prints the label.
 
 # %%
 #| export
@@ -2011,6 +2012,7 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 
 from gpt2scratch.data import _repo_root, verdict_text  # noqa: E402
+from gpt2scratch.quickmode import is_quick  # noqa: E402
 
 COURSE_RUN = Path("runs") / "verdict"  # where `make run` saves the course model
 STANDIN = TrainSettings(  # small enough to train in well under a minute on 2 cores
@@ -2036,10 +2038,13 @@ class CourseModel:
 # %%
 #| export
 def chapter5_model(device=None) -> CourseModel:
-    """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached)."""
+    """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached).
+
+    Quick mode (`make test`) always takes the stand-in: the same model on every machine.
+    """
     device = pick_device(device)
     runs = (_repo_root() or Path.cwd()) / "runs"
-    if (runs.parent / COURSE_RUN / "latest.json").is_file():
+    if not is_quick() and (runs.parent / COURSE_RUN / "latest.json").is_file():
         model = load_checkpoint(runs.parent / COURSE_RUN, device=device).model
         label = "chapter-5 model (make run: GPT-2 124M, runs/verdict)"
         return CourseModel(model.eval(), label, standin=False)

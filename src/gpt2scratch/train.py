@@ -753,6 +753,7 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 
 from gpt2scratch.data import _repo_root, verdict_text  # noqa: E402
+from gpt2scratch.quickmode import is_quick  # noqa: E402
 
 COURSE_RUN = Path("runs") / "verdict"  # where `make run` saves the course model
 STANDIN = TrainSettings(  # small enough to train in well under a minute on 2 cores
@@ -772,10 +773,13 @@ class CourseModel:
 
 
 def chapter5_model(device=None) -> CourseModel:
-    """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached)."""
+    """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached).
+
+    Quick mode (`make test`) always takes the stand-in: the same model on every machine.
+    """
     device = pick_device(device)
     runs = (_repo_root() or Path.cwd()) / "runs"
-    if (runs.parent / COURSE_RUN / "latest.json").is_file():
+    if not is_quick() and (runs.parent / COURSE_RUN / "latest.json").is_file():
         model = load_checkpoint(runs.parent / COURSE_RUN, device=device).model
         label = "chapter-5 model (make run: GPT-2 124M, runs/verdict)"
         return CourseModel(model.eval(), label, standin=False)
