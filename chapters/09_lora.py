@@ -87,6 +87,7 @@ import numpy as np
 from gpt2scratch.checkpoint import load_checkpoint, save_checkpoint
 from gpt2scratch.data import verdict_text
 from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.pretrained import find_pretrained, load_pretrained
 from gpt2scratch.quickmode import full_or_quick
 from gpt2scratch.tokenizer import gpt2_encoding
 from gpt2scratch.train import (
@@ -1218,12 +1219,20 @@ assert tokenized["peak_mb"] - baseline["peak_mb"] < 200 and on_disk == 2 * token
 # checkpoint and on the same batches. Full fine-tuning uses a learning rate of 5e-4; LoRA, whose
 # $B$ starts at zero and which has far fewer parameters to move, 2e-3 with $\alpha = 16$ (a
 # common choice). Both use AdamW without weight decay, gradient clipping at 1, and no dropout.
-# The prompt is the start of a Python function.
+# The prompt is the start of a Python function. The base is OpenAI's GPT-2 124M when its
+# weights are on this machine (`GPT2SCRATCH_GPT2_DIR` or the Hugging Face cache, see
+# [Chapter 7](07_pretrained.ipynb)); here they are not, so it is the chapter-5 model above,
+# whose label says which one it is.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 base_dir = work / "base"
-save_checkpoint(base_dir, chapter5_model().model)
+try:  # OpenAI's GPT-2 124M when it is on this machine (chapter 7), else the chapter-5 model
+    find_pretrained("gpt2", download=False)
+    base_model = load_pretrained("gpt2")
+except FileNotFoundError:
+    base_model = chapter5_model().model
+save_checkpoint(base_dir, base_model)
 FINETUNE = """
 import json, sys
 from gpt2scratch.lora import finetune_and_measure  # reimport-ok: a separate process
