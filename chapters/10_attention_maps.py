@@ -791,6 +791,9 @@ def attention_widget(tokens: Sequence[str], weights: torch.Tensor):
     redraw()
     view = widgets.VBox([widgets.HBox([layer, head]), query, image, keys])
     view.image, view.layer, view.head, view.query = image, layer, head, query
+    bundle = view._repr_mimebundle_  # a static page shows only text/plain: say what it is
+    note = "(attention view: layer and head sliders, query picker; live in JupyterLab)"
+    view._repr_mimebundle_ = lambda **kw: {**bundle(**kw), "text/plain": note}
     return view
 
 
