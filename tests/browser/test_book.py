@@ -99,7 +99,10 @@ def source_facts(page: str) -> tuple[int, int]:
     """(image outputs, hide-input code cells) in the page's source in chapters/."""
     notebook = CHAPTERS_DIR / f"{page}.ipynb"
     if not notebook.exists():
-        markdown = (CHAPTERS_DIR / f"{page}.md").read_text(encoding="utf-8")
+        source = CHAPTERS_DIR / f"{page}.md"
+        if not source.exists():  # generated when the book is built (the API reference)
+            source = ROOT / "_build" / "pages" / f"{page}.md"
+        markdown = source.read_text(encoding="utf-8")
         return len(re.findall(r"!\[[^\]]*\]\(|<img\b", markdown)), 0
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     images = sum(any(k.startswith("image/") for k in out.get("data", {}))
