@@ -2086,7 +2086,7 @@ def chapter5_model(device=None) -> CourseModel:
 # * **Checkpoints** resume a run bit for bit ([Appendix A](A_engineering.ipynb)), and the command
 #   line `python -m gpt2scratch train|generate|run` wraps it all.
 #
-# Next: chapter 6 computes the gradients that `loss.backward()` gave us here by hand, and
+# Next: [Chapter 6](06_backprop.ipynb) computes the gradients that `loss.backward()` gave us here by hand, and
 # [Appendix A](A_engineering.ipynb) shows the engineering under `train()`: atomic checkpoints,
 # verified data files, and one error contract.
 #
