@@ -1433,7 +1433,8 @@ assert table["code r=8"]["code"] < table["none (base)"]["code"]
 #   against 6.452, from 10.857). Adapters
 #   for two domains then share one base model on disk, each a 65 KB file.
 #
-# Next: chapter 10 opens the model up and looks at what its attention heads attend to.
+# Next: [Chapter 10 — Attention-map dashboards](10_attention_maps.ipynb) opens the model up and
+# looks at what its attention heads attend to.
 #
 # ## Exercises
 #
