@@ -20,6 +20,7 @@ import torch
 
 from gpt2scratch.__main__ import main
 from gpt2scratch.attention_viz import write_dashboard
+from gpt2scratch.backprop import model_gradients
 from gpt2scratch.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from gpt2scratch.data import load_text
 from gpt2scratch.lora import apply_lora, load_adapter
@@ -121,6 +122,10 @@ LIBRARY = [
       "token ids must be in [0, 50257)", id="generate-id-out-of-range"),
     P(lambda idx: tiny().generate(idx, max_new_tokens=-1), (torch.tensor([[1]]),), ValueError,
       "max_new_tokens must be >= 0, got -1", id="generate-negative-length"),
+    # the hand-written backward (chapter 6): ids are checked before torch indexes with them
+    P(lambda idx: model_gradients(tiny(), idx, torch.tensor([[1, 2]])),
+      (torch.tensor([[1, 60000]]),), ValueError, "token ids must be in [0, 50257), got min 1, max 60000",
+      id="backprop-id-out-of-range"),
     # checkpoints (moved from test_checkpoint.py, with two new ones)
     P(load_checkpoint, ("{tmp}/nope",), FileNotFoundError,
       "no checkpoint at {tmp}/nope: the folder does not exist", id="checkpoint-missing"),

@@ -216,7 +216,8 @@ def block_backward(block, dx, cache, p: float = 0.0):
 
 def model_forward(model, idx, generator=None):
     """GPT-2's forward, op by op: (B*T, V) logits and the caches the backward needs."""
-    check_token_ids(idx, context_length=model.config.context_length)
+    config = model.config
+    check_token_ids(idx, vocab_size=config.vocab_size, context_length=config.context_length)
     p = model.config.dropout if model.training else 0.0
     x = model.wte.weight[idx] + model.wpe.weight[: idx.shape[1]]  # (B, T, C)
     drop0 = dropout_mask(x.shape, p, x, generator)
