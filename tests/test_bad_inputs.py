@@ -18,7 +18,6 @@ import urllib.request
 import pytest
 import torch
 
-from gpt2scratch.__main__ import main
 from gpt2scratch.attention_viz import write_dashboard
 from gpt2scratch.backprop import model_gradients
 from gpt2scratch.checkpoint import load_checkpoint, read_manifest, save_checkpoint
@@ -28,6 +27,7 @@ from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import load_pretrained, save_pretrained
 from gpt2scratch.tokenizer import GPT2Tokenizer
 from gpt2scratch.train import pick_device
+from cli_run import run_main  # tests/cli_run.py
 
 TINY = GPT2Config.preset("tiny", context_length=32)  # the GPT-2 vocabulary, 32 dims, 2 layers
 STORY = "Justice is served when the jury has heard every word of the story, and not a moment before. "
@@ -168,14 +168,6 @@ def test_library_bad_input(files, fn, args, error, message):
 
 
 # --------------------------------------------------------------------------- the CLI
-def run_main(argv, capsys):
-    """(exit code, stdout, stderr) of main(argv), whether it returns or raises SystemExit."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 TRAIN = ["--model", "tiny", "--context-length", "32", "--no-progress"]

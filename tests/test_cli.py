@@ -10,18 +10,11 @@ import torch
 from gpt2scratch.__main__ import build_parser, main
 from gpt2scratch.checkpoint import load_checkpoint, save_checkpoint
 from gpt2scratch.model import GPT2, GPT2Config
+from cli_run import run_main  # tests/cli_run.py
 
 STORY = ("Justice is served when the jury has heard every word of the story, and not a moment before. " * 60)
 
 
-def run_main(argv, capsys):
-    """(exit code, stdout, stderr) of main(argv), whether it returns or raises SystemExit."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # Bad input (a missing, non-UTF-8, empty or short text, bad options): tests/test_bad_inputs.py

@@ -23,6 +23,7 @@ from gpt2scratch.corpus import (
     split_documents,
 )
 from gpt2scratch.tokenizer import gpt2_encoding
+from cli_run import run_main as run_cli  # tests/cli_run.py
 
 ENC = gpt2_encoding()
 EOT = ENC.eot_token
@@ -211,15 +212,6 @@ def test_peak_memory_does_not_grow_with_the_corpus(tmp_path):
 # --- the command line: train --data FOLDER / several files / --glob -------------------
 
 
-def run_cli(argv, capsys):
-    from gpt2scratch.__main__ import main
-
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 TINY_RUN = ["--model", "tiny", "--context-length", "16", "--batch-size", "2", "--epochs",

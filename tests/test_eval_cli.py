@@ -5,21 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt2scratch.__main__ import main
 from gpt2scratch.checkpoint import save_checkpoint
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.tokenizer import gpt2_encoding
+from cli_run import run_main as run  # tests/cli_run.py
 
 TEXT = "Justice is served when the jury has heard every word of the story. " * 30
 
 
-def run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from gpt2scratch.generation import (
     KVCache, decode, generate, generate_ids, next_logits, sample_next, stream_text, top_p_filter,
 )
 from gpt2scratch.model import GPT2, GPT2Config
+from cli_run import run_main as _cli  # tests/cli_run.py
 
 TINY = GPT2Config(vocab_size=97, context_length=16, d_model=32, n_layers=2, n_heads=4, dropout=0.0)
 
@@ -239,15 +240,6 @@ def test_max_length_zero(tiny):
 
 
 # --------------------------------------------------------------------------- the CLI
-def _cli(argv, capsys):
-    from gpt2scratch.__main__ import main
-
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_generate_top_p_no_cache_and_stream(tmp_path, capsys):

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from gpt2scratch import load_pretrained, save_pretrained
-from gpt2scratch.__main__ import main
 from gpt2scratch.checkpoint import load_checkpoint, save_checkpoint
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import (
@@ -21,6 +20,7 @@ from gpt2scratch.pretrained import (
     from_hf,
     to_hf,
 )
+from cli_run import run_main  # tests/cli_run.py
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -271,13 +271,6 @@ def test_folder_without_files(tmp_path):
 
 
 # --- the command line ---------------------------------------------------------------------------
-def run_main(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_train_init_from_a_folder_then_export(tmp_path, capsys):
