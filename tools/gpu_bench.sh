@@ -8,9 +8,10 @@
 # It installs nothing: it needs python3 with torch and transformers (PYTHON= picks another).
 # Most important first, so that a run cut short still leaves the first files:
 #   1. bench train:     ours vs HF GPT2LMHeadModel, eager and compiled, 124M, B=16, T=1024, bf16
-#   2. bench fastpath:  the ladder of section 11.3 at B=16 (each part of the fast path added in turn)
-#   3. bench fastpath:  the last three rungs at B=64
-#   4. bench fastpath:  the whole fast path at B=64 with dropout 0 (how GPT-2-size models pre-train today)
+#   2. GEN_CMD, if set (issue 10's generation benchmark)
+#   3. bench fastpath:  the whole fast path at B=64 with dropout 0 (how GPT-2-size models pre-train today)
+#   4. bench fastpath:  the ladder of section 11.3 at B=16 (each part of the fast path added in turn)
+#   5. bench fastpath:  the last three rungs at B=64
 set -u -o pipefail
 MODE=${1:-cuda}
 OUT=${OUT:?set OUT to the folder for the JSON files and the log}
@@ -39,12 +40,12 @@ step train $B train --device $DEV ${SIZE[@]+"${SIZE[@]}"} --batch-size $B16 --co
 if [ -n "${GEN_CMD:-}" ]; then  # issue 10's generation benchmark: short, so it goes second
   step generate bash -c "$GEN_CMD"
 fi
+step fast-b$B64-dropout0 $B fastpath --device $DEV ${SIZE[@]+"${SIZE[@]}"} --batch-size $B64 --rungs 5:6 \
+  --dropout 0 --json "$OUT/fastpath_${DEV}_b${B64}_dropout0.json"
 step ladder-b$B16 $B fastpath --device $DEV ${SIZE[@]+"${SIZE[@]}"} --batch-size $B16 \
   --json "$OUT/fastpath_${DEV}_b$B16.json"
 step ladder-b$B64 $B fastpath --device $DEV ${SIZE[@]+"${SIZE[@]}"} --batch-size $B64 --rungs 3:6 \
   --json "$OUT/fastpath_${DEV}_b$B64.json"
-step fast-b$B64-dropout0 $B fastpath --device $DEV ${SIZE[@]+"${SIZE[@]}"} --batch-size $B64 --rungs 5:6 \
-  --dropout 0 --json "$OUT/fastpath_${DEV}_b${B64}_dropout0.json"
 echo "== done, status $status; files in $OUT:" | tee -a "$LOG"
 ls "$OUT" | tee -a "$LOG"
 exit $status
