@@ -34,6 +34,8 @@ def test_bench_generate_smoke(capsys):
                        "--steps", "1", "--warmup", "0"]) == 0
     out = capsys.readouterr().out
     assert "greedy continuations identical: True" in out
+    assert re.search(r"the matmuls alone \(.*\): \d+\.\d tok/s = \d+\.\d% of the bound", out)
+    assert re.search(r"of the bandwidth bound and \d+\.\d% of the matmuls-alone rate", out)
     assert re.search(r"ours/HF tok/s = \d+\.\d\d \(median of 1 pairs\)\n$", out)
 
 
