@@ -1,30 +1,39 @@
 """Bad input, collected in one place (issue 14).
 
 Each case is one line: what is called, with what, the error it must raise and a piece of the
-message that names the offending value or path. `{tmp}` in an argument or a message is the
-folder the `files` fixture fills with tiny models and broken files.
+message that names the offending value or path (a compiled regex where the order of its
+pieces matters). `{tmp}` in an argument or a message is the folder the `files` fixture fills
+with tiny models and broken files.
 
 The CLI part runs every subcommand of `python -m gpt2scratch` in-process with a bad input:
 exit code 2, the last line of stderr names the bad value, and no "Traceback". Errors found
 while preparing a command (`UsageError`) are one line; argparse's own add a usage line.
 """
 import functools
+import json
 import re
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
-from gpt2scratch.attention_viz import write_dashboard
+from gpt2scratch.attention_viz import (
+    attention_maps, dashboard_html, head_stats, position_scores, write_dashboard,
+)
 from gpt2scratch.backprop import model_gradients
 from gpt2scratch.checkpoint import load_checkpoint, read_manifest, save_checkpoint
+from gpt2scratch.corpus import NotTextError, TokenWindows, corpus_loaders, find_files, prepare_corpus, read_pieces
 from gpt2scratch.data import load_text
-from gpt2scratch.lora import apply_lora, load_adapter
+from gpt2scratch.generation import generate
+from gpt2scratch.lora import LoRALinear, apply_lora, load_adapter, save_adapter
 from gpt2scratch.model import GPT2, GPT2Config
-from gpt2scratch.pretrained import load_pretrained, save_pretrained
+from gpt2scratch.pretrained import config_from_hf, load_pretrained, save_pretrained
 from gpt2scratch.tokenizer import GPT2Tokenizer
 from gpt2scratch.train import pick_device
 from cli_run import run_main  # tests/cli_run.py
@@ -42,6 +51,9 @@ def files(tmp_path_factory):
     model = GPT2(TINY)
     save_checkpoint(tmp / "ck", model)
     save_pretrained(model, tmp / "hf")
+    (tmp / "config_only").mkdir()
+    (tmp / "config_only" / "config.json").write_text((tmp / "hf" / "config.json").read_text())
+    save_adapter(apply_lora(tiny(), verbose=False), tmp / "adapter")
     truncated = save_checkpoint(tmp / "truncated", model)
     with open(truncated / "model.safetensors", "r+b") as f:
         f.truncate(100)
@@ -59,6 +71,14 @@ def files(tmp_path_factory):
     (tmp / "short.txt").write_text("Justice is served when the story is long enough.", encoding="utf-8")
     (tmp / "story.txt").write_text(STORY * 60, encoding="utf-8")
     (tmp / "val_short.txt").write_text((STORY * 60)[:2000], encoding="utf-8")
+    (tmp / "nul.txt").write_bytes(b"abc\0def")
+    for name, files_ in {"csv_only": {"x.csv": b"1,2"}, "binaries": {"x.txt": b"\0" * 40},
+                         "corpus_tiny": {"a.txt": b"just a few words", "b.txt": b"and a few more"},
+                         "corpus": {"a.txt": b"Alpha beta gamma. " * 40,
+                                    "b.md": b"# Title\n\nSome notes here. " * 40}}.items():
+        (tmp / name).mkdir()
+        for file, data in files_.items():
+            (tmp / name / file).write_bytes(data)
     return tmp
 
 
@@ -81,6 +101,39 @@ def tiny():
 @functools.lru_cache(maxsize=1)
 def tok():
     return GPT2Tokenizer()
+
+
+def hf_config(tmp, **changes):
+    """The Hugging Face config.json of the fixture's hf folder, changed (None deletes a key)."""
+    config = {**json.loads((tmp / "hf" / "config.json").read_text()), **changes}
+    return {k: v for k, v in config.items() if v is not None}
+
+
+@functools.lru_cache(maxsize=1)
+def corpus(folder):
+    return prepare_corpus(folder, val_fraction=0.3, cache_dir=f"{folder}/../corpus_cache", progress=False)
+
+
+# A model over 97 character ids and its tokenizer: the sampling errors name the vocabulary size.
+CHAR = GPT2Config(vocab_size=97, context_length=16, d_model=32, n_layers=2, n_heads=4, dropout=0.0)
+
+
+class CharTokenizer:
+    """One id per printable ASCII character (ids 0..94), eot id 96."""
+
+    eot_token = 96
+
+    def encode(self, text):
+        return [ord(c) - 32 for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(i + 32) if i < 95 else "?" for i in ids)
+
+
+@functools.lru_cache(maxsize=1)
+def char_model():
+    torch.manual_seed(0)
+    return GPT2(CHAR).eval()
 
 
 # --------------------------------------------------------------------------- the library
@@ -115,13 +168,31 @@ LIBRARY = [
       "sequence length 33 exceeds context_length 32", id="model-too-long"),
     P(lambda idx: tiny()(idx), (torch.zeros(1, 4),), TypeError, "float32", id="model-float-ids"),
     P(pick_device, ("gpu",), ValueError, "unknown device 'gpu'", id="train-unknown-device"),
-    # generation (moved from test_model.py; the sampling flags stay in test_generation.py)
+    # generation (moved from test_model.py)
     P(lambda p: tiny().generate(p, max_length=3), ("",), ValueError,
       "prompt must be a non-empty string, got ''", id="generate-empty-prompt"),
     P(lambda idx: tiny().generate(idx, 3), (torch.tensor([[1, 50300]]),), ValueError,
       "token ids must be in [0, 50257)", id="generate-id-out-of-range"),
     P(lambda idx: tiny().generate(idx, max_new_tokens=-1), (torch.tensor([[1]]),), ValueError,
       "max_new_tokens must be >= 0, got -1", id="generate-negative-length"),
+    # generation's lengths and prompts (moved from test_model.py and test_generation.py; the
+    # sampling flags are SAMPLING below)
+    P(lambda: char_model().generate("hi", max_length=0, tokenizer=CharTokenizer()), (), ValueError,
+      "max_length must be >= 1, got 0", id="generate-max-length-zero"),
+    P(lambda: char_model().generate("hi", max_length=2.0, tokenizer=CharTokenizer()), (), TypeError,
+      "max_length must be an int", id="generate-max-length-float"),
+    P(lambda: char_model().generate(torch.tensor([[1]])), (), TypeError, "max_new_tokens must be an int",
+      id="generate-no-length"),
+    P(lambda: char_model().generate("hi", 3, max_length=3, tokenizer=CharTokenizer()), (), TypeError,
+      "not both", id="generate-two-lengths"),
+    P(lambda: char_model().generate([1, 2], max_new_tokens=3), (), TypeError, "prompt must be a str or a",
+      id="generate-list-prompt"),
+    P(lambda: char_model().generate("~~~é", max_length=3, tokenizer=CharTokenizer()), (), ValueError,
+      "token ids must be in", id="generate-prompt-outside-the-vocabulary"),  # 'é' encodes to an id >= 97
+    P(lambda: char_model().generate(torch.tensor([1, 2]), 3), (), ValueError,
+      re.compile(r"idx must have shape \(batch, seq_len\).*\(2,\)"), id="generate-1d-tensor"),
+    P(lambda: char_model().generate(torch.zeros(1, 3), 3), (), TypeError,
+      re.compile("integer tensor.*float32"), id="generate-float-tensor"),
     # the hand-written backward (chapter 6): ids are checked before torch indexes with them
     P(lambda idx: model_gradients(tiny(), idx, torch.tensor([[1, 2]])),
       (torch.tensor([[1, 60000]]),), ValueError, "token ids must be in [0, 50257), got min 1, max 60000",
@@ -139,24 +210,111 @@ LIBRARY = [
       id="checkpoint-truncated"),
     P(lambda path: save_checkpoint(path, tiny()), ("{tmp}/f.txt",), FileExistsError, "{tmp}/f.txt",
       id="checkpoint-save-onto-a-file"),
-    # the pretrained loader (new: test_pretrained.py has the rest)
+    # the pretrained loader (test_pretrained.py keeps the checks on broken weight files)
     P(load_pretrained, ("{tmp}/f.txt",), FileNotFoundError,
       "'{tmp}/f.txt' is neither a model name", id="pretrained-a-file"),
     P(load_pretrained, ("{tmp}/badjson",), ValueError,
       "{tmp}/badjson/config.json is not readable JSON", id="pretrained-bad-json"),
     P(lambda path: save_pretrained(tiny(), path), ("{tmp}/f.txt",), FileExistsError,
       "{tmp}/f.txt", id="pretrained-export-onto-a-file"),
-    # LoRA (new: test_lora.py has LoRALinear's own checks and load_adapter's shapes)
+    # (moved from test_pretrained.py)
+    P(load_pretrained, ("gpt5",), FileNotFoundError,
+      re.compile("'gpt5' is neither a model name .*gpt2-xl.* nor a folder"), id="pretrained-unknown-name"),
+    P(load_pretrained, (124,), TypeError, "name_or_path must be a str or a path, got int",
+      id="pretrained-not-a-path"),
+    P(load_pretrained, ("{tmp}/empty_dir",), FileNotFoundError, "the folder {tmp}/empty_dir holds no config.json",
+      id="pretrained-folder-without-config"),
+    P(load_pretrained, ("{tmp}/config_only",), FileNotFoundError,
+      "the folder {tmp}/config_only holds no model.safetensors", id="pretrained-folder-without-weights"),
+    P(lambda path: load_pretrained(path, dtype="float16"), ("{tmp}/hf",), TypeError,
+      "dtype must be a torch.dtype", id="pretrained-dtype-a-string"),
+    P(lambda path: save_pretrained(GPT2(GPT2Config(vocab_size=100, context_length=8, d_model=8, n_layers=1,
+                                                   n_heads=1, qkv_bias=False)), path),
+      ("{tmp}/x",), ValueError, "qkv_bias=False", id="pretrained-export-without-qkv-bias"),
+    P(lambda path: save_pretrained(nn.Linear(2, 2), path), ("{tmp}/y",), TypeError, "model must be a GPT2",
+      id="pretrained-export-not-a-gpt2"),
+    P(lambda tmp: config_from_hf(hf_config(Path(tmp), activation_function="relu", layer_norm_epsilon=1e-6)),
+      ("{tmp}",), ValueError, re.compile("activation_function='relu'.*layer_norm_epsilon=1e-06"),
+      id="pretrained-config-we-cannot-represent"),
+    P(lambda tmp: config_from_hf(hf_config(Path(tmp), n_head=None)), ("{tmp}",), ValueError,
+      "has no ['n_head']", id="pretrained-config-without-n-head"),
+    # LoRA (test_lora.py keeps an adapter that does not fit, which must leave the model as it came)
     P(lambda rank: apply_lora(tiny(), rank), (0,), ValueError, "rank must be >= 1, got 0",
       id="lora-rank-zero"),
     P(lambda alpha: apply_lora(tiny(), 2, alpha), (-1.0,), ValueError,
       "alpha must be finite and > 0, got -1.0", id="lora-negative-alpha"),
     P(lambda path: load_adapter(tiny(), path), ("{tmp}/notlora",), ValueError,
       "{tmp}/notlora/adapter_config.json is not a gpt2scratch LoRA config", id="lora-not-an-adapter"),
-    # the attention dashboard (new: test_attention_viz.py has the text and shape checks)
+    # (moved from test_lora.py)
+    P(LoRALinear, (nn.Conv1d(2, 2, 1),), TypeError, "nn.Linear", id="lora-linear-not-a-linear"),
+    P(lambda rank: LoRALinear(nn.Linear(2, 2), rank=rank), (0,), ValueError, "rank must be >= 1",
+      id="lora-linear-rank-zero"),
+    P(lambda rank: LoRALinear(nn.Linear(2, 2), rank=rank), (True,), TypeError, "rank must be an int",
+      id="lora-linear-rank-bool"),
+    P(lambda alpha: LoRALinear(nn.Linear(2, 2), alpha=alpha), (0,), ValueError, "alpha",
+      id="lora-linear-alpha-zero"),
+    P(lambda dropout: LoRALinear(nn.Linear(2, 2), dropout=dropout), (1.0,), ValueError, "dropout",
+      id="lora-linear-dropout-one"),
+    P(lambda: apply_lora(apply_lora(tiny(), verbose=False)), (), ValueError, "already has LoRA",
+      id="lora-applied-twice"),
+    P(lambda targets: apply_lora(tiny(), targets=targets, verbose=False), (("attn.q_proj",),), ValueError,
+      re.compile("matches no module.*c_fc"), id="lora-target-matches-nothing"),
+    P(lambda targets: apply_lora(tiny(), targets=targets, verbose=False), (("lm_head",),), ValueError,
+      "lm_head", id="lora-target-the-tied-head"),
+    P(lambda targets: apply_lora(tiny(), targets=targets, verbose=False), (("ln_1",),), TypeError,
+      "not an nn.Linear", id="lora-target-not-a-linear"),
+    P(lambda targets: apply_lora(tiny(), targets=targets, verbose=False), ("attn.c_attn",), TypeError,
+      "tuple of names", id="lora-targets-a-str"),
+    P(lambda path: load_adapter(tiny(), path), ("{tmp}/empty_dir",), FileNotFoundError, "no LoRA adapter",
+      id="lora-no-adapter"),
+    P(lambda path: load_adapter(GPT2(GPT2Config(vocab_size=50257, context_length=32, d_model=64, n_layers=2,
+                                                n_heads=2)), path),
+      ("{tmp}/adapter",), ValueError, "shape", id="lora-adapter-of-another-width"),
+    P(lambda path: save_adapter(tiny(), path), ("{tmp}/none",), ValueError, "no LoRA adapters",
+      id="lora-save-without-adapters"),
+    # the attention dashboard
     P(lambda path: write_dashboard(path, ["a"], torch.ones(1, 1, 1, 1), None, "t"),
       ("{tmp}/f.txt/attention.html",), FileExistsError, "{tmp}/f.txt",
       id="dashboard-under-a-file"),
+    # attention maps, head statistics, the page (moved from test_attention_viz.py)
+    P(lambda text: attention_maps(tiny(), text), ("",), ValueError, "must not be empty",
+      id="attention-maps-empty-text"),
+    P(lambda text: attention_maps(tiny(), text), ([],), ValueError, "must not be empty",
+      id="attention-maps-no-ids"),
+    P(lambda text: attention_maps(tiny(), text), (list(range(33)),), ValueError,
+      "33 tokens long, longer than the model's context of 32", id="attention-maps-too-long"),
+    P(lambda text: attention_maps(tiny(), text), ([[1, 2]],), ValueError, "1-D sequence of int token ids",
+      id="attention-maps-2d-ids"),
+    P(attention_maps, (nn.Linear(2, 2), [1, 2]), TypeError, "model must be a GPT2",
+      id="attention-maps-not-a-gpt2"),
+    P(head_stats, (torch.ones(1, 1),), ValueError, re.compile("at least|>= 2 tokens"),
+      id="head-stats-one-token"),
+    P(head_stats, (torch.ones(3, 4),), ValueError, "(..., T, T)", id="head-stats-not-square"),
+    P(head_stats, ([[1.0]],), TypeError, "torch.Tensor", id="head-stats-a-list"),
+    P(lambda a, b: position_scores(tiny(), a, b), ([1, 2, 3], [1, 2]), ValueError, "same token length",
+      id="position-scores-different-lengths"),
+    P(dashboard_html, (["a", "b"], torch.ones(1, 1, 3, 3)), ValueError, "got 2 tokens for maps of T=3",
+      id="dashboard-token-count"),
+    P(dashboard_html, (["a", "b", "c"], torch.ones(1, 3, 3)), ValueError, "(L, H, T, T)",
+      id="dashboard-3d-maps"),
+    # a corpus of many files (moved from test_corpus.py)
+    P(find_files, ("{tmp}/empty_dir",), ValueError, "empty", id="corpus-empty-folder"),
+    P(lambda folder: find_files(folder, glob="*.txt"), ("{tmp}/csv_only",), ValueError,
+      re.compile(r"no file under .* matches \*\.txt"), id="corpus-glob-matches-nothing"),
+    P(find_files, ("{tmp}/missing",), FileNotFoundError, "no such file or folder", id="corpus-missing"),
+    P(find_files, ([],), ValueError, "no data", id="corpus-empty-list"),
+    P(lambda path: list(read_pieces(path)), ("{tmp}/nul.txt",), NotTextError, re.compile("binary.*offset 3"),
+      id="corpus-binary-file"),
+    P(lambda path: list(read_pieces(path)), ("{tmp}/latin1.txt",), NotTextError, "not UTF-8",
+      id="corpus-latin1-file"),
+    P(lambda folder: prepare_corpus(folder, cache_dir=f"{folder}/c", progress=False), ("{tmp}/binaries",),
+      ValueError, "none of the 1 files is UTF-8 text", id="corpus-only-binary-files"),
+    P(TokenWindows, (np.arange(64, dtype=np.uint16), 64), ValueError, "fewer than one window",
+      id="corpus-fewer-than-one-window"),
+    P(lambda folder: corpus_loaders(corpus(folder), context_length=4096), ("{tmp}/corpus",), ValueError,
+      re.compile("too small.*needs 4097"), id="corpus-loaders-context-too-long"),
+    P(lambda folder: corpus_loaders(corpus(folder), context_length=16, batch_size=10**6), ("{tmp}/corpus",),
+      ValueError, "fewer than batch_size", id="corpus-loaders-batch-too-big"),
 ]
 
 
@@ -164,13 +322,55 @@ LIBRARY = [
 def test_library_bad_input(files, fn, args, error, message):
     with pytest.raises(error) as err:
         fn(*fill(args, files))
-    assert fill(message, files) in str(err.value)
+    if isinstance(message, re.Pattern):
+        assert message.search(str(err.value)), err.value
+    else:
+        assert fill(message, files) in str(err.value)
+
+
+# The sampling flags, each through the three ways in (moved from test_model.py and
+# test_generation.py): GPT2.generate on ids and on text, and generation.generate.
+SAMPLING = [
+    P(dict(temperature=-1.0), ValueError, r"^temperature must be finite and >= 0, got -1.0$", id="temperature-negative"),
+    P(dict(temperature=float("nan")), ValueError, "temperature must be finite and >= 0, got nan",
+      id="temperature-nan"),
+    P(dict(temperature=float("inf")), ValueError, "temperature must be finite and >= 0, got inf",
+      id="temperature-inf"),
+    P(dict(temperature="hot"), TypeError, "temperature must be a number, got str 'hot'", id="temperature-str"),
+    P(dict(temperature=True), TypeError, "temperature must be a number, got bool True", id="temperature-bool"),
+    P(dict(top_k=0), ValueError, "top_k must be >= 1, got 0", id="top-k-zero"),
+    P(dict(top_k=2.5), TypeError, "top_k must be an int or None, got float 2.5", id="top-k-float"),
+    P(dict(top_p=0.0), ValueError, r"top_p must be finite and > 0 and <= 1, got 0.0", id="top-p-zero"),
+    P(dict(top_p=1.5), ValueError, r"top_p must be finite and > 0 and <= 1, got 1.5", id="top-p-above-one"),
+    P(dict(top_p=float("nan")), ValueError, "top_p must be finite", id="top-p-nan"),
+    P(dict(top_p="0.9"), TypeError, "top_p must be a number or None", id="top-p-str"),
+    P(dict(use_cache="yes"), TypeError, "use_cache", id="use-cache-str"),
+    P(dict(eos_id=97), ValueError, r"eos_id must be in \[0, 97\), got 97", id="eos-id-too-big"),
+    P(dict(eos_id=-1), ValueError, "eos_id must be >= 0, got -1", id="eos-id-negative"),
+    P(dict(seed="1"), TypeError, "seed must be an int or None, got str '1'", id="seed-str"),
+    P(dict(seed=1, generator=torch.Generator()), ValueError, "seed or generator, not both",
+      id="seed-and-generator"),
+    P(dict(generator=3), TypeError, "torch.Generator", id="generator-an-int"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, message", SAMPLING)
+def test_sampling_bad_input(kwargs, error, message):
+    model, chars = char_model(), CharTokenizer()
+    with pytest.raises(error, match=message):
+        model.generate(torch.tensor([[1, 2]]), 3, **kwargs)
+    with pytest.raises(error, match=message):
+        model.generate("hi", 3, tokenizer=chars, **kwargs)
+    with pytest.raises(error, match=message):
+        generate(model, "hi", max_length=3, tokenizer=chars, **kwargs)
 
 
 # --------------------------------------------------------------------------- the CLI
 
 
 TRAIN = ["--model", "tiny", "--context-length", "32", "--no-progress"]
+CORPUS_RUN = ["--model", "tiny", "--context-length", "16", "--batch-size", "2", "--epochs", "1", "--no-progress",
+              "--prompt", "", "--eval-iters", "1", "--device", "cpu"]
 # (argv, the message's piece that names the bad value, one line: True for UsageError's path)
 CLI = [
     # train (moved from test_cli.py, with new ones)
@@ -196,8 +396,20 @@ CLI = [
       "'{tmp}/f.txt' is neither a model name", True, id="train-init-a-file"),
     P(["train", "--data", "{tmp}/nope_dir", "{tmp}/story.txt"], "no such file or folder: {tmp}/nope_dir",
       True, id="train-corpus-missing-folder"),
-    P(["train", "--data", "{tmp}/story.txt", "--lora-rank", "2"], "--lora-rank", True,
-      id="train-lora-without-init"),
+    P(["train", "--data", "{tmp}/story.txt", "--lora-rank", "2"], "--lora-rank adapts pretrained weights",
+      True, id="train-lora-without-init"),
+    # (moved from test_pretrained.py)
+    P(["train", "--init", "{tmp}/nope", "--data", "{tmp}/story.txt"], "'{tmp}/nope' is neither a model name",
+      True, id="train-init-missing"),
+    P(["train", "--init", "gpt2", "--resume", "{tmp}/ck", "--data", "{tmp}/story.txt"], "pass one of them",
+      True, id="train-init-and-resume"),
+    # a corpus folder (moved from test_corpus.py)
+    P(["train", "--data", "{tmp}/empty_dir", "--out", "{tmp}/o", *CORPUS_RUN], "is empty", True,
+      id="train-corpus-empty-folder"),
+    P(["train", "--data", "{tmp}/csv_only", "--glob", "*.txt", "--out", "{tmp}/o", *CORPUS_RUN],
+      "matches *.txt", True, id="train-corpus-glob-matches-nothing"),
+    P(["train", "--data", "{tmp}/corpus_tiny", "--out", "{tmp}/o", *CORPUS_RUN], "too small", True,
+      id="train-corpus-too-small"),
     # generate (the first two moved from test_cli.py)
     P(["generate", "--checkpoint", "{tmp}/nope", "Hi"], "no checkpoint at {tmp}/nope", True,
       id="generate-missing-checkpoint"),
@@ -211,24 +423,53 @@ CLI = [
       id="generate-init-not-hf"),
     P(["generate", "Hi"], "one of the arguments --checkpoint --init is required", False,
       id="generate-no-model"),
+    # (moved from test_cli_init.py and test_generation.py)
+    P(["generate", "hi", "--init", "{tmp}/hf", "--checkpoint", "{tmp}/ck"],
+      "argument --checkpoint: not allowed with argument --init", False, id="generate-two-models"),
+    P(["generate", "--checkpoint", "{tmp}/ck", "Hi", "--top-p", "0"], "expected a number in (0, 1], got 0",
+      False, id="generate-top-p-zero"),
+    P(["generate", "--checkpoint", "{tmp}/ck", "Hi", "--top-p", "1.5"], "expected a number in (0, 1], got 1.5",
+      False, id="generate-top-p-above-one"),
+    P(["generate", "--checkpoint", "{tmp}/ck", "Hi", "--top-p", "x"], "expected a number in (0, 1], got 'x'",
+      False, id="generate-top-p-not-a-number"),
     # run
     P(["run", "--model", "huge"], "unknown preset 'huge'", True, id="run-unknown-model"),
     P(["run", "--device", "gpu"], "unknown device 'gpu'", True, id="run-unknown-device"),
     P(["run", "--batch-size", "x"], "expected a positive integer, got 'x'", False,
       id="run-batch-size-not-a-number"),
-    # eval (test_eval_cli.py has a missing file, a long context and a short text)
+    # eval
     P(["eval", "--checkpoint", "{tmp}/ck", "--data", "{tmp}/empty_dir"], "{tmp}/empty_dir is a folder",
       True, id="eval-data-folder"),
     P(["eval", "--init", "{tmp}/empty_dir", "--data", "{tmp}/story.txt"],
       "the folder {tmp}/empty_dir holds no config.json", True, id="eval-init-empty-folder"),
     P(["eval", "--checkpoint", "{tmp}/ck", "--data", "{tmp}/story.txt", "--batch-size", "0"],
       "expected a positive integer, got 0", False, id="eval-zero-batch"),
-    # export (test_pretrained.py has a missing checkpoint)
+    # (moved from test_eval_cli.py)
+    P(["eval", "--checkpoint", "{tmp}/ck", "--data", "{tmp}/missing.txt"], "no such file: {tmp}/missing.txt",
+      True, id="eval-missing-file"),
+    P(["eval", "--checkpoint", "{tmp}/ck", "--data", "{tmp}/story.txt", "--context-length", "64"],
+      "longer than the model's context", True, id="eval-context-too-long"),
+    P(["eval", "--checkpoint", "{tmp}/ck", "--data", "{tmp}/short.txt"], "need at least context_length+1 = 33",
+      True, id="eval-text-too-short"),
+    P(["eval", "--data", "{tmp}/story.txt"], "one of the arguments --checkpoint --init is required", False,
+      id="eval-no-model"),
+    # export
+    P(["export", "--checkpoint", "{tmp}/nope", "--out", "{tmp}/o"], "no checkpoint at {tmp}/nope", True,
+      id="export-missing-checkpoint"),
     P(["export", "--checkpoint", "{tmp}/ck", "--out", "{tmp}/f.txt"], "--out {tmp}/f.txt is a file",
       True, id="export-out-is-a-file"),
     P(["export", "--checkpoint", "{tmp}/f.txt", "--out", "{tmp}/o"], "no checkpoint in {tmp}/f.txt",
       True, id="export-checkpoint-is-a-file"),
-    # attention (test_attention_viz.py has an empty/long text, a missing checkpoint, --out a folder)
+    # attention (the first four moved from test_attention_viz.py, the fifth from test_cli_init.py)
+    P(["attention", "--checkpoint", "{tmp}/ck", ""], "text must not be empty", True, id="attention-empty-text"),
+    P(["attention", "--checkpoint", "{tmp}/ck", "word " * 40], "longer than the model's context of 32", True,
+      id="attention-text-too-long"),
+    P(["attention", "--checkpoint", "{tmp}/nope", "hi"], "no checkpoint at {tmp}/nope", True,
+      id="attention-missing-checkpoint"),
+    P(["attention", "--checkpoint", "{tmp}/ck", "hi", "--out", "{tmp}/empty_dir"], "is a folder", True,
+      id="attention-out-is-a-folder"),
+    P(["attention", "hi", "--init", "{tmp}/hf", "--checkpoint", "{tmp}/ck"],
+      "argument --checkpoint: not allowed with argument --init", False, id="attention-two-models"),
     P(["attention", "--checkpoint", "{tmp}/ck", "hi", "--device", "gpu"], "unknown device 'gpu'",
       True, id="attention-unknown-device"),
     P(["attention", "--checkpoint", "{tmp}/ck", "hi", "--out", "{tmp}/f.txt/a.html"], "{tmp}/f.txt",
@@ -307,5 +548,5 @@ def test_missing_file_is_a_one_line_error_from_the_real_command(tmp_path):
 
 def test_at_least_25_cases():
     assert len(LIBRARY) >= 25 and len(CLI) >= 25
-    for cases in (LIBRARY, CLI):
+    for cases in (LIBRARY, CLI, SAMPLING):
         assert len({p.id for p in cases}) == len(cases)  # distinct names

@@ -36,10 +36,4 @@ def test_attention_init_folder_writes_the_dashboard(hf_folder, tmp_path, capsys)
     assert f"Attention maps: {folder}" in out.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("command", [["generate", "hi"], ["attention", "hi"]])
-def test_one_model_source_only(hf_folder, tmp_path, capsys, command):
-    _, folder = hf_folder
-    with pytest.raises(SystemExit) as exit_:
-        main([*command, "--init", str(folder), "--checkpoint", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "not allowed with argument" in err and "Traceback" not in err
+# Both --init and --checkpoint: tests/test_bad_inputs.py

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from gpt2scratch.corpus import (
     CACHE_DIR,
-    NotTextError,
     TokenWindows,
     corpus_loaders,
     find_files,
@@ -53,17 +52,7 @@ def test_find_files_defaults_glob_and_lists(folder):
     assert [f.name for f in both] == ["b.md", "a.txt"]  # order kept, no duplicates
 
 
-def test_find_files_errors(tmp_path):
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="empty"):
-        find_files(tmp_path / "empty")
-    (tmp_path / "x.csv").write_text("1")
-    with pytest.raises(ValueError, match=r"no file under .* matches \*\.txt"):
-        find_files(tmp_path, glob="*.txt")
-    with pytest.raises(FileNotFoundError, match="no such file or folder"):
-        find_files(tmp_path / "missing")
-    with pytest.raises(ValueError, match="no data"):
-        find_files([])
+# find_files' errors: tests/test_bad_inputs.py
 
 
 TEXT = st.lists(
@@ -90,18 +79,10 @@ def test_safe_cut():
     assert safe_cut(b"one\n\ntwo") == 0
 
 
-def test_bom_and_binary(tmp_path):
+def test_bom_is_dropped(tmp_path):  # binary and latin-1 files: test_bad_inputs.py
     bom = tmp_path / "bom.txt"
     bom.write_bytes("\ufeffHello there".encode())
     assert "".join(t for t, _ in read_pieces(bom)) == "Hello there"
-    nul = tmp_path / "nul.txt"
-    nul.write_bytes(b"abc\0def")
-    with pytest.raises(NotTextError, match="binary.*offset 3"):
-        list(read_pieces(nul))
-    latin = tmp_path / "latin.txt"
-    latin.write_bytes("caf\xe9".encode("latin-1"))
-    with pytest.raises(NotTextError, match="not UTF-8"):
-        list(read_pieces(latin))
 
 
 def test_split_by_document(folder):
@@ -155,10 +136,7 @@ def test_binary_file_is_skipped_and_named(folder, tmp_path_factory):
         assert corpus.ids(split).tolist().count(EOT) == corpus.documents[split] - 1
 
 
-def test_only_binary_files_fail(tmp_path):
-    (tmp_path / "x.txt").write_bytes(b"\0" * 40)
-    with pytest.raises(ValueError, match="none of the 1 files is UTF-8 text"):
-        prepare_corpus(tmp_path, cache_dir=tmp_path / "c", progress=False)
+# Only binary files: tests/test_bad_inputs.py
 
 
 def test_token_windows_match_chapter_2_windows():
@@ -172,8 +150,7 @@ def test_token_windows_match_chapter_2_windows():
     assert ours[0][0].dtype == torch.int64
     with pytest.raises(IndexError):
         ours[len(ours)]
-    with pytest.raises(ValueError, match="fewer than one window"):
-        TokenWindows(ids[:64], 64)
+    # fewer tokens than one window: test_bad_inputs.py
 
 
 def test_corpus_loaders(folder):
@@ -182,10 +159,7 @@ def test_corpus_loaders(folder):
     x, y = next(iter(train))
     assert x.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])
     assert len(val.dataset) == (corpus.tokens["val"] - 1) // 16
-    with pytest.raises(ValueError, match="too small.*needs 4097"):
-        corpus_loaders(corpus, context_length=4096)
-    with pytest.raises(ValueError, match="fewer than batch_size"):
-        corpus_loaders(corpus, context_length=16, batch_size=10**6)
+    # a context or a batch too big for the corpus: test_bad_inputs.py
 
 
 def test_peak_memory_does_not_grow_with_the_corpus(tmp_path):
@@ -242,21 +216,4 @@ def test_cli_several_files_and_glob(folder, tmp_path_factory, capsys):
     assert "corpus: 1 files" in stdout  # sub/c.py alone, cut 90/10 as one document
 
 
-@pytest.mark.parametrize("setup, flags, message", [
-    ("empty", [], "is empty"),
-    ("csv", ["--glob", "*.txt"], "matches *.txt"),
-    ("tiny", [], "too small"),
-    ("tiny", ["--lora-rank", "4"], "--lora-rank adapts pretrained weights"),
-])
-def test_cli_bad_input_is_one_line(tmp_path, capsys, setup, flags, message):
-    data = tmp_path / "data"
-    data.mkdir()
-    if setup == "csv":
-        (data / "x.csv").write_text("1,2")
-    if setup == "tiny":
-        (data / "a.txt").write_text("just a few words")
-        (data / "b.txt").write_text("and a few more")
-    code, _, err = run_cli(["train", "--data", str(data), "--out", str(tmp_path / "o"),
-                            *flags, *TINY_RUN], capsys)
-    assert code == 2 and message in err, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+# The CLI's bad corpus input (empty, no match, too small, --lora-rank): tests/test_bad_inputs.py

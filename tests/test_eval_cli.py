@@ -39,21 +39,4 @@ def test_eval_scores_every_token_of_every_window(checkpoint, capsys):
     assert f"loss {expected:.4f}" in out and f"perplexity {math.exp(expected):.2f}" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--data", "{tmp}/missing.txt"], "no such file"),
-    (["--data", "{tmp}/story.txt", "--context-length", "64"], "longer than the model's context"),
-    (["--data", "{tmp}/short.txt"], "need at least context_length+1 = 33"),
-])
-def test_eval_bad_input_is_one_line(checkpoint, capsys, argv, message):
-    _, tmp = checkpoint
-    (tmp / "short.txt").write_text("Too short.", encoding="utf-8")
-    argv = [a.format(tmp=tmp) for a in argv]
-    code, _, err = run(["eval", "--checkpoint", str(tmp / "ckpt"), *argv], capsys)
-    assert code == 2 and message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-
-
-def test_eval_takes_one_model_source(checkpoint, capsys):
-    _, tmp = checkpoint
-    code, _, err = run(["eval", "--data", str(tmp / "story.txt")], capsys)
-    assert code == 2 and "--checkpoint" in err and "--init" in err
+# eval's bad input (a missing file, a long context, a short text, no model): tests/test_bad_inputs.py

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2scratch.generation import (
-    KVCache, decode, generate, generate_ids, next_logits, sample_next, stream_text, top_p_filter,
+    KVCache, decode, generate_ids, next_logits, sample_next, stream_text, top_p_filter,
 )
 from gpt2scratch.model import GPT2, GPT2Config
 from cli_run import run_main as _cli  # tests/cli_run.py
@@ -214,26 +214,10 @@ def test_brief_call_and_top_p():
                                seed=1, use_cache=False)
 
 
-@pytest.mark.parametrize("kwargs, exc, msg", [
-    (dict(temperature=-1.0), ValueError, r"^temperature must be finite and >= 0, got -1.0$"),
-    (dict(temperature=float("nan")), ValueError, "temperature must be finite and >= 0, got nan"),
-    (dict(top_k=0), ValueError, "top_k must be >= 1, got 0"),
-    (dict(top_p=0.0), ValueError, r"top_p must be finite and > 0 and <= 1, got 0.0"),
-    (dict(top_p=1.5), ValueError, r"top_p must be finite and > 0 and <= 1, got 1.5"),
-    (dict(top_p=float("nan")), ValueError, "top_p must be finite"),
-    (dict(top_p="0.9"), TypeError, "top_p must be a number or None"),
-    (dict(use_cache="yes"), TypeError, "use_cache"),
-])
-def test_argument_errors(tiny, kwargs, exc, msg):
-    with pytest.raises(exc, match=msg):
-        tiny.generate(torch.tensor([[1, 2]]), 3, **kwargs)
-    with pytest.raises(exc, match=msg):
-        generate(tiny, "hi", max_length=3, tokenizer=CharTokenizer(), **kwargs)
+# The sampling flags' and prompts' bad values: tests/test_bad_inputs.py
 
 
-def test_max_length_zero(tiny):
-    with pytest.raises(ValueError, match="max_length must be >= 1, got 0"):
-        tiny.generate("hi", max_length=0, tokenizer=CharTokenizer())
+def test_a_tensor_prompt_accepts_length_zero(tiny):  # a text prompt refuses it: test_bad_inputs.py
     idx = torch.tensor([[1, 2]])
     assert torch.equal(tiny.generate(idx, 0), idx)  # a tensor prompt still accepts 0
     assert torch.equal(tiny.generate(idx, max_length=0), idx)
@@ -256,10 +240,7 @@ def test_cli_generate_top_p_no_cache_and_stream(tmp_path, capsys):
         assert code == 0 and out.rstrip("\n") == expected, (extra, err)
 
 
-@pytest.mark.parametrize("flag, value", [("--top-p", "0"), ("--top-p", "1.5"), ("--top-p", "x")])
-def test_cli_generate_bad_top_p(tmp_path, capsys, flag, value):
-    code, _, err = _cli(["generate", "--checkpoint", str(tmp_path), "Hi", flag, value], capsys)
-    assert code == 2 and "expected a number in (0, 1]" in err and "Traceback" not in err
+# --top-p out of range: tests/test_bad_inputs.py
 
 
 # --------------------------------------------------------------------------- static shapes, bench

@@ -72,17 +72,7 @@ def test_lora_linear_equals_w_plus_scaled_ba(rank, alpha, seed):
     assert torch.allclose(layer(x), expected, atol=1e-10)
 
 
-def test_lora_linear_bad_arguments():
-    with pytest.raises(TypeError, match="nn.Linear"):
-        LoRALinear(nn.Conv1d(2, 2, 1))
-    with pytest.raises(ValueError, match="rank must be >= 1"):
-        LoRALinear(nn.Linear(2, 2), rank=0)
-    with pytest.raises(TypeError, match="rank must be an int"):
-        LoRALinear(nn.Linear(2, 2), rank=True)
-    with pytest.raises(ValueError, match="alpha"):
-        LoRALinear(nn.Linear(2, 2), alpha=0)
-    with pytest.raises(ValueError, match="dropout"):
-        LoRALinear(nn.Linear(2, 2), dropout=1.0)
+# LoRALinear's bad arguments, apply_lora's bad targets: tests/test_bad_inputs.py
 
 
 def test_apply_lora_freezes_and_counts(capsys):
@@ -95,22 +85,12 @@ def test_apply_lora_freezes_and_counts(capsys):
     assert f"{trainable:,} trainable of {total:,}" in out
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert names == {f"h.{i}.attn.c_attn.lora_{m}" for i in range(2) for m in "AB"}
-    assert torch.equal(model(IDS), before)  # B = 0: the identity
-    with pytest.raises(ValueError, match="already has LoRA"):
-        apply_lora(model)
+    assert torch.equal(model(IDS), before)  # B = 0: the identity (applied twice: test_bad_inputs.py)
 
 
 def test_apply_lora_targets():
     model = apply_lora(tiny(), targets=("attn.c_attn", "mlp.c_fc"), verbose=False)
     assert len(lora_layers(model)) == 4
-    with pytest.raises(ValueError, match="matches no module.*c_fc"):
-        apply_lora(tiny(), targets=("attn.q_proj",), verbose=False)
-    with pytest.raises(ValueError, match="lm_head"):
-        apply_lora(tiny(), targets=("lm_head",), verbose=False)
-    with pytest.raises(TypeError, match="not an nn.Linear"):
-        apply_lora(tiny(), targets=("ln_1",), verbose=False)
-    with pytest.raises(TypeError, match="tuple of names"):
-        apply_lora(tiny(), targets="attn.c_attn", verbose=False)
 
 
 def test_training_moves_only_the_adapters():
@@ -162,21 +142,14 @@ def test_save_and_load_adapter(tmp_path):
     assert size < 0.05 * sum(p.numel() * 4 for p in tiny().parameters())
 
 
-def test_load_adapter_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no LoRA adapter"):
-        load_adapter(tiny(), tmp_path)
+def test_an_adapter_that_does_not_fit_leaves_the_model_as_it_came(tmp_path):
+    # the other adapter errors: tests/test_bad_inputs.py
     model = randomize(apply_lora(tiny(), verbose=False))
     save_adapter(model, tmp_path / "ad")
     bigger = GPT2(GPT2Config.preset("tiny", context_length=32, n_layers=3))
     with pytest.raises(ValueError, match="does not fit"):
         load_adapter(bigger, tmp_path / "ad")
     assert not lora_layers(bigger)  # left as it came
-    wider = GPT2(GPT2Config(vocab_size=CONFIG.vocab_size, context_length=32, d_model=64,
-                            n_layers=2, n_heads=2))
-    with pytest.raises(ValueError, match="shape"):
-        load_adapter(wider, tmp_path / "ad")
-    with pytest.raises(ValueError, match="no LoRA adapters"):
-        save_adapter(tiny(), tmp_path / "none")
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # transformers 5.24, inside peft

@@ -338,45 +338,7 @@ def test_generate_restores_training_mode():
     assert not m.training
 
 
-@pytest.mark.parametrize("kwargs, exc, msg", [
-    (dict(temperature=-1.0), ValueError, r"^temperature must be finite and >= 0, got -1.0$"),
-    (dict(temperature=float("nan")), ValueError, "temperature must be finite and >= 0, got nan"),
-    (dict(temperature=float("inf")), ValueError, "temperature must be finite and >= 0, got inf"),
-    (dict(temperature="hot"), TypeError, "temperature must be a number, got str 'hot'"),
-    (dict(temperature=True), TypeError, "temperature must be a number, got bool True"),
-    (dict(top_k=0), ValueError, "top_k must be >= 1, got 0"),
-    (dict(top_k=2.5), TypeError, "top_k must be an int or None, got float 2.5"),
-    (dict(eos_id=97), ValueError, r"eos_id must be in \[0, 97\), got 97"),
-    (dict(eos_id=-1), ValueError, "eos_id must be >= 0, got -1"),
-    (dict(seed="1"), TypeError, "seed must be an int or None, got str '1'"),
-    (dict(seed=1, generator=torch.Generator()), ValueError, "seed or generator, not both"),
-    (dict(generator=3), TypeError, "torch.Generator"),
-])
-def test_generate_argument_errors(tiny, kwargs, exc, msg):
-    for prompt in (torch.tensor([[1, 2]]), "hi"):
-        with pytest.raises(exc, match=msg):
-            tiny.generate(prompt, 3, tokenizer=CharTokenizer(), **kwargs) if isinstance(prompt, str) \
-                else tiny.generate(prompt, 3, **kwargs)
-
-
-def test_generate_length_and_prompt_errors(tiny):  # more in tests/test_bad_inputs.py
-    tok = CharTokenizer()
-    with pytest.raises(ValueError, match="max_length must be >= 1, got 0"):
-        tiny.generate("hi", max_length=0, tokenizer=tok)
-    with pytest.raises(TypeError, match="max_length must be an int"):
-        tiny.generate("hi", max_length=2.0, tokenizer=tok)
-    with pytest.raises(TypeError, match="max_new_tokens must be an int"):
-        tiny.generate(torch.tensor([[1]]))  # how many tokens?
-    with pytest.raises(TypeError, match="not both"):
-        tiny.generate("hi", 3, max_length=3, tokenizer=tok)
-    with pytest.raises(TypeError, match="prompt must be a str or a"):
-        tiny.generate([1, 2], max_new_tokens=3)
-    with pytest.raises(ValueError, match="token ids must be in"):
-        tiny.generate("~~~é", max_length=3, tokenizer=tok)  # 'é' encodes to an id >= 97
-    with pytest.raises(ValueError, match=r"idx must have shape \(batch, seq_len\).*\(2,\)"):
-        tiny.generate(torch.tensor([1, 2]), 3)
-    with pytest.raises(TypeError, match="integer tensor.*float32"):
-        tiny.generate(torch.zeros(1, 3), 3)
+# generate's bad arguments (sampling flags, lengths, prompts): tests/test_bad_inputs.py
 
 
 def test_generate_signature_and_brief_call():
