@@ -1028,8 +1028,7 @@ assert code == 0
 # of a one-row input through every weight matrix in turn: no attention, no LayerNorm, no
 # Python loop. On a CPU that is PyTorch's BLAS library (Intel's MKL in the standard wheels)
 # doing matrix-vector products, and it reads the weights well below the speed of the plain
-# `x.sum()` sweep: a matrix-vector kernel must also multiply and add, and MKL's is tuned for
-# Intel's cores. That rate, not our code, is the ceiling of any PyTorch model on such a CPU, so
+# `x.sum()` sweep. That rate, not our code, is the ceiling of any PyTorch model on such a CPU, so
 # the benchmark prints both fractions: of the bandwidth bound, and of the matmuls-alone rate.
 # Here is the full 124M model, measured with the command above on the machine this book was
 # built on, and saved to `benchmarks/generate_cpu.json`:
@@ -1060,6 +1059,33 @@ def print_generate_bench(name: str) -> None:
 
 
 print_generate_bench("generate_cpu.json")
+
+# %% [markdown]
+# Why is the matrix-vector product so much slower than the sweep? Time both on one matrix the
+# size of `lm_head` (154 MB, far larger than the CPU's caches), with one thread and with all of
+# them:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+W = torch.randn(50257, 768)  # the size of lm_head
+x = torch.randn(1, 768)  # one row: batch 1, one token
+threads = torch.get_num_threads()
+for n in sorted({1, threads}):
+    torch.set_num_threads(n)
+    t_matvec = min(seconds(lambda: F.linear(x, W)) for _ in range(5))
+    t_sweep = min(seconds(lambda: W.sum()) for _ in range(5))
+    print(
+        f"{n} thread(s): F.linear of one row reads {W.nbytes / t_matvec / 1e9:5.1f} GB/s, "
+        f"W.sum() {W.nbytes / t_sweep / 1e9:5.1f} GB/s"
+    )
+torch.set_num_threads(threads)
+
+# %% [markdown]
+# On the machine this book was built on, the sweep reads about twice as fast with two threads
+# as with one, and the matrix-vector product hardly speeds up: MKL runs it on one core,
+# and one core cannot pull what the whole memory system can. Splitting the matrix's rows among
+# threads helps the products alone, but in the decode loop the hand-offs between threads cost
+# most of the gain (exercise 4). On a GPU the bound is a different story.
 
 # %% [markdown]
 # ## 8.7 On a GPU: a static cache, replayed as a CUDA graph
@@ -1283,3 +1309,38 @@ half = positions_processed(10, 200, 64, keep=32)
 print(
     f"exact crop: {exact:,} positions; half-window crop: {half:,} (x{exact / half:.1f})"
 )
+
+# %% [markdown]
+# **4. Two cores, one product.** MKL computes the one-row `F.linear` of section 8.6 on one core.
+# Split `W`'s rows in two halves, compute one half in a helper thread
+# (`concurrent.futures.ThreadPoolExecutor`; PyTorch releases Python's lock inside its kernels)
+# and the other in the main thread, and concatenate. Is it faster? Are the numbers the same?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# On two cores the split product reads faster than the plain one, because each core streams its
+# own half. Split at a multiple of 64 rows and the result is bit-identical: the kernel computes
+# each row's dot product the same way whichever slice it sits in (split at an odd row and the
+# last bits can differ). In a whole decode step the gain shrinks: the step has ~50 such
+# products, each hand-off costs microseconds, and PyTorch's own threads for the other ops
+# compete with the helper for the two cores.
+# ```
+
+# %% tags=["hide-input"]
+# NBVAL_IGNORE_OUTPUT
+from concurrent.futures import ThreadPoolExecutor
+
+half_rows = -(-W.shape[0] // 2 // 64) * 64  # a multiple of 64 rows: identical numbers
+top, bottom = W[:half_rows], W[half_rows:]  # views: no copy
+with ThreadPoolExecutor(1) as helper, torch.inference_mode():
+
+    def split_linear():
+        pending = helper.submit(F.linear, x, bottom)  # the helper thread's half
+        return torch.cat([F.linear(x, top), pending.result()], dim=-1)
+
+    same = torch.equal(split_linear(), F.linear(x, W))
+    t_plain = min(seconds(lambda: F.linear(x, W)) for _ in range(5))
+    t_split = min(seconds(split_linear) for _ in range(5))
+print(f"identical: {same}; plain {W.nbytes / t_plain / 1e9:.1f} GB/s, "
+      f"split in two threads {W.nbytes / t_split / 1e9:.1f} GB/s")
+assert same
