@@ -529,9 +529,10 @@ print("strongest previous-token head (layer, head):", best_prev)
 # stand-in: a small model trained for a few dozen steps on the 5,000 tokens of *The Verdict*. Its
 # statistics give an honest answer: **no previous-token head, no induction head and no positional
 # head**; 14 of its 16 heads are still near-uniform, and the best previous-token score is far below
-# the 0.4 threshold. Training that short has not yet built any attention structure. With
-# `runs/verdict` on disk (GPT-2 124M after `make run`), the same cells report that model's heads
-# instead. Sections 10.6 and 10.7 show models that do have both kinds.
+# the 0.4 threshold. A model this small, trained on one short story, has built no attention
+# structure that the statistics can name. With `runs/verdict` on disk (GPT-2 124M after
+# `make run`), the same cells report that model's heads instead. Sections 10.6 and 10.7 show
+# models that do have both kinds.
 #
 # The map of the head with the highest previous-token score, with the tokens as labels, on the
 # first 24 tokens of the window:
