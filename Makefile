@@ -29,6 +29,7 @@ install: $(VENV)/.installed
 ## The main job: train the course model on The Verdict, save a checkpoint, print text.
 run: $(VENV)/.installed
 	$(PY) -m gpt2scratch run
+	@echo "(the package is installed in $(VENV): 'source $(BIN)/activate' before calling python -m gpt2scratch yourself)"
 
 ## Everything: pairs, exporter and book checks, package tests, then every chapter under nbval (quick mode).
 ## The browser test needs a built book: `make book-test` runs it.
