@@ -565,7 +565,7 @@ for n in lengths:
 # %% [markdown]
 # In theory the speed-up grows with the number of tokens: without the cache, step $t$ processes
 # $P + t$ positions ($P$ is the prompt), so the total work grows with the square of the length;
-# with it, every step costs about the same. In the run stored above it is only 1.3, 2.4 and 2.0
+# with it, every step costs about the same. In the run stored above it is only 1.1, 1.2 and 1.3
 # instead. For a model this small, a step's time goes mostly to the fixed cost of calling some
 # hundred small operations, which the cache does not remove; and past 120 new tokens the
 # stand-in's window of 128 positions is full, after which both loops recompute it. Section 8.6
@@ -1027,7 +1027,7 @@ assert code == 0
 # Read the line "the matmuls alone" before blaming the model. It times nothing but `F.linear`
 # of a one-row input through every weight matrix in turn: no attention, no LayerNorm, no
 # Python loop. On a CPU that is PyTorch's BLAS library (Intel's MKL in the standard wheels)
-# doing matrix-vector products, and it reads the weights well below the speed of the plain
+# doing matrix-vector products, and it reads the weights more slowly than the plain
 # `x.sum()` sweep. That rate, not our code, is the ceiling of any PyTorch model on such a CPU, so
 # the benchmark prints both fractions: of the bandwidth bound, and of the matmuls-alone rate.
 # Here is the full 124M model, measured with the command above on the machine this book was
@@ -1192,15 +1192,16 @@ print_generate_bench("generate_cuda.json")
 # %% [markdown]
 # On the H200 that ran it, the graph is what matters. Our eager loop with the cache is already
 # faster than Hugging Face's default `generate` (each `generate` step of theirs does more
-# Python work), but both stay far below 1% of the bandwidth bound: a 124M model at batch 1 is
-# bound by kernel launches on a GPU. Replaying one captured step per token multiplies our speed
-# several times over, and beats HF's static cache (which `transformers` compiles with
-# `torch.compile` behind the scenes) by the "best ours / best HF" ratio printed above. Even the
-# graph reaches only a few percent of the bound: a step's hundred-odd kernels are each too small
-# to fill the GPU, which is why large-batch serving, not batch 1, is how GPUs are used for
-# generation. In float32 our tokens are exactly HF's; in bf16 they are not, and neither are
-# HF's own two caches: rounding differs between kernels (our fused q/k/v projection against
-# HF's, for one), and in bf16 a close race between two tokens can end either way.
+# Python work), but both stay at a few percent of the bandwidth bound at most (3.3% for ours in
+# float32): a 124M model at batch 1 is bound by kernel launches on a GPU. Replaying one
+# captured step per token multiplies our speed several times over, and beats HF's static cache
+# (which `transformers` compiles with `torch.compile` behind the scenes) by the "best ours /
+# best HF" ratio printed above. Even the graph reaches only 7.9% (bf16) and 12.3% (float32) of
+# the bound: a step's hundred-odd kernels are each too small to fill the GPU, which is why
+# large-batch serving, not batch 1, is how GPUs are used for generation. In float32 our tokens
+# are exactly HF's; in bf16 they are not, and neither are HF's own two caches: rounding differs
+# between kernels (our fused q/k/v projection against HF's, for one), and in bf16 a close race
+# between two tokens can end either way.
 
 # %% [markdown]
 # ## Summary
