@@ -1,8 +1,8 @@
 """Bad input, collected in one place (issue 14).
 
 Each case is one line: what is called, with what, the error it must raise and a piece of the
-message that names the offending value or path (a compiled regex where the order of its
-pieces matters). `{tmp}` in an argument or a message is the folder the `files` fixture fills
+message that names the offending value or path (a tuple: several pieces; a compiled regex where
+the order of its pieces matters). `{tmp}` in an argument or a message is the folder the `files` fixture fills
 with tiny models and broken files.
 
 The CLI part runs every subcommand of `python -m gpt2scratch` in-process with a bad input:
@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file, save_file
 
 from gpt2scratch.attention_viz import (
     attention_maps, dashboard_html, head_stats, position_scores, write_dashboard,
@@ -54,6 +55,7 @@ def files(tmp_path_factory):
     (tmp / "config_only").mkdir()
     (tmp / "config_only" / "config.json").write_text((tmp / "hf" / "config.json").read_text())
     save_adapter(apply_lora(tiny(), verbose=False), tmp / "adapter")
+    broken_hf_folders(tmp)
     truncated = save_checkpoint(tmp / "truncated", model)
     with open(truncated / "model.safetensors", "r+b") as f:
         f.truncate(100)
@@ -80,6 +82,36 @@ def files(tmp_path_factory):
         for file, data in files_.items():
             (tmp / name / file).write_bytes(data)
     return tmp
+
+
+def broken_hf_folders(tmp):
+    """Copies of the hf folder with broken weights: cut short, wrong or missing tensors, pickles."""
+    config = (tmp / "hf" / "config.json").read_text()
+    whole = (tmp / "hf" / "model.safetensors").read_bytes()
+    good = load_file(tmp / "hf" / "model.safetensors")
+
+    def copy(name, tensors=None, raw=None):
+        (tmp / name).mkdir()
+        (tmp / name / "config.json").write_text(config)
+        if raw is not None:
+            (tmp / name / "model.safetensors").write_bytes(raw)
+        else:
+            save_file(tensors, tmp / name / "model.safetensors", metadata={"format": "pt"})
+        return tmp / name
+
+    for name, n in {"cut-empty": 0, "cut-5": 5, "cut-half": len(whole) // 2, "cut-last": len(whole) - 1}.items():
+        copy(name, raw=whole[:n])
+    copy("wpe-too-long", {**good, "transformer.wpe.weight": torch.zeros(64, 32)})
+    copy("c-attn-transposed", {**good, "transformer.h.0.attn.c_attn.weight": torch.zeros(96, 32)})
+    copy("no-ln-f-bias", {k: v for k, v in good.items() if k != "transformer.ln_f.bias"})
+    copy("extra-key", {**good, "transformer.h.0.adapter.weight": torch.zeros(2)})
+    copy("untied-head", {**good, "lm_head.weight": torch.zeros(50257, 32)})
+    every = {k: v for k, v in good.items() if k not in ("transformer.ln_f.bias", "transformer.h.1.ln_2.weight")}
+    copy("every-problem", {**every, "extra": torch.zeros(1), "transformer.wpe.weight": torch.zeros(5, 32)})
+    for name, content in {"pickled": good, "pickled-module": {"not": nn.Linear(2, 2)}}.items():  # a module: code
+        folder = copy(name, raw=b"")
+        (folder / "model.safetensors").unlink()
+        torch.save(content, folder / "pytorch_model.bin")
 
 
 def fill(value, tmp):
@@ -228,6 +260,24 @@ LIBRARY = [
       "the folder {tmp}/config_only holds no model.safetensors", id="pretrained-folder-without-weights"),
     P(lambda path: load_pretrained(path, dtype="float16"), ("{tmp}/hf",), TypeError,
       "dtype must be a torch.dtype", id="pretrained-dtype-a-string"),
+    *[P(load_pretrained, (f"{{tmp}}/{name}",), ValueError,
+        ("not a readable safetensors file", f"{{tmp}}/{name}/model.safetensors"), id=f"pretrained-{name}")
+      for name in ("cut-empty", "cut-5", "cut-half", "cut-last")],
+    *[P(load_pretrained, (f"{{tmp}}/{name}",), ValueError, (message, f"{{tmp}}/{name}/model.safetensors"),
+        id=f"pretrained-{name}") for name, message in [
+        ("wpe-too-long", "transformer.wpe.weight is (64, 32), the model needs (32, 32)"),
+        ("c-attn-transposed", "transformer.h.0.attn.c_attn.weight is (96, 32), the model needs (32, 96)"),
+        ("no-ln-f-bias", "missing keys ['transformer.ln_f.bias']"),
+        ("extra-key", "unexpected keys ['transformer.h.0.adapter.weight']"),
+        ("untied-head", "lm_head.weight differs from wte.weight"),
+    ]],
+    P(load_pretrained, ("{tmp}/every-problem",), ValueError,  # every problem in one error
+      ("transformer.h.1.ln_2.weight", "transformer.ln_f.bias", "unexpected keys ['extra']",
+       "transformer.wpe.weight is (5, 32)"), id="pretrained-every-problem"),
+    P(load_pretrained, ("{tmp}/pickled",), ValueError, re.compile("is a pickle.*allow_pickle=True"),
+      id="pretrained-pickle-without-the-opt-in"),
+    P(lambda path: load_pretrained(path, allow_pickle=True), ("{tmp}/pickled-module",), ValueError,
+      "not a weights-only pickle", id="pretrained-pickle-of-code"),
     P(lambda path: save_pretrained(GPT2(GPT2Config(vocab_size=100, context_length=8, d_model=8, n_layers=1,
                                                    n_heads=1, qkv_bias=False)), path),
       ("{tmp}/x",), ValueError, "qkv_bias=False", id="pretrained-export-without-qkv-bias"),
@@ -325,7 +375,8 @@ def test_library_bad_input(files, fn, args, error, message):
     if isinstance(message, re.Pattern):
         assert message.search(str(err.value)), err.value
     else:
-        assert fill(message, files) in str(err.value)
+        for piece in message if isinstance(message, tuple) else (message,):
+            assert fill(piece, files) in str(err.value), err.value
 
 
 # The sampling flags, each through the three ways in (moved from test_model.py and

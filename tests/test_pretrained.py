@@ -146,59 +146,16 @@ def test_to_hf_then_from_hf_is_the_identity(d_head, heads, layers, tie):
 
 
 # --- clear errors -------------------------------------------------------------------------------
-def test_truncated_safetensors_names_the_file(tiny, tmp_path):
-    whole = (tiny[0] / "model.safetensors").read_bytes()
-    for n in (0, 5, len(whole) // 2, len(whole) - 1):
-        folder = copy_with(tmp_path / f"cut{n}", tiny[0], raw=whole[:n])
-        with pytest.raises(ValueError, match="not a readable safetensors file") as err:
-            load_pretrained(folder)
-        assert str(folder / "model.safetensors") in str(err.value)
+# Weights cut short, of the wrong shape, missing or extra, several problems at once: test_bad_inputs.py
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda t: {**t, "transformer.wpe.weight": torch.zeros(64, 16)},
-     r"transformer.wpe.weight is \(64, 16\), the model needs \(32, 16\)"),
-    (lambda t: {**t, "transformer.h.0.attn.c_attn.weight": torch.zeros(48, 16)},
-     r"transformer.h.0.attn.c_attn.weight is \(48, 16\), the model needs \(16, 48\)"),
-    (lambda t: {k: v for k, v in t.items() if k != "transformer.ln_f.bias"},
-     r"missing keys \['transformer.ln_f.bias'\]"),
-    (lambda t: {**t, "transformer.h.0.adapter.weight": torch.zeros(2)},
-     r"unexpected keys \['transformer.h.0.adapter.weight'\]"),
-    (lambda t: {**t, "lm_head.weight": torch.zeros(100, 16)},
-     "lm_head.weight differs from wte.weight"),
-])
-def test_wrong_tensors_are_refused(tiny, tmp_path, change, message):
-    tensors = load_file(tiny[0] / "model.safetensors")
-    folder = copy_with(tmp_path / "bad", tiny[0], change(tensors))
-    with pytest.raises(ValueError, match=message) as err:
-        load_pretrained(folder)
-    assert str(folder / "model.safetensors") in str(err.value)
-
-
-def test_every_problem_in_one_error(tiny, tmp_path):
-    tensors = load_file(tiny[0] / "model.safetensors")
-    del tensors["transformer.ln_f.bias"], tensors["transformer.h.1.ln_2.weight"]
-    tensors["extra"] = torch.zeros(1)
-    tensors["transformer.wpe.weight"] = torch.zeros(5, 16)
-    with pytest.raises(ValueError) as err:
-        load_pretrained(copy_with(tmp_path / "bad", tiny[0], tensors))
-    text = str(err.value)
-    assert "transformer.h.1.ln_2.weight" in text and "transformer.ln_f.bias" in text
-    assert "unexpected keys ['extra']" in text and "transformer.wpe.weight is (5, 16)" in text
-
-
-def test_pickle_needs_the_opt_in(tiny, tmp_path):
+def test_pickle_loads_with_the_opt_in(tiny, tmp_path):  # without it, or a pickle of code: test_bad_inputs.py
     folder = tmp_path / "pickled"
     folder.mkdir()
     (folder / "config.json").write_text((tiny[0] / "config.json").read_text())
     torch.save(load_file(tiny[0] / "model.safetensors"), folder / "pytorch_model.bin")
-    with pytest.raises(ValueError, match="is a pickle.*allow_pickle=True"):
-        load_pretrained(folder)
     ours = load_pretrained(folder, allow_pickle=True)
     assert max_diff(ours, tiny[1], torch.randint(0, 100, (1, 8))) <= 1e-5
-    torch.save({"not": torch.nn.Linear(2, 2)}, folder / "pytorch_model.bin")  # a module: code
-    with pytest.raises(ValueError, match="not a weights-only pickle"):
-        load_pretrained(folder, allow_pickle=True)
 
 
 # A config we cannot represent: tests/test_bad_inputs.py
