@@ -565,8 +565,8 @@ for n in lengths:
 # %% [markdown]
 # In theory the speed-up grows with the number of tokens: without the cache, step $t$ processes
 # $P + t$ positions ($P$ is the prompt), so the total work grows with the square of the length;
-# with it, every step costs about the same. In the run stored above it is only 1.1, 1.2 and 1.3
-# instead. For a model this small, a step's time goes mostly to the fixed cost of calling some
+# with it, every step costs about the same. In the run stored above it barely grows, and stays
+# far below what counting positions predicts. For a model this small, a step's time goes mostly to the fixed cost of calling some
 # hundred small operations, which the cache does not remove; and past 120 new tokens the
 # stand-in's window of 128 positions is full, after which both loops recompute it. Section 8.6
 # measures a bigger model against Hugging Face's `generate` and against the machine's memory
@@ -1048,7 +1048,8 @@ def print_generate_bench(name: str) -> None:
     print(f"{figures['device']}, torch {figures['torch']}, {figures['preset']}, batch 1:")
     for dtype, row in figures["results"].items():
         alone = row.get("matmuls_alone_tok_s")
-        print(f"  {dtype}: bound {row['bound_tok_s']:.0f} tok/s"
+        print(f"  {dtype}: {row['weight_bytes'] / 1e6:.0f} MB of weights per token, "
+              f"bound {row['bound_tok_s']:.0f} tok/s"
               + (f", the matmuls alone {alone:.1f} tok/s" if alone else "")
               + f"; same tokens as HF: {row['identical']}")
         for k, v in row.items():
@@ -1081,8 +1082,8 @@ for n in sorted({1, threads}):
 torch.set_num_threads(threads)
 
 # %% [markdown]
-# On the machine this book was built on, the sweep reads about twice as fast with two threads
-# as with one, and the matrix-vector product hardly speeds up: MKL runs it on one core,
+# On the machine this book was built on, the sweep reads much faster with two threads than
+# with one, and the matrix-vector product does not speed up: MKL runs it on one core,
 # and one core cannot pull what the whole memory system can. Splitting the matrix's rows among
 # threads helps the products alone, but in the decode loop the hand-offs between threads cost
 # most of the gain (exercise 4). On a GPU the bound is a different story.
@@ -1090,10 +1091,10 @@ torch.set_num_threads(threads)
 # %% [markdown]
 # ## 8.7 On a GPU: a static cache, replayed as a CUDA graph
 #
-# On a GPU the picture changes. Reading 247 MB of bf16 weights takes about 0.05 ms at a few
-# terabytes per second, but one step launches well over a hundred small kernels (about a dozen
-# per block), and launching a kernel from Python costs several microseconds. The step is then bound by the
-# launches, not by memory. A **CUDA graph** records the whole sequence of kernels once and
+# On a GPU the picture changes. Reading the 247 MB of bf16 weights (the figures below print
+# it) at a few terabytes per second takes well under a tenth of a millisecond, but one step
+# launches well over a hundred small kernels (about a dozen per block), and launching a kernel
+# from Python costs several microseconds. The step is then bound by the launches, not by memory. A **CUDA graph** records the whole sequence of kernels once and
 # replays it with one launch. It needs every tensor to keep its shape and address between
 # replays, so the cache cannot hand out a growing slice. Instead:
 #

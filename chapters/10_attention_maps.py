@@ -710,7 +710,7 @@ plt.show()
 # %% [markdown]
 # ## 10.7 The pretrained GPT-2, when its weights are here
 #
-# OpenAI's GPT-2 124M was trained on about 9 billion tokens of web text, and interpretability work
+# OpenAI's GPT-2 124M was trained on WebText, 40 GB of web pages (the GPT-2 paper), and interpretability work
 # has found both head kinds in it. [Chapter 7](07_pretrained.ipynb) loads its weights from the
 # folder that `GPT2SCRATCH_GPT2_DIR` names; without that folder this section says so and moves on.
 

@@ -872,7 +872,7 @@ plt.show()
 # %% [markdown]
 # ## 11.4 Gradient accumulation
 #
-# GPT-2 was trained on batches of 512 sequences of 1,024 tokens: half a million tokens per
+# GPT-2 was trained on batches of 512 sequences of 1,024 tokens (the GPT-2 paper): half a million tokens per
 # optimizer step, far more than fits in one GPU's memory at once. **Gradient accumulation** runs
 # the batch as k micro-batches, lets `backward()` *add* each one's gradients into `p.grad`, and
 # steps the optimizer once at the end.
