@@ -150,16 +150,7 @@ def corpus(folder):
 CHAR = GPT2Config(vocab_size=97, context_length=16, d_model=32, n_layers=2, n_heads=4, dropout=0.0)
 
 
-class CharTokenizer:
-    """One id per printable ASCII character (ids 0..94), eot id 96."""
-
-    eot_token = 96
-
-    def encode(self, text):
-        return [ord(c) - 32 for c in text]
-
-    def decode(self, ids):
-        return "".join(chr(i + 32) if i < 95 else "?" for i in ids)
+from test_generation import CharTokenizer  # noqa: E402  (one definition, shared)
 
 
 @functools.lru_cache(maxsize=1)
