@@ -1,9 +1,12 @@
 # Generated from chapters/03_attention.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/03_attention.ipynb cell 3
 """Causal multi-head self-attention, GPT-2 style: one fused q/k/v projection and
 `F.scaled_dot_product_attention` (Chapter 3 of the book)."""
 
 from __future__ import annotations
+
+__all__ = ["split_heads", "merge_heads", "CausalSelfAttention"]
 
 import math
 
@@ -14,6 +17,7 @@ import torch.nn.functional as F
 from gpt2scratch.validation import check_bool, check_int, check_number
 
 
+# %% chapters/03_attention.ipynb cell 48
 def split_heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
     """(B, T, C) -> (B, H, T, C // H): give each head its own (T, hd) matrix."""
     B, T, C = t.shape
@@ -26,6 +30,7 @@ def merge_heads(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(1, 2).contiguous().view(B, T, H * hd)
 
 
+# %% chapters/03_attention.ipynb cell 51
 def _check_args(d_model: int, n_heads: int, dropout: float, qkv_bias: bool) -> None:
     """Refuse bad hyperparameters before torch sees them, naming the bad value."""
     check_int("d_model", d_model, minimum=1)
@@ -51,6 +56,7 @@ def _check_input(x: torch.Tensor, d_model: int) -> None:
         raise ValueError(f"x must have shape (B, T, {d_model}), got {tuple(x.shape)}")
 
 
+# %% chapters/03_attention.ipynb cell 53
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with one fused q/k/v projection, as in GPT-2.
 

@@ -1,10 +1,18 @@
 # Generated from chapters/10_attention_maps.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/10_attention_maps.ipynb cell 3
 """Attention maps of a GPT-2, numbers per head, and three views of them: a seaborn
 grid, an ipywidgets view for JupyterLab and a self-contained HTML dashboard
 (Chapter 10 of the book)."""
 
 from __future__ import annotations
+
+__all__ = [
+    "attention_maps", "STATS", "head_stats", "THRESHOLDS", "repeated_random_tokens",
+    "induction_scores", "position_scores", "classify_heads", "head_report",
+    "plot_attention_grid", "attention_widget", "dashboard_html", "write_dashboard",
+    "embed_dashboard",
+]
 
 import base64
 import html
@@ -20,6 +28,7 @@ from gpt2scratch.files import atomic_write
 from gpt2scratch.model import GPT2
 
 
+# %% chapters/10_attention_maps.ipynb cell 8
 def _ids_and_tokens(model: GPT2, text, tokenizer) -> tuple[torch.Tensor, list[str]]:
     """Token ids (T,) on the model's device, and one label per token."""
     if isinstance(text, str):
@@ -77,6 +86,7 @@ def attention_maps(model: GPT2, text, tokenizer=None) -> tuple[list[str], torch.
     return tokens, torch.stack(maps).float().cpu()  # (L, H, T, T)
 
 
+# %% chapters/10_attention_maps.ipynb cell 13
 STATS = ("entropy", "rel_entropy", "distance", "previous", "first")
 
 
@@ -119,6 +129,7 @@ def head_stats(weights: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: value.mean(-1).float() for name, value in stats.items()}
 
 
+# %% chapters/10_attention_maps.ipynb cell 16
 THRESHOLDS = {"previous": 0.4, "induction": 0.3, "position": 0.9, "rel_entropy": 0.9}
 
 
@@ -152,6 +163,7 @@ def position_scores(model: GPT2, text_a, text_b, tokenizer=None) -> torch.Tensor
     return 1 - 0.5 * (a - b)[..., 1:, :].abs().sum(-1).mean(-1)
 
 
+# %% chapters/10_attention_maps.ipynb cell 18
 def classify_heads(scores: dict, thresholds: dict | None = None) -> dict[str, list]:
     """Heads of each kind, as lists of (layer, head), from (L, H) score tensors:
     "previous-token" (scores["previous"]), "induction" (scores["induction"]),
@@ -187,6 +199,7 @@ def head_report(model: GPT2, text, other_text=None, tokenizer=None, n: int = 32)
     return tokens, weights, scores
 
 
+# %% chapters/10_attention_maps.ipynb cell 22
 def plot_attention_grid(weights: torch.Tensor, title: str = "", size: float = 0.9):
     """One small map per head, layers as rows, heads as columns, in seaborn's "rocket"
     colour map (white = 0); the colour is the square root of the weight, so that weak
@@ -213,6 +226,7 @@ def plot_attention_grid(weights: torch.Tensor, title: str = "", size: float = 0.
     return fig
 
 
+# %% chapters/10_attention_maps.ipynb cell 46
 def _heatmap_png(tokens: Sequence[str], weights: torch.Tensor, query: int, title: str):
     """One (T, T) map as PNG bytes, the query row outlined (matplotlib, no pyplot)."""
     from matplotlib.figure import Figure
@@ -269,6 +283,7 @@ def attention_widget(tokens: Sequence[str], weights: torch.Tensor):
     return view
 
 
+# %% chapters/10_attention_maps.ipynb cell 50
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>$TITLE</title>
 <link rel="icon" href="data:,"><style>
@@ -302,6 +317,7 @@ query token <select id="query"></select></div>
 """
 
 
+# %% chapters/10_attention_maps.ipynb cell 52
 _SCRIPT_DATA = r"""
 const D = JSON.parse(document.getElementById("data").textContent);
 const L = D.layers, H = D.heads, tok = D.tokens, T = tok.length;
@@ -352,6 +368,7 @@ $("query").onchange = e => { S.query = +e.target.value; show(S.layer, S.head); }
 """
 
 
+# %% chapters/10_attention_maps.ipynb cell 54
 _SCRIPT_VIEW = r"""
 const fmt = v => v.toFixed(3);
 function show(l, h) {
@@ -414,6 +431,7 @@ show(0, 0);
 """
 
 
+# %% chapters/10_attention_maps.ipynb cell 56
 def dashboard_html(
     tokens: Sequence[str],
     weights: torch.Tensor,

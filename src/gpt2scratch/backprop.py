@@ -1,5 +1,6 @@
 # Generated from chapters/06_backprop.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/06_backprop.ipynb cell 2
 """Backpropagation by hand for GPT-2: each op's forward and backward, the whole model's
 gradients without autograd, and AdamW.
 
@@ -8,6 +9,15 @@ Generated from chapter 06 of the book. `model_gradients()` returns what autograd
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "GELU_S", "GELU_A", "gelu_backward", "cross_entropy_backward_",
+    "layer_norm_forward", "layer_norm_recompute", "layer_norm_backward",
+    "linear_backward", "embedding_backward", "dropout_mask", "dropout_",
+    "attention_forward", "attention_backward", "block_forward", "block_backward",
+    "model_forward", "model_backward", "loss_and_gradients", "model_gradients",
+    "manual_backward", "AdamW",
+]
 
 import math
 
@@ -18,6 +28,7 @@ from gpt2scratch.attention import merge_heads, split_heads
 from gpt2scratch.model import check_token_ids
 
 
+# %% chapters/06_backprop.ipynb cell 7
 GELU_S, GELU_A = math.sqrt(2 / math.pi), 0.044715
 
 
@@ -33,6 +44,7 @@ def gelu_backward(dy, x):
     return du.add_(t).add_(1).mul_(dy).mul_(0.5)
 
 
+# %% chapters/06_backprop.ipynb cell 14
 def cross_entropy_backward_(logits, targets):
     """Mean cross-entropy of (N, V) logits; then, in place, logits <- N·dL/dlogits =
     softmax(z) - onehot(target). The caller folds the 1/N into its matmuls.
@@ -48,6 +60,7 @@ def cross_entropy_backward_(logits, targets):
     return loss
 
 
+# %% chapters/06_backprop.ipynb cell 17
 def layer_norm_forward(x, w, b, eps: float = 1e-5):
     """LayerNorm over the last dim; keeps x and two numbers per row (mean, 1/std)."""
     y, mean, rstd = torch.native_layer_norm(x, (x.shape[-1],), w, b, eps)
@@ -75,6 +88,7 @@ def layer_norm_backward(dy, xhat, rstd, w):
     return dx, dw, db
 
 
+# %% chapters/06_backprop.ipynb cell 20
 def linear_backward(dy, x, w, bias: bool = True, scale: float = 1.0):
     """y = x wᵀ + b. From dL/dy (..., out) and the input x (..., in): dx, dw, db.
 
@@ -97,6 +111,7 @@ def embedding_backward(dout, idx, num_embeddings: int, into=None):
     return into.index_add_(0, idx.reshape(-1), dout.reshape(-1, C))  # (V, C)
 
 
+# %% chapters/06_backprop.ipynb cell 22
 def dropout_mask(shape, p: float, like, generator=None):
     """Which entries dropout zeroes: a bool tensor, True with probability p, or None if
     p == 0. One byte per entry; the same generator state gives the same mask."""
@@ -114,6 +129,7 @@ def dropout_(x, drop, p: float):
     return x.masked_fill_(drop, 0).mul_(1 / (1 - p))
 
 
+# %% chapters/06_backprop.ipynb cell 28
 def attention_forward(qkv, n_heads: int, p: float = 0.0, generator=None):
     """Causal attention on the fused (B, T, 3C) q/k/v: the output (B, H, T, hd) and what
     backward needs, (qkv, the (B, H, T, T) weights P, the dropout mask); not the scores."""
@@ -151,6 +167,7 @@ def attention_backward(dy, y, cache, n_heads: int, p: float = 0.0):
     return dqkv.view(B, T, C3)
 
 
+# %% chapters/06_backprop.ipynb cell 35
 def block_forward(block, x, p: float = 0.0, generator=None):
     """One pre-LN block, x + attn(ln_1(x)), then + mlp(ln_2(x)): (x, cache)."""
     attn, mlp, H = block.attn, block.mlp, block.attn.n_heads
@@ -171,6 +188,7 @@ def block_forward(block, x, p: float = 0.0, generator=None):
     return x, (ln1, att, y, drop1, ln2, h, drop2)
 
 
+# %% chapters/06_backprop.ipynb cell 36
 def block_backward(block, dx, cache, p: float = 0.0):
     """From dL/dx_out: dL/dx_in and {parameter name: gradient} for this block."""
     ln1, att, y, drop1, ln2, h, drop2 = cache
@@ -214,6 +232,7 @@ def block_backward(block, dx, cache, p: float = 0.0):
     return dln.add_(dx), g
 
 
+# %% chapters/06_backprop.ipynb cell 40
 def model_forward(model, idx, generator=None):
     """GPT-2's forward, op by op: (B*T, V) logits and the caches the backward needs."""
     config = model.config
@@ -258,6 +277,7 @@ def model_backward(model, idx, dlogits, cache) -> dict[str, torch.Tensor]:
     return {name: grads[name] for name, _ in model.named_parameters()}
 
 
+# %% chapters/06_backprop.ipynb cell 41
 def loss_and_gradients(model, idx, targets, generator=None):
     """The mean cross-entropy (0-dim tensor) and {name: gradient}, without autograd."""
     check_token_ids(targets, vocab_size=model.config.vocab_size)
@@ -288,6 +308,7 @@ def manual_backward(model, inputs, targets) -> torch.Tensor:
     return loss
 
 
+# %% chapters/06_backprop.ipynb cell 47
 class AdamW:
     """AdamW by hand, operation for operation as `torch.optim.AdamW` (non-fused) does it.
 

@@ -1,5 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/A_engineering.ipynb cell 26
 """Checkpoints: model, optimizer, scheduler, random states and training progress, saved
 atomically as safetensors + JSON (no pickle) and loaded back bit for bit.
 
@@ -14,6 +15,12 @@ Generated from Appendix A of the book. Layout of a checkpoint folder:
     state, train state, file sizes
 """
 from __future__ import annotations
+
+__all__ = [
+    "FORMAT", "VERSION", "LATEST", "MANIFEST", "pack", "unpack", "unique_weights",
+    "CheckpointWriteError", "save_checkpoint", "Checkpoint", "resolve_checkpoint",
+    "read_manifest", "load_checkpoint",
+]
 
 import json
 import os
@@ -37,6 +44,7 @@ LATEST = "latest.json"
 MANIFEST = "checkpoint.json"
 
 
+# %% chapters/A_engineering.ipynb cell 28
 def pack(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
     """`obj` as JSON-able data; its tensors are moved into `tensors` under names
     starting with `key`.
@@ -91,6 +99,7 @@ def unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+# %% chapters/A_engineering.ipynb cell 30
 def unique_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors to store, {alias: stored name}): a weight shared by several names is
     stored once.
@@ -115,6 +124,7 @@ def unique_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str,
     return tensors, aliases
 
 
+# %% chapters/A_engineering.ipynb cell 32
 def _write_folder(
     folder: Path,
     model: nn.Module,
@@ -156,6 +166,7 @@ def _write_folder(
     files.fsync_dir(folder)
 
 
+# %% chapters/A_engineering.ipynb cell 34
 class CheckpointWriteError(OSError):
     """A save failed (a full disk, say); the previous checkpoint is left as it was."""
 
@@ -217,6 +228,7 @@ def save_checkpoint(
     return root / name
 
 
+# %% chapters/A_engineering.ipynb cell 36
 @dataclass
 class Checkpoint:
     """What `load_checkpoint` returns: the model and the saved states."""
@@ -255,6 +267,7 @@ def resolve_checkpoint(directory: str | Path) -> Path:
     )
 
 
+# %% chapters/A_engineering.ipynb cell 38
 def read_manifest(directory: str | Path) -> tuple[Path, dict]:
     """(checkpoint folder, its checkpoint.json), checked: format, version, sizes."""
     path = resolve_checkpoint(directory)
@@ -278,6 +291,7 @@ def read_manifest(directory: str | Path) -> tuple[Path, dict]:
     return path, manifest
 
 
+# %% chapters/A_engineering.ipynb cell 40
 def _read_weights(path: Path, aliases: dict, expected: dict) -> dict:
     """model.safetensors with its aliases restored, checked against the model."""
     file = path / "model.safetensors"
@@ -300,6 +314,7 @@ def _read_weights(path: Path, aliases: dict, expected: dict) -> dict:
     return weights
 
 
+# %% chapters/A_engineering.ipynb cell 42
 def load_checkpoint(
     directory: str | Path,
     model: nn.Module | None = None,

@@ -1,11 +1,18 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/A_engineering.ipynb cell 15
 """Data files for the book: where they live, how they are fetched, and how they are
 verified.
 
 Generated from Appendix A of the book.
 """
 from __future__ import annotations
+
+__all__ = [
+    "VERDICT_URL", "VERDICT_SHA256", "VERDICT_FILENAME", "ChecksumMismatchError",
+    "DataUnavailableError", "data_dir", "sha256_file", "check_sha256", "fetch_verified",
+    "verdict_path", "verdict_text", "load_text",
+]
 
 import hashlib
 import os
@@ -32,6 +39,7 @@ class DataUnavailableError(RuntimeError):
     """A data file is not on disk, not in the mirror, and could not be downloaded."""
 
 
+# %% chapters/A_engineering.ipynb cell 17
 def _repo_root() -> Path | None:
     """The checkout this code sits in, or None when the package is pip-installed."""
     # in the package: src/gpt2scratch/ -> the repo; in a notebook: chapters/ -> the repo
@@ -66,6 +74,7 @@ def _mirror_dir() -> Path | None:
     return root / path if root is not None and (root / path).is_dir() else path
 
 
+# %% chapters/A_engineering.ipynb cell 19
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -110,6 +119,7 @@ def _write_verified(source: BinaryIO, target: Path, sha256: str, what: str) -> N
     files.atomic_write(target, write)
 
 
+# %% chapters/A_engineering.ipynb cell 20
 def fetch_verified(
     filename: str, url: str, sha256: str, *, timeout: float = 30.0
 ) -> Path:
@@ -150,6 +160,7 @@ def fetch_verified(
     return target
 
 
+# %% chapters/A_engineering.ipynb cell 22
 def verdict_path() -> Path:
     """Path of Edith Wharton's *The Verdict*, fetched and verified on first use."""
     return fetch_verified(VERDICT_FILENAME, VERDICT_URL, VERDICT_SHA256)

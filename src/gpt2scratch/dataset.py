@@ -1,9 +1,12 @@
 # Generated from chapters/02_text_to_tensors.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/02_text_to_tensors.ipynb cell 21
 """Text to tensors: sliding-window (input, target) batches for next-token prediction,
 and the fixed sinusoidal positions of "Attention is all you need"."""
 
 from __future__ import annotations
+
+__all__ = ["GPTDataset", "create_dataloader", "sinusoidal_positions"]
 
 from collections.abc import Sequence
 
@@ -56,6 +59,7 @@ def _check_long_enough(what: str, n_tokens: int, context_length: int) -> None:
         )
 
 
+# %% chapters/02_text_to_tensors.ipynb cell 23
 class GPTDataset(Dataset):
     """Next-token-prediction windows over one long stream of token ids.
 
@@ -85,6 +89,7 @@ class GPTDataset(Dataset):
         return window[:-1], window[1:]  # inputs (T,), targets (T,)
 
 
+# %% chapters/02_text_to_tensors.ipynb cell 31
 def create_dataloader(
     data: str | Sequence[int] | torch.Tensor,
     batch_size: int = 4,
@@ -132,6 +137,7 @@ def create_dataloader(
     )
 
 
+# %% chapters/02_text_to_tensors.ipynb cell 59
 def sinusoidal_positions(T: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
     """The fixed positional encoding of "Attention is all you need" (section 3.5).
 

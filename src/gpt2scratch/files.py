@@ -1,10 +1,13 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/A_engineering.ipynb cell 9
 """Atomic file writes: a temp file beside the target, fsync, then os.replace.
 
 Used for data downloads and checkpoints alike. Generated from Appendix A of the book.
 """
 from __future__ import annotations
+
+__all__ = ["fsync_dir", "fsync_file", "default_mode", "atomic_write"]
 
 import os
 import tempfile
@@ -38,6 +41,7 @@ def default_mode(path: str | os.PathLike) -> None:
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
 
 
+# %% chapters/A_engineering.ipynb cell 11
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it onto
     `path`.

@@ -1,9 +1,16 @@
 # Generated from chapters/08_generation.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/08_generation.ipynb cell 2
 """Sampling (temperature, top-k, top-p), the decode loop with a KV cache, and the text
 wrapper behind `GPT2.generate` (Chapter 8 of the book)."""
 
 from __future__ import annotations
+
+__all__ = [
+    "top_p_filter", "sample_next", "LayerKV", "KVCache", "next_logits", "decode",
+    "generate_ids", "generate_text", "stream_text", "check_prompt", "check_sampling",
+    "generate", "StaticDecoder",
+]
 
 from contextlib import closing
 
@@ -14,6 +21,7 @@ from gpt2scratch.model import check_token_ids
 from gpt2scratch.validation import check_bool, check_int, check_number
 
 
+# %% chapters/08_generation.ipynb cell 10
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep, per row of (B, V) logits, the smallest set of likeliest tokens whose
     probabilities sum to >= top_p; the others get -inf. The top token always stays."""
@@ -24,6 +32,7 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.scatter(-1, order, sorted_logits)  # back to vocabulary order
 
 
+# %% chapters/08_generation.ipynb cell 12
 def sample_next(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -49,6 +58,7 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
 
 
+# %% chapters/08_generation.ipynb cell 24
 class LayerKV:
     """One block's keys and values, preallocated: k and v are (B, H, max_len, hd)."""
 
@@ -110,6 +120,7 @@ class KVCache:
         return self.k.nbytes + self.v.nbytes
 
 
+# %% chapters/08_generation.ipynb cell 28
 def next_logits(model, new_ids: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
     """(B, V) float32 logits for the token after the last of new_ids (B, T), which sit
     at positions start_pos..; the cache holds the positions before them."""
@@ -157,6 +168,7 @@ def decode(
         model.train(was_training)
 
 
+# %% chapters/08_generation.ipynb cell 36
 def generate_ids(
     model, idx, max_new_tokens, *, eos_id=None, **sampling
 ) -> torch.Tensor:
@@ -199,6 +211,7 @@ def generate_text(
     return prompt + tokenizer.decode(new)
 
 
+# %% chapters/08_generation.ipynb cell 38
 def stream_text(
     model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling
 ):
@@ -219,6 +232,7 @@ def stream_text(
         yield text[len(shown) :]
 
 
+# %% chapters/08_generation.ipynb cell 40
 def check_prompt(model, prompt, max_new_tokens, max_length) -> int:
     """Check the prompt and its length argument; return the number of new tokens."""
     if max_new_tokens is not None and max_length is not None:
@@ -271,6 +285,7 @@ def check_sampling(
     )
 
 
+# %% chapters/08_generation.ipynb cell 41
 def generate(
     model,
     prompt: str | torch.Tensor,
@@ -309,6 +324,7 @@ def generate(
     return generate_ids(model, prompt, n_new, **sampling)
 
 
+# %% chapters/08_generation.ipynb cell 68
 class StaticDecoder:
     """Decoding with static shapes: one KVCache, the position as a tensor, and on CUDA
     the one-token step captured once as a CUDA graph and replayed (section 8.7)."""

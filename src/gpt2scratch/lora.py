@@ -1,5 +1,6 @@
 # Generated from chapters/09_lora.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/09_lora.ipynb cell 2
 """LoRA (Hu et al., 2021): low-rank adapters on GPT-2's linear layers.
 
 Generated from chapter 09 of the book. `apply_lora` wraps chosen `nn.Linear` layers in
@@ -8,6 +9,12 @@ plain model; `save_adapter` / `load_adapter` keep just the adapter.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "LoRALinear", "DEFAULT_TARGETS", "lora_layers", "count_parameters", "find_targets",
+    "apply_lora", "merge_lora", "ADAPTER_FILE", "CONFIG_FILE", "adapter_state",
+    "save_adapter", "load_adapter", "peak_memory_mb", "finetune_and_measure",
+]
 
 import json
 import math
@@ -27,6 +34,7 @@ from gpt2scratch.files import atomic_write
 from gpt2scratch.validation import check_int, check_number
 
 
+# %% chapters/09_lora.ipynb cell 9
 class LoRALinear(nn.Module):
     """`base(x) + (alpha / rank) * B(A(dropout(x)))`, with `base` frozen.
 
@@ -81,6 +89,7 @@ class LoRALinear(nn.Module):
         return f"rank={self.rank}, alpha={self.alpha:g}, merged={self.merged}"
 
 
+# %% chapters/09_lora.ipynb cell 15
 DEFAULT_TARGETS = ("attn.c_attn",)
 
 
@@ -136,6 +145,7 @@ def find_targets(model: nn.Module, targets: Sequence[str]) -> list[str]:
     return sorted(set(found), key=found.index)
 
 
+# %% chapters/09_lora.ipynb cell 17
 def apply_lora(
     model: nn.Module,
     rank: int = 8,
@@ -180,6 +190,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+# %% chapters/09_lora.ipynb cell 23
 ADAPTER_FILE, CONFIG_FILE = "adapter.safetensors", "adapter_config.json"
 
 
@@ -209,6 +220,7 @@ def save_adapter(model: nn.Module, folder: str | Path) -> Path:
     return folder
 
 
+# %% chapters/09_lora.ipynb cell 25
 def load_adapter(
     model: nn.Module, folder: str | Path, verbose: bool = False
 ) -> nn.Module:
@@ -250,6 +262,7 @@ def load_adapter(
     return model
 
 
+# %% chapters/09_lora.ipynb cell 47
 def peak_memory_mb(device: torch.device) -> float:
     """This process's peak memory so far: CUDA's peak allocation; else the resident
     high-water mark (VmHWM: ru_maxrss would count the parent's memory at fork)."""

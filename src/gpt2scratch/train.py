@@ -1,5 +1,6 @@
 # Generated from chapters/05_training.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/05_training.ipynb cell 2
 """Training GPT-2: device and seeds, the loss, evaluation, the training loop, the
 learning-rate schedule.
 
@@ -8,6 +9,15 @@ Generated from chapter 05 of the book. `train()` is the loop; checkpoints live i
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "pick_device", "set_seed", "calc_loss_batch", "perplexity", "split_text",
+    "make_loaders", "rng_state", "set_rng_state", "preserved_rng", "evaluate",
+    "NonFiniteLossError", "StepResult", "autograd_backward", "train_step", "History",
+    "epoch_batches", "in_order", "TrainSettings", "RECIPE", "train", "WarmupCosine",
+    "warmup_cosine", "Run", "prepare_run", "COURSE_RUN", "STANDIN", "CourseModel",
+    "chapter5_model",
+]
 
 import math
 import random
@@ -34,6 +44,7 @@ from gpt2scratch.tokenizer import gpt2_encoding
 from gpt2scratch.validation import check_int, check_number
 
 
+# %% chapters/05_training.ipynb cell 6
 def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     """The device to train on: `preferred` if given and usable, else cuda -> mps -> cpu,
     in that order.
@@ -75,6 +86,7 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     return device
 
 
+# %% chapters/05_training.ipynb cell 8
 def set_seed(seed: int) -> None:
     """Seed Python's, NumPy's and torch's random generators (torch's covers every CUDA
     device too).
@@ -85,6 +97,7 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# %% chapters/05_training.ipynb cell 15
 def calc_loss_batch(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -107,6 +120,7 @@ def perplexity(loss: float) -> float:
     return math.exp(loss)
 
 
+# %% chapters/05_training.ipynb cell 21
 def split_text(text: str, train_ratio: float = 0.9) -> tuple[str, str]:
     """(train, val): the first `train_ratio` of the characters, and the rest."""
     if not isinstance(text, str):
@@ -118,6 +132,7 @@ def split_text(text: str, train_ratio: float = 0.9) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
+# %% chapters/05_training.ipynb cell 23
 def make_loaders(
     text: str,
     tokenizer,
@@ -172,6 +187,7 @@ def make_loaders(
     return train_loader, val_loader
 
 
+# %% chapters/05_training.ipynb cell 26
 def rng_state() -> dict:
     """Every random state a training step can touch: Python, NumPy, torch's CPU and each
     CUDA/MPS device.
@@ -214,6 +230,7 @@ def preserved_rng():
         set_rng_state(state)
 
 
+# %% chapters/05_training.ipynb cell 28
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -244,6 +261,7 @@ def evaluate(
     return total / n
 
 
+# %% chapters/05_training.ipynb cell 31
 class NonFiniteLossError(FloatingPointError):
     """The loss (or the gradient norm) became NaN or infinite: the run has diverged."""
 
@@ -301,6 +319,7 @@ def train_step(
     return StepResult(loss, norm.item(), lr)
 
 
+# %% chapters/05_training.ipynb cell 35
 @dataclass
 class History:
     """What `train()` records: per evaluation (first six lists) and per step (next
@@ -363,6 +382,7 @@ def in_order(loader: Iterable) -> Iterable:
     return loader
 
 
+# %% chapters/05_training.ipynb cell 37
 @dataclass(frozen=True)
 class TrainSettings:
     """Every setting of a training run. `train()` reads the loop's; `prepare_run()` the
@@ -413,6 +433,7 @@ class TrainSettings:
 RECIPE = TrainSettings(epochs=10, schedule="cosine", grad_clip=1.0, eval_iters=5)
 
 
+# %% chapters/05_training.ipynb cell 39
 @dataclass
 class _Progress:
     """Where a run is: what a checkpoint saves and a resume restores."""
@@ -464,6 +485,7 @@ class _Progress:
         return enumerate(batches, start=first)
 
 
+# %% chapters/05_training.ipynb cell 41
 @dataclass
 class _Run:
     """One `train()` call: what the loop needs, and its bookkeeping."""
@@ -521,6 +543,7 @@ class _Run:
         return every is None or self.at.step % every == 0
 
 
+# %% chapters/05_training.ipynb cell 43
 def _train_epoch(run: _Run, loader, epoch: int, callbacks, bar) -> tuple[bool, int]:
     """Train one epoch; return (stop, batches of the epoch done)."""
     at, s = run.at, run.s
@@ -554,6 +577,7 @@ def _train_epoch(run: _Run, loader, epoch: int, callbacks, bar) -> tuple[bool, i
     return False, done
 
 
+# %% chapters/05_training.ipynb cell 45
 def _say_if_replanned(run: _Run, scheduler, steps_per_epoch: int) -> None:
     """A resumed schedule keeps the plan it was saved with: say so if --epochs changed."""
     plan = getattr(scheduler, "lr_lambdas", [None])[0]
@@ -568,6 +592,7 @@ def _say_if_replanned(run: _Run, scheduler, steps_per_epoch: int) -> None:
         )
 
 
+# %% chapters/05_training.ipynb cell 47
 def train(
     model: nn.Module,
     train_loader: Iterable,
@@ -628,6 +653,7 @@ def train(
     return at.history
 
 
+# %% chapters/05_training.ipynb cell 85
 class WarmupCosine:
     """Learning-rate multiplier: linear warm-up to 1 over `warmup_steps`, cosine decay
     to `min_ratio` at `total_steps`, then flat. Use through `warmup_cosine()` (a
@@ -675,6 +701,7 @@ def warmup_cosine(
     return LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_ratio))
 
 
+# %% chapters/05_training.ipynb cell 96
 @dataclass
 class Run:
     """What `prepare_run` builds: everything `train()` needs."""
@@ -689,6 +716,7 @@ class Run:
     val_loader: DataLoader
 
 
+# %% chapters/05_training.ipynb cell 98
 def prepare_run(
     settings: TrainSettings,
     text: str | None = None,
@@ -749,6 +777,7 @@ def prepare_run(
     return Run(settings, config, device, model, optimizer, scheduler, *loaders)
 
 
+# %% chapters/05_training.ipynb cell 106
 import hashlib  # noqa: E402
 import json  # noqa: E402
 
@@ -772,6 +801,7 @@ class CourseModel:
     standin: bool
 
 
+# %% chapters/05_training.ipynb cell 108
 def chapter5_model(device=None) -> CourseModel:
     """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached).
 

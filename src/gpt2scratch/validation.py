@@ -1,5 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
+# %% chapters/A_engineering.ipynb cell 3
 """Argument checks shared by the whole package: one error contract.
 
 A value of the wrong type raises TypeError, a value out of range raises ValueError, and
@@ -7,6 +8,8 @@ the message names the argument and the value it got. Generated from Appendix A o
 book.
 """
 from __future__ import annotations
+
+__all__ = ["check_int", "check_number", "check_bool"]
 
 import math
 import numbers
@@ -35,6 +38,7 @@ def check_int(name: str, value, *, minimum: int | None = None, none_ok: bool = F
     return int(value)
 
 
+# %% chapters/A_engineering.ipynb cell 5
 def check_number(
     name: str,
     value,
