@@ -59,7 +59,6 @@ import json
 import math
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -630,7 +629,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import random
 import sys
 from collections.abc import Iterator, Sequence

@@ -19,7 +19,6 @@ __all__ = [
 import hashlib
 import json
 import os
-import shutil
 import random
 import sys
 from collections.abc import Iterator, Sequence

@@ -20,7 +20,6 @@ import json
 import math
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
