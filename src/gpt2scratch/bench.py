@@ -320,10 +320,33 @@ def matmuls_alone_seconds(model: GPT2, reps: int = 5) -> float:
         return min(chain() for _ in range(reps))
 
 
-def bench_generate(args) -> float:
-    """Greedy generation at batch 1, tok/s: ours without and with the KV cache and HF generate()."""
+def _generate_contenders(ours: GPT2, hf, prompt: torch.Tensor, n: int, on_gpu: bool) -> dict:
+    """The greedy generate() calls that bench generate times, by name; each returns the ids."""
     from gpt2scratch.generation import StaticDecoder
 
+    def hf_generate(**kw):
+        return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
+                           min_new_tokens=n, do_sample=False, **kw)
+
+    contenders = {}
+    if not on_gpu:
+        contenders["no cache"] = lambda: ours.generate(prompt, n, temperature=0, use_cache=False)
+    contenders["ours"] = lambda: ours.generate(prompt, n, temperature=0)
+    if on_gpu:
+        def ours_static():
+            if not hasattr(ours_static, "decoder"):  # captures the CUDA graph once
+                ours_static.decoder = StaticDecoder(ours, max_len=prompt.shape[1] + n)
+            return ours_static.decoder.generate(prompt, n, temperature=0)
+
+        contenders["ours static+graph"] = ours_static
+    contenders["HF"] = lambda: hf_generate(use_cache=True)
+    if on_gpu:
+        contenders["HF static"] = lambda: hf_generate(cache_implementation="static")
+    return contenders
+
+
+def bench_generate(args) -> float:
+    """Greedy generation at batch 1, tok/s: ours without and with the KV cache and HF generate()."""
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     dtypes = {"fp32": ["fp32"], "bf16": ["bf16"], "both": ["bf16", "fp32"]}[args.dtype or ("both" if on_gpu else "fp32")]
@@ -343,25 +366,7 @@ def bench_generate(args) -> float:
         ours.to(dtype)
         hf = hf_twin(ours).to(dtype).eval()
         prompt = torch.randint(0, config.vocab_size, (1, args.prompt_tokens), device=device)
-
-        def hf_generate(**kw):
-            return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
-                               min_new_tokens=n, do_sample=False, **kw)
-
-        contenders = {}
-        if not on_gpu:
-            contenders["no cache"] = lambda: ours.generate(prompt, n, temperature=0, use_cache=False)
-        contenders["ours"] = lambda: ours.generate(prompt, n, temperature=0)
-        if on_gpu:
-            def ours_static():
-                if not hasattr(ours_static, "decoder"):  # captures the CUDA graph once
-                    ours_static.decoder = StaticDecoder(ours, max_len=args.prompt_tokens + n)
-                return ours_static.decoder.generate(prompt, n, temperature=0)
-
-            contenders["ours static+graph"] = ours_static
-        contenders["HF"] = lambda: hf_generate(use_cache=True)
-        if on_gpu:
-            contenders["HF static"] = lambda: hf_generate(cache_implementation="static")
+        contenders = _generate_contenders(ours, hf, prompt, n, on_gpu)
         outs, skipped = {}, {}
         for name, fn in list(contenders.items()):
             try:  # the first call also compiles / captures; a failure drops that contender only
