@@ -24,6 +24,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# Only ruff, at the version requirements-dev.txt pins: `make check` stays quick on a fresh clone.
+$(VENV)/.installed-ruff: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q "$$(grep -E '^ruff==' requirements-dev.txt)"
+	touch $@
+
 install: $(VENV)/.installed
 
 ## The main job: train the course model on The Verdict, save a checkpoint, print text.
@@ -38,9 +43,11 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q tests --ignore=tests/browser
 	GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) chapters
 
-## Pairs agree, src/ is fresh, the house style holds (CONTRIBUTING.md). Runs all three, then fails.
-check: $(VENV)/.installed
+## Pairs agree, src/ is fresh, the house style holds (CONTRIBUTING.md), ruff finds nothing in
+## src/, tests/ and tools/ (rules in pyproject.toml). Runs all four, then fails.
+check: $(VENV)/.installed $(VENV)/.installed-ruff
 	@status=0; \
+	$(BIN)/ruff check src tests tools || status=1; \
 	$(PY) tools/check_pairs.py || status=1; \
 	$(PY) tools/export.py --check || status=1; \
 	$(PY) tools/book_check.py || status=1; \

@@ -5,7 +5,7 @@ Hand-written: the public API, re-exported from the generated modules, and nothin
 from gpt2scratch.attention_viz import attention_maps
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import load_pretrained, save_pretrained
-from gpt2scratch.quickmode import is_quick as quick  # for the chapters; not public API
+from gpt2scratch.quickmode import is_quick as quick  # noqa: F401 (for the chapters; not public API)
 from gpt2scratch.tokenizer import GPT2Tokenizer, gpt2_encoding
 
 __all__ = ["GPT2", "GPT2Config", "GPT2Tokenizer", "attention_maps", "gpt2_encoding", "load_pretrained",
