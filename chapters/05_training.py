@@ -1111,8 +1111,8 @@ for _ in range(3):
     opt_torch.step()
 pairs = zip(by_hand.parameters(), by_torch.parameters())
 diff = max((a - b).abs().max().item() for a, b in pairs)
-print(f"after 3 steps: max |by hand - torch.optim.AdamW| = {diff:.1e}")
-assert diff < 1e-12
+assert diff < 1e-12  # float64: the two differ only in the order of a few roundings
+print("after 3 steps: max |by hand - torch.optim.AdamW| < 1e-12")
 
 # %% [markdown]
 # ## 5.6 The run: GPT-2 124M on *The Verdict*, 30 epochs
