@@ -12,7 +12,7 @@ CHAPTER_PY = $(if $(NB),chapters/$(NB).py,$(shell $(PYTHON) tools/chapters.py py
 NBVAL := --nbval --nbval-current-env --nbval-cell-timeout 600 --nbval-sanitize-with chapters/sanitize.cfg
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install run test lab execute export check sync book book-test clean
+.PHONY: install run test test-portable lab execute export check sync book book-test clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,19 @@ test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory check
 	$(PY) -m pytest -q tests --ignore=tests/browser
 	GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) chapters
+
+## The chapters under nbval again, computing the way other CPUs do, so that an output whose digits
+## depend on the machine fails here rather than on a reader's laptop. Each variant changes float
+## bits without changing the math: one thread (another summation order in reductions and matmuls),
+## then, on x86-64, ATen's AVX2 kernels with oneDNN and MKL held to AVX2 too (a laptop without
+## AVX-512). Two pytest workers of one thread each keep it about as fast as the chapters in `make test`.
+PORTABLE := "OMP_NUM_THREADS=1" \
+  $(if $(filter x86_64 amd64 AMD64,$(shell uname -m)),"OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2")
+test-portable: $(VENV)/.installed-dev
+	for settings in $(PORTABLE); do \
+	  echo "== every chapter under nbval with $$settings"; \
+	  env $$settings GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile $(NBVAL) chapters; \
+	done
 
 ## Pairs agree, src/ is fresh, the house style holds (CONTRIBUTING.md), ruff finds nothing in
 ## src/, tests/ and tools/ (rules in pyproject.toml). Runs all four, then fails.

@@ -750,9 +750,10 @@ angles32 = torch.outer(pos32, inv_freq32)
 pe32 = torch.stack([angles32.sin(), angles32.cos()], dim=-1).flatten(1)  # sin, cos, ...
 err = (pe32 - sinusoidal_positions(8192, 64)).abs().max(dim=1).values  # per position
 near, far = err[:100].max().item(), err[8000:].max().item()
-print(f"float32 throughout, max error at positions 0-99: {near:.1e}")
-print(f"float32 throughout, max error at positions 8000-8191: {far:.1e}")
-assert far > 10 * near
+assert near < 1e-5 and 1e-4 < far < 1e-3 and far > 10 * near
+# The digits of these errors depend on the CPU's sin/cos kernels; their sizes do not.
+print("float32 throughout, max error at positions 0-99:      below 1e-5")
+print("float32 throughout, max error at positions 8000-8191: between 1e-4 and 1e-3")
 
 # %% [markdown]
 # Three properties make this encoding attractive, and each can be checked:

@@ -1196,8 +1196,8 @@ allowed = local_mask(6, window=3)
 scores_local = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(~allowed, -math.inf)
 naive = torch.softmax(scores_local, dim=-1) @ v
 kernel = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-print(f"naive vs SDPA with attn_mask: max abs diff {(naive - kernel).abs().max():.1e}")
 assert (naive - kernel).abs().max() <= 1e-6
+print("naive vs SDPA with attn_mask: max abs diff <= 1e-6")
 k2, v2 = k.clone(), v.clone()
 k2[..., 0, :], v2[..., 0, :] = 100.0, 100.0  # change token 0 drastically
 out2 = F.scaled_dot_product_attention(q, k2, v2, attn_mask=allowed)
@@ -1234,9 +1234,9 @@ with torch.no_grad():
     no_mask = bidirectional(fused, xs)[:, perm] - bidirectional(fused, xs[:, perm])
     with_mask = fused(xs)[:, perm] - fused(xs[:, perm])
 no_mask, with_mask = no_mask.abs().max().item(), with_mask.abs().max().item()
-print(f"no mask:     max |f(x)[perm] - f(x[perm])| = {no_mask:.1e}  -> equivariant")
-print(f"causal mask: max |f(x)[perm] - f(x[perm])| = {with_mask:.1e}  -> order matters")
 assert no_mask <= 1e-5 and with_mask > 1e-2
+print("no mask:     max |f(x)[perm] - f(x[perm])| <= 1e-5 (round-off) -> equivariant")
+print(f"causal mask: max |f(x)[perm] - f(x[perm])| = {with_mask:.1f}  -> order matters")
 
 # %% [markdown]
 # **4. The one-step reshape.** A tempting shortcut for `split_heads` is `t.view(B, H, T, hd)` in one
