@@ -6,8 +6,8 @@ the order of its pieces matters). `{tmp}` in an argument or a message is the fol
 with tiny models and broken files.
 
 The CLI part runs every subcommand of `python -m gpt2scratch` in-process with a bad input:
-exit code 2, the last line of stderr names the bad value, and no "Traceback". Errors found
-while preparing a command (`UsageError`) are one line; argparse's own add a usage line.
+exit code 2, the last line of stderr names the bad value, and no "Traceback". Errors that our
+own checks raise are one line (gpt2scratch.__main__.main); argparse's own add a usage line.
 """
 import functools
 import json
@@ -413,7 +413,7 @@ def test_sampling_bad_input(kwargs, error, message):
 TRAIN = ["--model", "tiny", "--context-length", "32", "--no-progress"]
 CORPUS_RUN = ["--model", "tiny", "--context-length", "16", "--batch-size", "2", "--epochs", "1", "--no-progress",
               "--prompt", "", "--eval-iters", "1", "--device", "cpu"]
-# (argv, the message's piece that names the bad value, one line: True for UsageError's path)
+# (argv, the message's piece that names the bad value, one line: True where our checks raise it)
 CLI = [
     # train (moved from test_cli.py, with new ones)
     P(["train", "--data", "{tmp}/latin1.txt"], "latin1.txt is not UTF-8 text: invalid byte at offset 3",
@@ -519,7 +519,7 @@ CLI = [
     P(["attention", "--init", "{tmp}/f.txt", "hi"], "'{tmp}/f.txt' is neither a model name", True,
       id="attention-init-a-file"),
     # bench and its benchmarks
-    P(["bench", "train", "--preset", "huge"], "unknown preset 'huge'", False, id="bench-train-preset"),
+    P(["bench", "train", "--preset", "huge"], "unknown preset 'huge'", True, id="bench-train-preset"),
     P(["bench", "train", "--preset", "tiny", "--context-length", "5000"],
       "--context-length 5000 is longer than preset tiny's context", False,
       id="bench-train-context-length"),
@@ -532,7 +532,7 @@ CLI = [
     P(["bench", "backward", "--preset", "tiny", "--batch-size", "0", "--no-memory"],
       "--batch-size must be >= 1, got 0", False, id="bench-backward-batch-size"),
     P(["bench", "backward", "--preset", "tiny", "--dropout", "2", "--no-memory"],
-      "dropout must be finite and >= 0 and < 1, got 2.0", False, id="bench-backward-dropout"),
+      "dropout must be finite and >= 0 and < 1, got 2.0", True, id="bench-backward-dropout"),
     P(["bench", "nope"], "invalid choice: 'nope'", False, id="bench-unknown-benchmark"),
     P(["nope"], "invalid choice: 'nope'", False, id="unknown-subcommand"),
 ]

@@ -5,6 +5,7 @@ import sys
 import types
 from pathlib import Path
 
+import pytest
 import torch
 
 from gpt2scratch.__main__ import build_parser, main
@@ -12,6 +13,7 @@ from gpt2scratch.checkpoint import load_checkpoint, save_checkpoint
 from gpt2scratch.model import GPT2, GPT2Config
 from cli_run import run_main  # tests/cli_run.py
 
+ROOT = Path(__file__).resolve().parent.parent
 STORY = ("Justice is served when the jury has heard every word of the story, and not a moment before. " * 60)
 
 
@@ -77,3 +79,91 @@ def test_help_lists_every_command():
     proc = subprocess.run([sys.executable, "-m", "gpt2scratch", "--help"], capture_output=True, text=True,
                           env=env, timeout=60, cwd=Path(__file__).parent)
     assert proc.returncode == 0 and all(c in proc.stdout for c in ("train", "generate", "run", "bench"))
+
+
+# Errors are handled in one place (gpt2scratch.__main__.main): what the user can fix is one line and
+# exit code 2; anything else keeps its traceback. The bad-input cases: tests/test_bad_inputs.py.
+
+
+def test_missing_optional_dependency_is_one_line_that_says_what_to_install(monkeypatch, capsys):
+    """After `make run` only requirements.txt is installed; `bench` also needs transformers."""
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` now fails
+    pin = next(line for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+               if line.startswith("transformers=="))
+    for benchmark in ("generate", "train"):
+        code, out, err = run_main(["bench", benchmark, "--preset", "tiny", "--layers", "1"], capsys)
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"python -m gpt2scratch bench {benchmark}: error: "), err
+        assert "'transformers'" in err and f"pip install {pin}" in err, err
+        assert "pip install -r requirements-dev.txt" in err, err
+        assert out == ""  # it stops before it measures anything
+
+
+def test_a_module_no_requirements_file_names_keeps_its_traceback():
+    """Our own module missing, or a typo: a bug, not something to pip install."""
+    from gpt2scratch.__main__ import _one_line
+
+    for name in ("transformerz", "gpt2scratch.nope"):
+        assert _one_line(ModuleNotFoundError(f"No module named {name!r}", name=name)) is None
+
+
+def tiny_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ck", GPT2(GPT2Config(context_length=16, d_model=8, n_layers=1, n_heads=1)))
+    return str(tmp_path / "ck")
+
+
+def test_a_check_in_our_code_is_one_line_and_exit_2(tmp_path, capsys):
+    from gpt2scratch.train import pick_device
+
+    with pytest.raises(ValueError) as raised:  # the check, deep inside the command
+        pick_device("gpu")
+    code, _, err = run_main(["generate", "--checkpoint", tiny_checkpoint(tmp_path), "Hi", "--device", "gpu"],
+                            capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert err == f"python -m gpt2scratch generate: error: {raised.value}\n"
+
+
+def fail_inside_torch(monkeypatch, error):
+    """Make every embedding lookup fail the way torch fails: raised inside torch, not by us."""
+    def forward(self, ids):
+        if error is RuntimeError:  # what a CUDA or NCCL failure is
+            return torch.ones(2).view(3)
+        return torch.nn.functional.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long),
+                                                 reduction="bogus")  # a ValueError inside torch
+
+    monkeypatch.setattr(torch.nn.Embedding, "forward", forward)
+
+
+def test_an_unexpected_runtime_error_keeps_its_traceback(tmp_path, monkeypatch):
+    ck = tiny_checkpoint(tmp_path)
+    fail_inside_torch(monkeypatch, RuntimeError)
+    with pytest.raises(RuntimeError, match="shape"):  # not swallowed into exit 2
+        main(["generate", "--checkpoint", ck, "Hi", "--max-length", "2"])
+
+
+def test_a_value_error_from_inside_torch_keeps_its_traceback(tmp_path, monkeypatch):
+    ck = tiny_checkpoint(tmp_path)
+    fail_inside_torch(monkeypatch, ValueError)
+    with pytest.raises(ValueError, match="bogus"):
+        main(["generate", "--checkpoint", ck, "Hi", "--max-length", "2"])
+
+
+def test_a_bugs_type_error_in_our_code_keeps_its_traceback(tmp_path, monkeypatch):
+    """A TypeError raised by an operation in our code (a bug), not by a check's `raise`."""
+    import gpt2scratch.checkpoint as checkpoint
+
+    ck = tiny_checkpoint(tmp_path)
+    monkeypatch.setattr(checkpoint, "read_manifest", lambda directory: (Path(directory), None))
+    with pytest.raises(TypeError, match="not subscriptable"):  # manifest["config"] on None
+        main(["generate", "--checkpoint", ck, "Hi"])
+
+
+def test_the_real_command_prints_the_traceback_of_an_unexpected_error(tmp_path):
+    code = ("import sys, torch; from gpt2scratch.__main__ import main\n"
+            "def fail(self, ids): raise RuntimeError('NCCL error: unhandled system error')\n"
+            "torch.nn.Embedding.forward = fail\n"
+            f"sys.exit(main(['generate', '--checkpoint', {tiny_checkpoint(tmp_path)!r}, 'Hi']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr, proc.stderr
+    assert proc.stderr.strip().endswith("RuntimeError: NCCL error: unhandled system error")

@@ -10,23 +10,29 @@
     python -m gpt2scratch attention --checkpoint runs/verdict "Every effort moves you" --out attention.html
     python -m gpt2scratch bench ...   # benchmarks (gpt2scratch.bench)
 
-Bad input (a missing or non-UTF-8 file, a text too short for one window, a bad checkpoint) ends with a
-one-line message on stderr and exit code 2, before any model is built.
+Errors are handled in one place, `main()`:
+- bad input (a bad value, a missing or non-UTF-8 file, a text too short for one window, a bad
+  checkpoint): the ValueError, TypeError or FileNotFoundError that our own checks raise
+  (CONTRIBUTING, "One error contract") becomes one line on stderr and exit code 2;
+- a missing optional dependency (`transformers` for `bench`): one line that says what to install,
+  exit code 2;
+- anything else (CUDA, NCCL, an error inside torch, a bug) keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import dis
 import math
 import os
+import re
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
 PROMPT = "Justice is served when"
-
-
-class UsageError(Exception):
-    """Bad input found while preparing a command: reported in one line, exit code 2."""
+PACKAGE = Path(__file__).resolve().parent
+BAD_PATH = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
 
 def _positive_int(text: str) -> int:
@@ -237,7 +243,7 @@ def _backward_fn(args: argparse.Namespace):
     if getattr(args, "backward", "autograd") != "manual":
         return autograd_backward
     if getattr(args, "lora_rank", None):
-        raise UsageError("--backward manual computes the plain GPT2's gradients, not LoRA "
+        raise ValueError("--backward manual computes the plain GPT2's gradients, not LoRA "
                          "adapters'; use --backward autograd with --lora-rank")
     from gpt2scratch.backprop import manual_backward
 
@@ -250,23 +256,20 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
     from gpt2scratch.train import NonFiniteLossError, prepare_run, train
 
     if Path(args.out).is_file():  # found now, not at the first save after an epoch
-        raise UsageError(f"--out {args.out} is a file; give the name of a checkpoint folder")
+        raise ValueError(f"--out {args.out} is a file; give the name of a checkpoint folder")
     info, fast = _fast_path(args)  # chapter 11: torchrun's process group, the fast path
     if not info.is_main:  # only rank 0 logs
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the rest of this process)
-    try:
-        settings = _settings(args)
-        init = _pretrained_init(args)
-        lora = getattr(args, "lora_rank", None)
-        if lora:  # adapters on the pretrained weights, the rest frozen (chapter 09)
-            from gpt2scratch.lora import apply_lora
+    settings = _settings(args)
+    init = _pretrained_init(args)
+    lora = getattr(args, "lora_rank", None)
+    if lora:  # adapters on the pretrained weights, the rest frozen (chapter 09)
+        from gpt2scratch.lora import apply_lora
 
-            apply_lora(init[0], lora, args.lora_alpha)
-        start = {"model": init[0]} if init else {}  # pretrained weights (chapter 07)
-        run = prepare_run(settings, text, device=info.device, resume=args.resume,
-                          loaders=loaders, **start)
-    except (FileNotFoundError, IsADirectoryError, ValueError, TypeError) as err:
-        raise UsageError(str(err)) from None
+        apply_lora(init[0], lora, args.lora_alpha)
+    start = {"model": init[0]} if init else {}  # pretrained weights (chapter 07)
+    run = prepare_run(settings, text, device=info.device, resume=args.resume,
+                      loaders=loaders, **start)
     out, config, steps = Path(args.out), run.config, len(run.train_loader)
     n_train = len(run.train_loader.dataset.token_ids)
     n_val = len(run.val_loader.dataset.token_ids)
@@ -330,21 +333,18 @@ def _fast_path(args: argparse.Namespace):
     from gpt2scratch.scale import (FastPath, check_batch_split, init_distributed,
                                    keep_freed_memory)
 
-    try:
-        info = init_distributed(args.device)
-        if getattr(args, "backward", "autograd") == "manual":
-            if info.world_size > 1 or args.accum_steps > 1:
-                raise ValueError("--backward manual runs in one process without "
-                                 "--accum-steps; use --backward autograd")
-            return info, None
-        off = {name: False for name in ("bf16", "flash", "compile", "fused_adamw", "pad_vocab")
-               if getattr(args, "no_" + name)}
-        fast = FastPath.auto(info.device, accum_steps=args.accum_steps, **off)
-        check_batch_split(args.batch_size, info.world_size, fast.accum_steps)
-        if info.device.type == "cpu":
-            keep_freed_memory()  # glibc keeps freed blocks: no page faults each step
-    except (ValueError, TypeError, RuntimeError) as err:
-        raise UsageError(str(err)) from None
+    info = init_distributed(args.device)
+    if getattr(args, "backward", "autograd") == "manual":
+        if info.world_size > 1 or args.accum_steps > 1:
+            raise ValueError("--backward manual runs in one process without "
+                             "--accum-steps; use --backward autograd")
+        return info, None
+    off = {name: False for name in ("bf16", "flash", "compile", "fused_adamw", "pad_vocab")
+           if getattr(args, "no_" + name)}
+    fast = FastPath.auto(info.device, accum_steps=args.accum_steps, **off)
+    check_batch_split(args.batch_size, info.world_size, fast.accum_steps)
+    if info.device.type == "cpu":
+        keep_freed_memory()  # glibc keeps freed blocks: no page faults each step
     return info, fast
 
 
@@ -379,18 +379,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gpt2scratch.data import load_text
 
     if args.lora_rank is not None and args.init is None:
-        raise UsageError("--lora-rank adapts pretrained weights: pass --init NAME_OR_DIR too")
+        raise ValueError("--lora-rank adapts pretrained weights: pass --init NAME_OR_DIR too")
     if args.lora_rank is not None and args.resume is not None:
-        raise UsageError("--lora-rank saves just the adapter, which cannot be resumed: "
+        raise ValueError("--lora-rank saves just the adapter, which cannot be resumed: "
                          "start again with --init")
     if args.out is None:
         args.out = args.resume if args.resume is not None else str(
             Path("runs") / Path(args.data[0]).resolve().stem)
     if len(args.data) == 1 and args.glob is None and not Path(args.data[0]).is_dir():
-        try:
-            text = load_text(args.data[0])
-        except (FileNotFoundError, IsADirectoryError, ValueError) as err:
-            raise UsageError(str(err)) from None
+        text = load_text(args.data[0])
         return _train_and_report(args, text, str(args.data[0]))
     source = ", ".join(args.data) + (f" ({args.glob})" if args.glob else "")
     return _train_and_report(args, None, source, loaders=_corpus_loaders(args))
@@ -400,21 +397,18 @@ def _corpus_loaders(args: argparse.Namespace):
     """Train/val loaders over the --data files and folders (chapter 09's corpus)."""
     from gpt2scratch.corpus import corpus_loaders, prepare_corpus
 
-    try:
-        corpus = prepare_corpus(args.data, args.glob, progress=not args.no_progress)
-        for message in corpus.skipped:
-            print(f"warning: skipped {message}", file=sys.stderr)
-        docs = corpus.documents
-        print(f"corpus: {corpus.files} files, {docs['train']} train + {docs['val']} val "
-              f"documents (tokens cached in {corpus.folder})")
-        return corpus_loaders(corpus, args.context_length, args.batch_size, args.seed)
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        raise UsageError(str(err)) from None
+    corpus = prepare_corpus(args.data, args.glob, progress=not args.no_progress)
+    for message in corpus.skipped:
+        print(f"warning: skipped {message}", file=sys.stderr)
+    docs = corpus.documents
+    print(f"corpus: {corpus.files} files, {docs['train']} train + {docs['val']} val "
+          f"documents (tokens cached in {corpus.folder})")
+    return corpus_loaders(corpus, args.context_length, args.batch_size, args.seed)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The course model with chapter 05's section 5.8 recipe: 10 epochs, warm-up + cosine decay, clipping."""
-    from gpt2scratch.data import ChecksumMismatchError, DataUnavailableError, verdict_text
+    from gpt2scratch.data import verdict_text
 
     schedule = ("warm-up + cosine decay" if args.schedule == "cosine" else "constant lr") + (
         f", gradient clipping at {args.grad_clip:g}" if args.grad_clip else "")
@@ -422,10 +416,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{args.epochs} epochs, batch {args.batch_size}, AdamW lr {args.lr:g} ({schedule}), weight decay "
           f"{args.weight_decay:g}, dropout {args.dropout:g}, seed {args.seed}")
     t0 = time.perf_counter()
-    try:  # offline without a mirror, or a corrupt copy: the message says what to do
-        text = verdict_text()
-    except (DataUnavailableError, ChecksumMismatchError) as err:
-        raise UsageError(str(err)) from None
+    text = verdict_text()
     code = _train_and_report(args, text, "The Verdict")
     print(f"\nmake run took {(time.perf_counter() - t0) / 60:.1f} min")
     return code
@@ -436,12 +427,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gpt2scratch.pretrained import save_pretrained
 
     if Path(args.out).is_file():
-        raise UsageError(f"--out {args.out} is a file; give the name of a folder to write")
-    try:
-        ckpt = load_checkpoint(args.checkpoint)
-        folder = save_pretrained(ckpt.model, args.out)
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        raise UsageError(str(err)) from None
+        raise ValueError(f"--out {args.out} is a file; give the name of a folder to write")
+    ckpt = load_checkpoint(args.checkpoint)
+    folder = save_pretrained(ckpt.model, args.out)
     n_params = ckpt.model.num_params()
     print(f"{ckpt.path} -> {folder}/config.json + {folder}/model.safetensors "
           f"({n_params:,} parameters)")
@@ -456,16 +444,12 @@ def cmd_attention(args: argparse.Namespace) -> int:
     from gpt2scratch.train import pick_device
 
     if Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a folder; give a file name such as attention.html")
-    try:
-        model = _load_model(args, pick_device(args.device))
-        tokens, weights = attention_maps(model, args.text)
-        stats = head_stats(weights) if len(tokens) > 1 else None
-        title = f"Attention maps: {args.checkpoint or args.init}"
-        path = write_dashboard(args.out, tokens, weights, stats, title)
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError,
-            TypeError) as err:  # FileExists/NotADirectory: a file where --out needs a folder
-        raise UsageError(str(err)) from None
+        raise ValueError(f"--out {args.out} is a folder; give a file name such as attention.html")
+    model = _load_model(args, pick_device(args.device))
+    tokens, weights = attention_maps(model, args.text)
+    stats = head_stats(weights) if len(tokens) > 1 else None
+    title = f"Attention maps: {args.checkpoint or args.init}"
+    path = write_dashboard(args.out, tokens, weights, stats, title)
     L, H, T, _ = weights.shape
     print(f"{path}: {L} layers x {H} heads, {T} tokens, {path.stat().st_size / 1e6:.2f} MB; "
           "open it in a browser (no server needed)")
@@ -475,21 +459,18 @@ def cmd_attention(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from gpt2scratch.train import pick_device
 
-    try:
-        device = pick_device(args.device)
-        model = _load_model(args, device)
-        if args.stream:
-            from gpt2scratch.generation import check_prompt, check_sampling, stream_text
+    device = pick_device(args.device)
+    model = _load_model(args, device)
+    if args.stream:
+        from gpt2scratch.generation import check_prompt, check_sampling, stream_text
 
-            n_new = check_prompt(model, args.prompt, None, args.max_length)
-            sampling = check_sampling(model, args.temperature, args.top_k, args.top_p, None, None,
-                                      args.seed, not args.no_cache)
-        else:
-            text = model.generate(args.prompt, max_length=args.max_length, temperature=args.temperature,
-                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                                  use_cache=not args.no_cache)
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        raise UsageError(str(err)) from None
+        n_new = check_prompt(model, args.prompt, None, args.max_length)
+        sampling = check_sampling(model, args.temperature, args.top_k, args.top_p, None, None,
+                                  args.seed, not args.no_cache)
+    else:
+        text = model.generate(args.prompt, max_length=args.max_length, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                              use_cache=not args.no_cache)
     if not args.stream:
         print(text)
         return 0
@@ -509,18 +490,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from gpt2scratch.train import perplexity, pick_device
 
-    try:
-        text = load_text(args.data)
-        device = pick_device(args.device)
-        model = _load_model(args, device)
-        window = args.context_length or model.config.context_length
-        if window > model.config.context_length:
-            raise ValueError(f"--context-length {window} is longer than the model's context "
-                             f"of {model.config.context_length} tokens")
-        loader = create_dataloader(text, batch_size=args.batch_size, context_length=window,
-                                   shuffle=False, drop_last=False)
-    except (FileNotFoundError, IsADirectoryError, ValueError, TypeError) as err:
-        raise UsageError(str(err)) from None
+    text = load_text(args.data)
+    device = pick_device(args.device)
+    model = _load_model(args, device)
+    window = args.context_length or model.config.context_length
+    if window > model.config.context_length:
+        raise ValueError(f"--context-length {window} is longer than the model's context "
+                         f"of {model.config.context_length} tokens")
+    loader = create_dataloader(text, batch_size=args.batch_size, context_length=window,
+                               shuffle=False, drop_last=False)
     total, n_tokens = 0.0, 0
     model.eval()
     with torch.no_grad():  # every token weighs the same, the last, shorter batch too
@@ -536,17 +514,77 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_stdlib(filename: str) -> bool:
+    """A file of Python's standard library (pathlib, os, shutil), not of an installed package."""
+    paths = sysconfig.get_paths()
+    path = Path(filename).resolve()
+    return path.is_relative_to(Path(paths["stdlib"]).resolve()) and not any(
+        path.is_relative_to(Path(paths[key]).resolve()) for key in ("purelib", "platlib"))
+
+
+def _raised_by_our_checks(err: BaseException) -> bool:
+    """True when `err` comes from a `raise` statement in this package: a check that names
+    the bad value. A TypeError from a bug (`len(None)`) or a ValueError from inside torch
+    is raised by an operation or by another library, so it keeps its traceback. A bad path
+    (FileNotFoundError, ...) also counts when our own file handling meets it, directly or
+    through the standard library (pathlib's mkdir, open)."""
+    frames, tb = [], err.__traceback__
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code, tb.tb_lasti))
+        tb = tb.tb_next
+    if isinstance(err, BAD_PATH):
+        while frames and _in_stdlib(frames[-1][0].co_filename):
+            frames.pop()
+    if not frames or not Path(frames[-1][0].co_filename).resolve().is_relative_to(PACKAGE):
+        return False
+    code, offset = frames[-1]
+    return isinstance(err, BAD_PATH) or any(
+        i.offset == offset and i.opname == "RAISE_VARARGS" for i in dis.get_instructions(code))
+
+
+def _install_hint(err: ModuleNotFoundError) -> str | None:
+    """How to install the missing module: its pinned line in requirements*.txt. None for a
+    module that no requirements file names (our own, or a typo): a bug, keep the traceback."""
+    name = (err.name or "").partition(".")[0]
+    root = PACKAGE.parent.parent  # the repository, when the package is installed from it
+    if not name or name == "gpt2scratch":
+        return None
+    for req in ("requirements.txt", "requirements-dev.txt"):
+        if not (root / req).is_file():  # installed without the repository: no pins at hand
+            return f"pip install {name}"
+        for line in (root / req).read_text(encoding="utf-8").splitlines():
+            pin = re.match(r"([A-Za-z0-9_.-]+)==", line.strip())
+            if pin and pin.group(1).lower().replace("-", "_") == name.lower():
+                return f"pip install {line.strip()}, or pip install -r {req} for all of them"
+    return None
+
+
+def _one_line(err: Exception) -> str | None:
+    """The message for an error the user can fix themselves, else None (a traceback)."""
+    from gpt2scratch.data import DataUnavailableError
+
+    if isinstance(err, ModuleNotFoundError):
+        hint = _install_hint(err)
+        return hint and f"this command needs {err.name!r}, which is not installed: {hint}"
+    bad_input = (ValueError, TypeError, DataUnavailableError, *BAD_PATH)
+    return str(err) if isinstance(err, bad_input) and _raised_by_our_checks(err) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":
-        from gpt2scratch import bench  # lazy: benchmarks pull in optional dependencies
+    command = " ".join(argv[:2] if argv[:1] == ["bench"] else argv[:1])
+    try:  # the one place that turns an error into a message and an exit code
+        if argv and argv[0] == "bench":
+            from gpt2scratch import bench  # lazy: benchmarks pull in optional dependencies
 
-        return bench.main(argv[1:]) or 0
-    args = build_parser().parse_args(argv)
-    try:
+            return bench.main(argv[1:]) or 0
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except UsageError as err:
-        print(f"python -m gpt2scratch {args.command}: error: {err}", file=sys.stderr)
+    except Exception as err:
+        message = _one_line(err)
+        if message is None:
+            raise  # unexpected (CUDA, NCCL, torch, a bug): the traceback says where
+        print(f"python -m gpt2scratch {command}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
