@@ -37,10 +37,10 @@ run: $(VENV)/.installed
 	@echo "(the package is installed in $(VENV): 'source $(BIN)/activate' before calling python -m gpt2scratch yourself)"
 
 ## Everything: pairs, exporter and book checks, package tests, then every chapter under nbval (quick mode).
-## The browser test needs a built book: `make book-test` runs it.
+## The browser tests (pytest marker `browser`) need Chromium and a built book: `make book-test` runs them.
 test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory check
-	$(PY) -m pytest -q tests --ignore=tests/browser
+	$(PY) -m pytest -q -m "not browser" tests
 	GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) chapters
 
 ## The chapters under nbval again, computing the way other CPUs do, so that an output whose digits
@@ -96,7 +96,7 @@ book: $(VENV)/.installed-dev
 ## Build the book, then open every page in headless Chromium (screenshots in _build/screenshots/).
 book-test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory book
-	$(PY) -m pytest -q -rs -p no:cacheprovider tests/browser
+	$(PY) -m pytest -q -rs -p no:cacheprovider -m browser tests
 
 clean:
 	rm -rf $(VENV) _build _toc.yml .pytest_cache .hypothesis src/*.egg-info

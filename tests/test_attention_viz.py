@@ -1,10 +1,9 @@
 """Tests for gpt2scratch.attention_viz (chapter 10): maps, head statistics, classification,
-the HTML dashboard (its data; the browser test runs it), the widget and the CLI."""
+the HTML dashboard (its data; tests/browser/test_attention_dashboard.py clicks through it), the
+widget and the CLI."""
 import base64
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,18 +16,14 @@ from gpt2scratch.attention_viz import (
     position_scores, repeated_random_tokens, write_dashboard,
 )
 from gpt2scratch.checkpoint import save_checkpoint
-from gpt2scratch.model import GPT2, GPT2Config
-
-sys.path.insert(0, str(Path(__file__).parent / "browser"))
-# The dashboard's headless-Chromium test, so that `make test` runs it too (it skips without
-# Chromium, and fails under CI=true).
-from test_attention_dashboard import test_dashboard_in_chromium  # noqa: E402, F401
+from gpt2scratch.model import GPT2
+from conftest import tiny_config
 
 
 def tiny(seed=0, **overrides):
     torch.manual_seed(seed)
-    config = dict(vocab_size=60, context_length=24, d_model=16, n_layers=2, n_heads=4)
-    return GPT2(GPT2Config(**{**config, **overrides}))
+    sizes = dict(vocab_size=60, context_length=24, d_model=16, dropout=0.1)
+    return GPT2(tiny_config(**{**sizes, **overrides}))
 
 
 def causal_uniform(T):

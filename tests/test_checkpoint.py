@@ -14,10 +14,11 @@ from gpt2scratch.checkpoint import (
     LATEST, load_checkpoint, pack, resolve_checkpoint, save_checkpoint, unpack,
 )
 from gpt2scratch.dataset import create_dataloader
-from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.model import GPT2
 from gpt2scratch.train import rng_state, set_seed, train, warmup_cosine
+from conftest import tiny_config
 
-TINY = GPT2Config(vocab_size=97, context_length=16, d_model=16, n_layers=2, n_heads=2, dropout=0.1)
+TINY = tiny_config(d_model=16, n_heads=2, dropout=0.1)
 
 
 def loaders():
@@ -219,7 +220,7 @@ def test_clear_errors(tmp_path):
     save_checkpoint(tmp_path / "ck", model, train_state={"step": 1})
     with pytest.raises(ValueError, match="holds no optimizer state"):
         load_checkpoint(tmp_path / "ck", GPT2(TINY), optimizer)
-    deeper = GPT2(GPT2Config(vocab_size=97, context_length=16, d_model=16, n_layers=3, n_heads=2))
+    deeper = GPT2(tiny_config(d_model=16, n_layers=3, n_heads=2, dropout=0.1))
     with pytest.raises(ValueError, match=r"missing keys \['h.2"):
         load_checkpoint(tmp_path / "ck", deeper)
 

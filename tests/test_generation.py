@@ -10,8 +10,9 @@ from gpt2scratch.generation import (
 )
 from gpt2scratch.model import GPT2, GPT2Config
 from cli_run import run_main as _cli  # tests/cli_run.py
+from conftest import CharTokenizer, tiny_config
 
-TINY = GPT2Config(vocab_size=97, context_length=16, d_model=32, n_layers=2, n_heads=4, dropout=0.0)
+TINY = tiny_config()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,18 +28,6 @@ def one_thread():
 def tiny():
     torch.manual_seed(0)
     return GPT2(TINY).eval()
-
-
-class CharTokenizer:
-    """One id per printable ASCII character (ids 0..94), eot id 96."""
-
-    eot_token = 96
-
-    def encode(self, text):
-        return [ord(c) - 32 for c in text]
-
-    def decode(self, ids):
-        return "".join(chr(i + 32) if i < 95 else "?" for i in ids)
 
 
 def naive_greedy(model, idx, n):
@@ -151,7 +140,7 @@ def test_cache_is_preallocated_and_overflow_is_refused(tiny):
 
 def test_decode_yields_one_column_per_step_and_restores_mode():
     torch.manual_seed(0)
-    m = GPT2(GPT2Config(**{**TINY.to_dict(), "dropout": 0.5})).train()
+    m = GPT2(tiny_config(dropout=0.5)).train()
     steps = list(decode(m, torch.tensor([[1, 2]]), 7, temperature=0))
     assert len(steps) == 7 and all(s.shape == (1, 1) for s in steps)
     assert m.training

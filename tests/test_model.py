@@ -11,26 +11,15 @@ from hypothesis import strategies as st
 from gpt2scratch.model import (
     GELU, GPT2, HF_NAMES, MLP, PRESETS, Block, GPT2Config, LayerNorm,
 )
+from conftest import CharTokenizer, tiny_config
 
-TINY = GPT2Config(vocab_size=97, context_length=16, d_model=32, n_layers=2, n_heads=4, dropout=0.0)
+TINY = tiny_config()
 
 
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
     return GPT2(TINY).eval()
-
-
-class CharTokenizer:
-    """A stand-in tokenizer: one id per printable ASCII character (ids 0..94), eot id 96."""
-
-    eot_token = 96
-
-    def encode(self, text):
-        return [ord(c) - 32 for c in text]
-
-    def decode(self, ids):
-        return "".join(chr(i + 32) for i in ids)
 
 
 def naive_greedy(model, idx, n):
@@ -159,7 +148,7 @@ def test_untied_124m_is_163m():
 
 def test_tied_weights_share_storage(tiny):
     assert tiny.lm_head.weight is tiny.wte.weight
-    untied = GPT2(GPT2Config(**{**TINY.to_dict(), "tie_weights": False}))
+    untied = GPT2(tiny_config(tie_weights=False))
     assert untied.lm_head.weight is not untied.wte.weight
 
 
@@ -206,7 +195,7 @@ def test_causality_future_tokens_never_change_past_logits(tiny, seed, t):
 
 def test_dropout_only_in_training_mode():
     torch.manual_seed(0)
-    m = GPT2(GPT2Config(**{**TINY.to_dict(), "dropout": 0.5}))
+    m = GPT2(tiny_config(dropout=0.5))
     idx = torch.randint(0, 97, (2, 8))
     m.train()
     assert not torch.equal(m(idx), m(idx))
@@ -329,7 +318,7 @@ def test_top_k_restricts_tokens(tiny):
 
 def test_generate_restores_training_mode():
     torch.manual_seed(0)
-    m = GPT2(GPT2Config(**{**TINY.to_dict(), "dropout": 0.5}))
+    m = GPT2(tiny_config(dropout=0.5))
     m.train()
     out = m.generate(torch.tensor([[1, 2]]), 5, temperature=0)
     assert m.training

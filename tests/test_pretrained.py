@@ -1,4 +1,5 @@
 """Tests for gpt2scratch.pretrained (chapter 07): HF checkpoints in, HF checkpoints out."""
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -20,6 +21,7 @@ from gpt2scratch.pretrained import (
     to_hf,
 )
 from cli_run import run_main  # tests/cli_run.py
+from conftest import tiny_config
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -27,7 +29,10 @@ with warnings.catch_warnings():
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
-TINY = dict(vocab_size=100, n_positions=32, n_embd=16, n_layer=2, n_head=2)
+OURS = tiny_config(vocab_size=100, context_length=32, d_model=16, n_heads=2, dropout=0.1)
+# The same sizes in Hugging Face's names, for transformers.GPT2Config.
+TINY = dict(vocab_size=OURS.vocab_size, n_positions=OURS.context_length, n_embd=OURS.d_model,
+            n_layer=OURS.n_layers, n_head=OURS.n_heads)
 STORY = ("Justice is served when the jury has heard every word of the story, and not a moment before. " * 40)
 
 
@@ -67,7 +72,7 @@ def test_hf_checkpoint_loads_with_equal_logits(tiny):
     torch.manual_seed(1)
     ids = torch.randint(0, TINY["vocab_size"], (3, TINY["n_positions"]))
     assert max_diff(ours, hf, ids) <= 1e-5
-    assert ours.config == GPT2Config(vocab_size=100, context_length=32, d_model=16, n_layers=2, n_heads=2)
+    assert ours.config == OURS
     assert not ours.training
 
 
@@ -116,8 +121,7 @@ def test_dtype_and_device(tiny):
 @pytest.mark.parametrize("tie", [True, False])
 def test_export_loads_in_hf_with_equal_logits(tmp_path, tie):
     torch.manual_seed(3)
-    ours = GPT2(GPT2Config(vocab_size=100, context_length=32, d_model=16, n_layers=2, n_heads=2,
-                           tie_weights=tie)).eval()
+    ours = GPT2(dataclasses.replace(OURS, tie_weights=tie)).eval()
     folder = save_pretrained(ours, tmp_path / "export")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     hf, info = transformers.GPT2LMHeadModel.from_pretrained(folder, output_loading_info=True)

@@ -25,8 +25,9 @@ from gpt2scratch.scale import (
     train_flops_per_token,
 )
 from gpt2scratch.train import calc_loss_batch
+from conftest import GPT2_VOCAB, tiny_config
 
-TINY = GPT2Config.preset("tiny", context_length=16, dropout=0.0)
+TINY = tiny_config(vocab_size=GPT2_VOCAB, n_heads=2)  # the "tiny" preset at 16 positions, no dropout
 
 
 def _tiny(seed: int = 0) -> GPT2:

@@ -14,9 +14,10 @@ from gpt2scratch.train import (
     NonFiniteLossError, WarmupCosine, calc_loss_batch, epoch_batches, evaluate, make_loaders,
     perplexity, pick_device, preserved_rng, rng_state, set_rng_state, set_seed, split_text, train, warmup_cosine,
 )
+from conftest import CharTokenizer, tiny_config
 
-VOCAB = 97
-TINY = GPT2Config(vocab_size=VOCAB, context_length=16, d_model=16, n_layers=2, n_heads=2, dropout=0.1)
+TINY = tiny_config(d_model=16, n_heads=2, dropout=0.1)
+VOCAB = TINY.vocab_size
 
 
 def ids(n=400, seed=0):
@@ -229,12 +230,7 @@ def test_split_text_is_by_characters():
         split_text("abc", 1.0)
 
 
-class CharTokenizer:  # one token per character: the token counts in the messages are easy to check
-    def encode(self, text, allowed_special=()):
-        return [ord(c) % VOCAB for c in text]
-
-
-def test_make_loaders_explains_short_splits():
+def test_make_loaders_explains_short_splits():  # one token per character: easy counts
     tok = CharTokenizer()
     with pytest.raises(ValueError, match=r"the train split \(90% of the text\) has 90 tokens, .* needs 257; "
                                          r"the whole text has 100 tokens"):

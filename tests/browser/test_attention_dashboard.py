@@ -5,9 +5,9 @@ The page is written by `write_dashboard` for a tiny model and opened from a fold
 empty and no element points at a URL); clicking a grid cell, the layer/head/query selects and a
 table row change the map shown; clicking a table header sorts the table.
 
-`make book-test` runs this folder; `make test` runs the same test through
-tests/test_attention_viz.py. Without Chromium, chromedriver or selenium it skips with a one-line
-reason (it fails under CI=true, where the browser must be there).
+Marked `browser`, like every test here: `make book-test` runs it, `make test` leaves it out. Without
+Chromium, chromedriver or selenium it skips with a one-line reason (it fails under CI=true, where the
+browser must be there).
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import torch
 import harness  # tests/browser/harness.py
 from gpt2scratch.attention_viz import attention_maps, head_stats, write_dashboard
 from gpt2scratch.model import GPT2, GPT2Config
+
+pytestmark = pytest.mark.browser
 
 PAGE_STATE = """
 const d = document.getElementById('detail').dataset;

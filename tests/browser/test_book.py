@@ -20,38 +20,37 @@ import json
 import os
 import re
 import shutil
-import sys
 from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import yaml  # a dependency of jupyter-book, so present wherever the book builds
+from book_check import MACHINE_PATH  # tools/ (on pytest's pythonpath)
+from chapters import chapter_notebooks
 
 import harness  # tests/browser/harness.py
+
+pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHAPTERS_DIR = ROOT / "chapters"
-sys.path.insert(0, str(ROOT / "tools"))
-from book_check import MACHINE_PATH  # noqa: E402  (tools/ is not a package)
-from chapters import chapter_notebooks  # noqa: E402
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI must run the browser test, but {reason}", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+@pytest.fixture(scope="module", autouse=True)
+def _browser_and_book():
+    """Skip every test here without Chromium or the built book; fail instead under CI=true."""
+    reason = harness.unavailable_reason()
+    if reason is None and not (SITE / "intro.html").exists() and not (SITE / "index.html").exists():
+        reason = "the book is not built; `make book-test` builds it, then runs this test"
+    if reason:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI must run the browser test, but {reason}", pytrace=False)
+        pytest.skip(reason)
 
-
-_reason = harness.unavailable_reason()
-if _reason is None and not (SITE / "intro.html").exists() and not (SITE / "index.html").exists():
-    _reason = "the book is not built; `make book-test` builds it, then runs this test"
-if _reason:
-    _unavailable(_reason)
-
-import yaml  # noqa: E402  (a dependency of jupyter-book, so present wherever the book builds)
 
 TOC = yaml.safe_load((ROOT / "book.yml").read_text(encoding="utf-8"))["toc"]
 ROOT_PAGE: str = TOC["root"]
