@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-TOOLS = Path(__file__).resolve().parent.parent / "tools"
-sys.path.insert(0, str(TOOLS))
-import book_check  # noqa: E402  (tools/ is not a package)
-import chapters  # noqa: E402
+import book_check  # tools/ (on pytest's pythonpath)
+import chapters
 
 MODULES = {"tokenizer", "model", "data"}
 CLEAN_END = ["## Summary\n\nWe built it.\n\nNext: [Chapter 4](04_next.ipynb)", "## Exercises\n\n1. Try it."]
