@@ -56,14 +56,16 @@ test-portable: $(VENV)/.installed-dev
 	  env $$settings GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile $(NBVAL) chapters; \
 	done
 
-## Pairs agree, src/ is fresh, the house style holds (CONTRIBUTING.md), ruff finds nothing in
-## src/, tests/ and tools/ (rules in pyproject.toml). Runs all four, then fails.
+## Pairs agree, src/ is fresh, the house style holds (CONTRIBUTING.md), every number in the prose
+## is in the outputs (tools/prose_numbers.py), ruff finds nothing in src/, tests/ and tools/
+## (rules in pyproject.toml). Runs all five, then fails.
 check: $(VENV)/.installed $(VENV)/.installed-ruff
 	@status=0; \
 	$(BIN)/ruff check src tests tools || status=1; \
 	$(PY) tools/check_pairs.py || status=1; \
 	$(PY) tools/export.py --check || status=1; \
 	$(PY) tools/book_check.py || status=1; \
+	$(PY) tools/prose_numbers.py || status=1; \
 	exit $$status
 
 export: $(VENV)/.installed

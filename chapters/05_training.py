@@ -266,7 +266,7 @@ print(f"perplexity of the untrained model: {perplexity(loss_by_hand.item()):,.0f
 #
 # It is a little above that in practice. If the logits are independent of the target with spread
 # $\sigma$, then $\mathbb{E}[\mathcal{L}] = \mathbb{E}[\operatorname{logsumexp}(z)] - \mathbb{E}[z_y] \approx
-# \ln V + \sigma^2/2$. Let's check that prediction on the first 512 tokens of the story:
+# \ln V + \sigma^2/2$. Let's check that prediction on the first 2 × 256 = 512 tokens of the story:
 
 # %%
 ids = tokenizer.encode(verdict_text())
@@ -1139,8 +1139,9 @@ print(
 assert n_1024 - n_256 == rows * course_config.d_model
 
 # %% [markdown]
-# One speed setting: `fused=True` makes AdamW update all 148 parameter tensors in one kernel instead of a
-# Python loop over them. Same update rule, less overhead; on a CPU the difference is noticeable.
+# One speed setting: `fused=True` makes AdamW update all 12 × 12 + 4 = 148 parameter tensors (12 per
+# block, plus the two embeddings and the final LayerNorm's two) in one kernel instead of a Python
+# loop over them. Same update rule, less overhead; on a CPU the difference is noticeable.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

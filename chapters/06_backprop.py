@@ -1006,7 +1006,7 @@ assert max(diffs) <= 1e-12
 #
 # ## 6.8 Training with it
 #
-# Now the real test: train a small GPT-2 (4 layers, 4 heads, 128 dimensions, the `mini` preset)
+# Now the real test: train a small GPT-2 (4 layers, 4 heads, 128 dimensions, the `mini` preset of chapter 4)
 # on *The Verdict* twice from the same initial weights on the same batches: once with
 # `loss_and_gradients` and our `AdamW`, once with autograd and `torch.optim.AdamW`. Two
 # simplifications keep the four runs quick on a CPU. The vocabulary is cut to the tokens that

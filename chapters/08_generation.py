@@ -567,8 +567,9 @@ for n in lengths:
 # $P + t$ positions ($P$ is the prompt), so the total work grows with the square of the length;
 # with it, every step costs about the same. In the run stored above it barely grows, and stays
 # far below what counting positions predicts. For a model this small, a step's time goes mostly to the fixed cost of calling some
-# hundred small operations, which the cache does not remove; and past 120 new tokens the
-# stand-in's window of 128 positions is full, after which both loops recompute it. Section 8.6
+# hundred small operations, which the cache does not remove; and past 128 − 8 = 120 new tokens
+# (the window of 128 positions less the 8-token prompt) the stand-in's window is full, after which
+# both loops recompute it. Section 8.6
 # measures a bigger model against Hugging Face's `generate` and against the machine's memory
 # bandwidth.
 #
@@ -1063,7 +1064,7 @@ print_generate_bench("generate_cpu.json")
 
 # %% [markdown]
 # Why is the matrix-vector product so much slower than the sweep? Time both on one matrix the
-# size of `lm_head` (154 MB, far larger than the CPU's caches), with one thread and with all of
+# size of `lm_head` (50,257 × 768 × 4 bytes = 154 MB, far larger than the CPU's caches), with one thread and with all of
 # them:
 
 # %%
@@ -1233,15 +1234,15 @@ print_generate_bench("generate_cuda.json")
 #
 # ## Exercises
 #
-# **1. Top-k or top-p?** Build a peaked distribution (one logit of 8, the rest 0) and a flat one
+# **1. Top-k or top-p?** Build a peaked distribution (one logit of 10, the rest 0) and a flat one
 # (all logits 0) over 1,000 tokens. How many tokens do `top_k=40` and `top_p=0.9` keep in each?
 # Which filter does what you would want?
 #
 # ```{admonition} Solution
 # :class: dropdown
-# Top-k keeps 40 tokens in both cases: far too many when the model is sure (it lets 39
-# near-impossible tokens back in), and too few when it is not (it cuts 960 tokens that are
-# exactly as likely as the 40 it keeps). Top-p keeps one token in the peaked case, where the top
+# Top-k keeps 40 tokens in both cases: far too many when the model is sure (it lets 40 − 1 = 39
+# near-impossible tokens back in), and too few when it is not (it cuts 1,000 − 40 = 960 tokens
+# that are exactly as likely as the 40 it keeps). Top-p keeps one token in the peaked case, where the top
 # token alone holds 0.957 of the mass, and 900 in the flat one: it adapts.
 # ```
 
@@ -1288,7 +1289,8 @@ assert xl_cache.nbytes == 2 * 48 * 8 * 25 * 1024 * 64 * 2
 # ```{admonition} Solution
 # :class: dropdown
 # Exact cropping processes 9,344 positions, the half-window crop 364, about 26 times fewer: it
-# recomputes 32 positions once every 33 steps instead of 64 positions at every step.
+# recomputes 32 positions once every 32 + 1 = 33 steps (one crop, then 32 cached steps) instead of
+# 64 positions at every step.
 # It gives up context: right after a crop, the model sees only the last 32 tokens, not 64, so
 # its tokens differ from those of a model that always sees the full window.
 # ```

@@ -17,7 +17,8 @@
 #
 # Fine-tuning a model on your own text usually means training all of its weights again: for
 # GPT-2 124M that is 124 million gradients and two AdamW moments each, four copies of the model
-# in memory, and a 500 MB checkpoint for every domain you adapt it to. **LoRA** (Hu et al.,
+# in memory, and a checkpoint of 124 million × 4 bytes ≈ 500 MB for every domain you adapt it
+# to. **LoRA** (Hu et al.,
 # 2021, "Low-Rank Adaptation of Large Language Models") freezes the model and learns, next to
 # some of its weight matrices, a *low-rank* correction $\Delta W = BA$ with a few thousand
 # parameters. In this chapter we build it from scratch, check it against the library most people
@@ -271,8 +272,8 @@ for r, (scaled, fixed) in sizes.items():
     print(f"{r:4d} | {scaled:26.3f} | {fixed:.3f}")
 
 # %% [markdown]
-# With a fixed scale, the same learning rate moves a rank-64 adapter about 3.6 times as far as a
-# rank-4 one (6.399 against 1.790); with $\alpha / r$ the five ranks stay within 20% of each
+# With a fixed scale, the same learning rate moves a rank-64 adapter 6.399 / 1.790 ≈ 3.6 times as
+# far as a rank-4 one; with $\alpha / r$ the five ranks stay within 20% of each
 # other (2.552 to 2.139). That is why LoRA recipes quote $\alpha$ and the learning rate once and
 # then vary $r$ freely.
 #
@@ -589,8 +590,8 @@ assert diff < 1e-5 and merged_diff < 1e-5
 #
 # Chapter 5 trained on one small file, read into memory and split 90/10 by characters. A domain
 # corpus is different: many files (a folder of notes, a code base), possibly far more text than
-# fits comfortably in memory as Python integers (a list of 100 million token ids takes about
-# 3.6 GB). We follow nanoGPT:
+# fits comfortably in memory as Python integers (a list of 100 million token ids takes
+# 100 million × 36 bytes = 3.6 GB: a pointer and an int object per id). We follow nanoGPT:
 #
 # 1. **Find the files**: every `*.txt`, `*.md` and `*.py` file under a folder, or a glob of your
 #    choice, or an explicit list. Files that are not UTF-8 text (binary, or another encoding)
@@ -599,7 +600,7 @@ assert diff < 1e-5 and merged_diff < 1e-5
 #    until they hold 10% of the bytes, so that no file is cut in two and validation measures text
 #    the model has never seen. A single document keeps chapter 5's 90/10 cut.
 # 3. **Tokenise as a stream**: read each file in blocks of about 1 MB, encode each block, and
-#    append the ids to a file as `uint16` (GPT-2's 50,257 ids fit in 16 bits): 2 bytes a token
+#    append the ids to a file as `uint16` (GPT-2's 50,257 ids, chapter 1, fit in 16 bits): 2 bytes a token
 #    on disk, and only one block's ids in memory at a time. Documents are joined by
 #    `<|endoftext|>`, so the model learns where one file ends and the next begins.
 # 4. **Read windows from a memory map**: `np.memmap` opens the token file without reading it;
@@ -1454,7 +1455,7 @@ for target in ALL:
 # ```{admonition} Solution
 # :class: dropdown
 # A rank-$r$ adapter on an (out, in) layer has $r(\text{in} + \text{out})$ parameters, so the
-# wide MLP layers (768 → 3,072 and back) hold the most: 30,720 each per block against 24,576
+# wide MLP layers (768 → 4 × 768 = 3,072 and back) hold the most: 30,720 each per block against 24,576
 # for `c_attn` and 12,288 for `attn.c_proj`. Adapting all four layers trains about four times
 # as many parameters as `c_attn` alone, still under 1% of the model.
 # ```

@@ -526,13 +526,14 @@ print("strongest previous-token head (layer, head):", best_prev)
 
 # %% [markdown]
 # In this book's run `chapter5_model()` found no `make run` checkpoint, so the label names the
-# stand-in: a small model trained for a few dozen steps on the 5,000 tokens of *The Verdict*. Its
+# stand-in: a small model trained for a few dozen steps on the 5,145 tokens of *The Verdict*
+# (chapter 1 counts them). Its
 # statistics give an honest answer: **no previous-token head, no induction head and no positional
 # head**; 14 of its 16 heads are still near-uniform, and the best previous-token score is far below
 # the 0.4 threshold. A model this small, trained on one short story, has built no attention
 # structure that the statistics can name. With `runs/verdict` on disk (GPT-2 124M after
 # `make run`), the same cells report that model's heads instead. We ran them on it while writing
-# this chapter: 124M weights trained on the same 5,000 tokens name no head either, and its best
+# this chapter: 124M weights trained on the same 5,145 tokens (chapter 1) name no head either, and its best
 # previous-token score is no closer to the threshold. Five thousand tokens, seen over and over,
 # can be memorised without the general-purpose circuits that a large corpus forces a model to
 # build. Sections 10.6 and 10.7 show models that do have both kinds.
@@ -830,7 +831,7 @@ assert before != after_head != view.image.value
 #   the query's row is outlined and its five strongest keys are listed;
 # - the **per-head numbers** as a table that sorts by any column when you click its header.
 #
-# We write the script by hand, about 70 lines of plain JavaScript, instead of using plotly, bokeh
+# We write the script by hand, about a hundred lines of plain JavaScript, instead of using plotly, bokeh
 # or altair: each of those puts a library of several hundred kilobytes to a few megabytes into the
 # page (or loads it from a CDN, which breaks offline), and none of them has an overview grid of
 # 144 small heatmaps that opens one of them on a click without a server. Plain `<canvas>`
@@ -1142,7 +1143,7 @@ assert len(page64.encode()) < 5e6
 # :class: dropdown
 # Row $i$ gives token 0 the weight $1/2 + 1/(2(i+1))$ and every other visible token $1/(2(i+1))$.
 # Averaged over $i = 1..5$: `first` $= 0.5 + 0.5 \cdot \tfrac{1}{5}(\tfrac12 + \tfrac13 + \tfrac14
-# + \tfrac15 + \tfrac16) = 0.645$, and `previous` is the same sum for $i \geq 2$ plus 0.75 at
+# + \tfrac15 + \tfrac16) = 0.645$, and `previous` is the same sum for $i \geq 2$ plus $1/2 + 1/4 = 0.75$ at
 # $i = 1$ (where the previous token *is* token 0), which the cell below prints as 0.245.
 # ```
 

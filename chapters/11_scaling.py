@@ -331,10 +331,11 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The weight matmuls lead, as the FLOP count predicts, with 54.4% of the operator time in the
-# full run, but the rest is not small: 13.7% in adds, multiplies and sums (bias gradients, the
-# residual stream, dropout's scaling), 8.6% in copies and fills, 8.3% in attention, 5.0% in AdamW,
-# 3.6% drawing dropout masks, and only 1.7% in the loss over the 50,257 logits. Attention runs
+# The weight matmuls lead, as the FLOP count predicts, with most of the operator time, but the
+# rest is not small: adds, multiplies and sums (bias gradients, the residual stream, dropout's
+# scaling), attention, drawing dropout masks, copies and fills, AdamW, and the loss over the
+# 50,257 logits each take a few percent. (The shares move from run to run with the machine's
+# load; the table above is the run stored with this page.) Attention runs
 # the *math* kernel here (materialised $T \times T$ scores, softmax, masks): with dropout on,
 # PyTorch's fused CPU attention kernel does not apply. AdamW touches all 124M weights four times
 # per step (weight, gradient, two moments): memory traffic, not arithmetic. None of these is a
@@ -423,8 +424,9 @@ for name, runs in (("glibc defaults", before), ("freed memory kept", after)):
 assert min(n for n, _ in after) < min(n for n, _ in before) / 4  # steady state; one step may re-fault
 
 # %% [markdown]
-# With the defaults, every step maps and zeroes about 417 MiB anew; once freed memory is kept,
-# the count falls step by step, to 1 fault at the fourth step, as the heap settles. The step times printed beside the counts come
+# With the defaults, every step maps and zeroes about 400 MiB anew; once freed memory is kept,
+# the count falls to almost nothing once the heap has settled (one step may still re-fault, so
+# the cell's check compares the steadiest step). The step times printed beside the counts come
 # from a machine shared with other jobs, one after the other, so read them with care; the fault
 # counts do not depend on the load. `python -m gpt2scratch train` and `bench train` call
 # `keep_freed_memory()` when they run on a CPU. (On a GPU none of this applies: PyTorch's CUDA
@@ -483,7 +485,7 @@ def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
 
 # %% [markdown]
 # **bf16 autocast.** A GPU's tensor cores multiply 16-bit numbers many times faster than 32-bit
-# ones (on an H100, about 990 TFLOP/s dense in bf16 against 67 in plain fp32, by the data sheet).
+# ones (on an H100, about 990 TFLOP/s dense in bf16 against 67 in plain fp32, by NVIDIA's data sheet).
 # *bfloat16* keeps float32's 8 exponent bits, so it has the same range and needs no loss scaling,
 # but only 7 mantissa bits: about 3 significant digits. `torch.autocast` runs the matmuls in bf16
 # and keeps the precision-sensitive operations (softmax, LayerNorm, the loss) in float32; the
@@ -532,7 +534,7 @@ assert (outs[True] - outs[False]).abs().max().item() < 1e-5
 print("math vs default kernel: max |difference| < 1e-5 (float32 round-off)")
 
 # %% [markdown]
-# **A vocabulary padded to 50,304.** The LM head's matmul is (B·T, 768) by (768, 50,257). GPU
+# **A vocabulary padded to 50,304.** The LM head's matmul is (B·T, 768) by (768, 50,257) in chapter 4's 124M model. GPU
 # matmul kernels work in tiles of 64 or 128 columns; 50,257 is odd, so the last tile is ragged and
 # some kernels fall back to slower paths. 50,304 = 393 × 128 is the next multiple of 128. nanoGPT
 # pads the embedding matrix itself. We pad only the *computation*: the head multiplies by
@@ -852,8 +854,8 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# On a CPU the rungs are worth little or cost time: bf16 has no fast matmul on these cores (the
-# bf16 rung ran at half the speed in the full run), attention with dropout runs the math kernel either way, and
+# On a CPU the rungs are worth little or cost time: bf16 has no fast matmul on these cores (in the
+# ladder above the bf16 rung slows the step down several times over instead of speeding it up), attention with dropout runs the math kernel either way, and
 # the LM head's 47 padded rows are extra work with no tile to fill; `torch.compile` fuses the
 # elementwise work but pays for a compilation first. That is why `FastPath.auto` turns bf16, compile and padding on for
 # CUDA only. On a GPU each rung is measured by `tools/gpu_bench.sh`, and the figures above
@@ -1316,9 +1318,9 @@ for name in ("train_cuda.json", "train_cpu.json"):
 # as HF's. Part of that is the padded LM head, worth about 1.4 times on its own in the ladder
 # above, which HF's model has no option for; the rest is per-layer overhead of HF's eager code.
 # Compiled, the gap shrinks to the ratio printed above: `torch.compile` removes most of what
-# separates two implementations of the same maths, and the padding still counts. For scale, anchors measured on an H200 when this chapter was
-# planned (bf16, B = 16): HF compiled 34.8% MFU, rasbt's `GPTModelFast` compiled 40.1%, and a
-# minimal compiled reference at B = 64 with the padded vocabulary 46.0%.
+# separates two implementations of the same maths, and the padding still counts. The compiled
+# HF model's MFU printed above is the fair baseline: it runs in the same process, on the same card,
+# with the same weights.
 #
 # The CPU figures come from one `bench train --device cpu --steps 10 --warmup 1 --json
 # benchmarks/train_cpu.json` run on the machine this book was built on, with its other jobs
