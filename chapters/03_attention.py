@@ -1106,12 +1106,11 @@ for T_time in [128, 256, 512, 1024]:
 
 # %% [markdown]
 # In the run stored above, with $B = 1$ throughout, the fused module is the fastest at every length.
-# The batched naive version takes 2.36, 2.02 and 1.89 times the fused time at $T$ = 128, 256 and 512,
-# and 2.73 times at $T = 1024$; the 12-head wrapper, with its twelve small matrix products per
-# projection, takes 7.6 to 13.8 times as long. So at these lengths the speed gap does not grow
-# smoothly with $T$: it is no larger at 512 than at 128, and largest at 1024. These timings come from a
-# shared 2-core machine and change from run to run, so read them as rough, and run the cell again to
-# see your own.
+# The batched naive version takes about two to three times the fused time, and the 12-head wrapper,
+# with its twelve small matrix products per projection, several times longer still (the last columns
+# print each ratio). At these lengths the speed gap does not grow smoothly with $T$. These timings
+# come from a shared 2-core machine and change from run to run, so read them as rough, and run the
+# cell again to see your own.
 #
 # What does not vary is memory. The naive versions write and read the whole $H\times T\times T$
 # weight tensor, which grows with the square of $T$: 0.8 MiB per sequence and per layer at

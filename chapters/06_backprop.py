@@ -1210,8 +1210,8 @@ print(
 )
 
 # %% [markdown]
-# Recomputing won. The two recomputations cost 3.3% of the block's backward time (88.2 ms out of
-# 2705 ms, on this shared machine), and they save 9.0 MiB in each of the 12 blocks, 41% more
+# Recomputing won. The two recomputations cost 3.3% of the block's backward time (a ratio of two
+# timings on a shared machine: rerun the cell for yours), and they save 9.0 MiB in each of the 12 blocks, 41% more
 # cache otherwise. Recomputing is worth it whenever the op is elementwise (cheap, memory-bound)
 # and its output is as large as GELU's $(B, T, 4C)$; a matmul would not be worth recomputing.
 #
