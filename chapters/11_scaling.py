@@ -28,7 +28,8 @@
 # 2. **Where the time goes** in a CPU training step, with `torch.profiler`, and one fix that
 #    the profile points to.
 # 3. **The fast path, one step at a time**: bf16 autocast, flash attention, fused AdamW, a
-#    vocabulary padded to 50,304, and `torch.compile`, each measured.
+#    vocabulary padded to 50,304, and `torch.compile`, each measured; and bf16 on a CPU that
+#    has bf16 units, chosen from its capability flags.
 # 4. **Gradient accumulation**: k small batches that add up to one big one, and why each loss
 #    is divided by k.
 # 5. **Many GPUs with DDP**: each process a replica on its share of every batch, gradients
@@ -115,6 +116,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.quickmode import ENV, is_quick
 from gpt2scratch.train import History, pick_device, train
 from gpt2scratch.validation import check_bool, check_int
 
@@ -444,7 +446,8 @@ assert min(n for n, _ in after) < min(n for n, _ in before) / 4  # steady state;
 #| export
 @dataclass(frozen=True)
 class FastPath:
-    """Which parts of the fast path a run uses. `FastPath.auto(device)`: all on a GPU."""
+    """Which parts of the fast path a run uses. `FastPath.auto(device, precision)`: all
+    on a GPU, with bf16 as `precision` asks."""
 
     bf16: bool = False  # autocast matmuls to bfloat16 (the weights stay float32)
     flash: bool = True  # let SDPA pick its fused kernel (False: the math kernel)
@@ -459,11 +462,12 @@ class FastPath:
         check_int("accum_steps", self.accum_steps, minimum=1)
 
     @classmethod
-    def auto(cls, device, **overrides) -> FastPath:
-        """Everything on for CUDA; on a CPU, bf16, compile and padding are off (slower
-        or no gain there, measured in section 11.3)."""
+    def auto(cls, device, precision: str = "fp32", **overrides) -> FastPath:
+        """Compile and padding on for CUDA only (measured there, section 11.3); bf16
+        autocast as `resolve_precision(precision, device)` decides: fp32 unless asked."""
         gpu = torch.device(device).type == "cuda"
-        return cls(**{**dict(bf16=gpu, compile=gpu, pad_vocab=gpu), **overrides})
+        bf16 = resolve_precision(precision, device)[0] == torch.bfloat16
+        return cls(**{**dict(bf16=bf16, compile=gpu, pad_vocab=gpu), **overrides})
 
     def autocast(self, device) -> contextlib.AbstractContextManager:
         """bf16 autocast on `device` if `bf16`, else nothing."""
@@ -854,12 +858,15 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# On a CPU the rungs are worth little or cost time: bf16 has no fast matmul on these cores (in the
-# ladder above the bf16 rung slows the step down several times over instead of speeding it up), attention with dropout runs the math kernel either way, and
-# the LM head's 47 padded rows are extra work with no tile to fill; `torch.compile` fuses the
-# elementwise work but pays for a compilation first. That is why `FastPath.auto` turns bf16, compile and padding on for
-# CUDA only. On a GPU each rung is measured by `tools/gpu_bench.sh`, and the figures above
-# come from its JSON files.
+# On a CPU, at this tiny size, the rungs say little about a real model: bf16 autocast does not
+# pay in matmuls this small, even on a CPU with bf16 units, attention with dropout runs the math
+# kernel either way, and the LM head's 47 padded rows are extra work with no tile to fill.
+# `torch.compile` fuses the elementwise work, which is most of the work in a model this small,
+# after paying for a compilation. `FastPath.auto` turns compile and padding on for CUDA, where
+# they were measured to pay (below), and leaves bf16 to the `precision` it is given: on a CPU,
+# whether bf16 pays depends on the chip and on the size of the matmuls, as the next subsection
+# measures on GPT-2 124M. On a GPU each rung is measured by `tools/gpu_bench.sh`, and the figures
+# above come from its JSON files.
 #
 # On the H200 every rung pays, and the printed speed-ups say by how much. bf16 autocast and flash
 # attention each roughly double the speed: the matmuls move to the tensor cores' bf16 rate, and
@@ -871,6 +878,183 @@ plt.show()
 # adds, the loss) into a few kernels. A bigger batch fills the GPU better still, and without
 # dropout (how models of this size are pre-trained today) the step does less work per token:
 # the last line of each ladder is the MFU that the goal of this chapter, 50%, is measured on.
+
+# %% [markdown]
+# ### bf16 on a CPU
+#
+# Many of today's CPUs multiply bf16 matrices in hardware too. **AVX512-BF16** (Intel Cooper
+# Lake and later, AMD Zen 4 and later) has instructions that multiply pairs of bf16 numbers and
+# add the products into float32, twice as many per instruction as a float32 multiply-add.
+# **AMX** (Intel Sapphire Rapids and later) adds tile units that multiply whole blocks of bf16
+# matrices. PyTorch's CPU kernels use them where they are. Without them, a bf16 matmul converts
+# its inputs to float32 and back, and is slower than float32 itself.
+#
+# So the choice belongs to the hardware, and a run must not make it from a timing: the same
+# command on the same machine must always train the same way, and a timing on a shared machine
+# says as much about the neighbours as about the chip. PyTorch reads the CPU's capability flags
+# (CPUID), and `resolve_precision` decides from them alone. It takes `"fp32"`, `"bf16"` (autocast,
+# as on a GPU: the weights, AdamW's state and the loss stay float32) or `"auto"`: bf16 where the
+# device has bf16 units. Quick mode (`make test`) pins `auto` to fp32, so that the tests and the
+# checked outputs of this book compute the same on every machine. `python -m gpt2scratch train`
+# and `run` take `--precision fp32|bf16|auto` (default `auto`) and print what they chose and why;
+# `FastPath.auto(device)` in the library stays fp32 unless asked.
+
+
+# %%
+#| export
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def cpu_bf16_flags() -> dict[str, bool]:
+    """This CPU's bf16 units, as PyTorch reads them (CPUID): AVX512-BF16 instructions
+    (Intel Cooper Lake and later, AMD Zen 4 and later) and AMX tiles (Intel Sapphire
+    Rapids and later)."""
+    return {
+        "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+        "amx": torch.cpu._is_amx_tile_supported(),
+    }
+
+
+def bf16_units(device) -> tuple[bool, str]:
+    """Whether `device` multiplies bf16 in hardware, and the reason in words."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(
+            including_emulation=False
+        )
+        return ok, "this GPU " + ("supports bf16" if ok else "has no bf16 units")
+    if device.type != "cpu":
+        return False, f"auto keeps {device.type} in fp32"
+    flags = cpu_bf16_flags()
+    if flags["amx"]:
+        return True, "this CPU has AMX bf16 units"
+    if flags["avx512_bf16"]:
+        return True, "this CPU has AVX512-BF16 units"
+    return False, "this CPU has no bf16 units (neither AVX512-BF16 nor AMX)"
+
+
+def resolve_precision(requested: str, device) -> tuple[torch.dtype, str]:
+    """(the dtype of a run's matmuls, why) for "fp32", "bf16" (autocast) or "auto": bf16
+    where `device` has bf16 units, by its capability flags alone (never a timing), and
+    fp32 in quick mode, so that `make test` computes the same on every machine."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be fp32, bf16 or auto, got {requested!r}")
+    ok, units = bf16_units(device)
+    if requested == "fp32":
+        return torch.float32, "requested"
+    if requested == "bf16":
+        return torch.bfloat16, "requested" + ("" if ok else f"; {units}")
+    if is_quick():
+        return torch.float32, f"auto: quick mode, {ENV}=1, pins fp32"
+    return (torch.bfloat16 if ok else torch.float32), f"auto: {units}"
+
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"this CPU: {cpu_bf16_flags()}")
+for requested in PRECISIONS:
+    dtype, why = resolve_precision(requested, "cpu")
+    print(f"  {requested:>4} -> {str(dtype).removeprefix('torch.')} ({why})")
+rates = {d: matmul_rate("cpu", d, n=1024) for d in (torch.float32, torch.bfloat16)}
+print(
+    f"1024x1024 matmul: float32 {rates[torch.float32] / 1e9:,.0f} GFLOP/s, bfloat16 "
+    f"{rates[torch.bfloat16] / 1e9:,.0f} GFLOP/s (best of 5 each, one after the other)"
+)
+assert all(rate > 0 for rate in rates.values())
+
+# %% [markdown]
+# How much faster, on a CPU that has them? `python -m gpt2scratch bench precision --json
+# benchmarks/cpu_bf16.json` times fp32 against bf16 interleaved, in one process, so that a busy
+# neighbour slows both alike: a 2048 × 2048 matmul, one training step of GPT-2 124M (B = 2,
+# T = 256, dropout 0.1, fused AdamW, the loss in float32) under autocast, and greedy generation
+# with the weights themselves in bf16, ours and Hugging Face's. Each speed-up is the median, over
+# rounds, of the two timings of the same round. The cell prints the committed run, from the
+# machine this book was built on:
+
+
+# %%
+cpu = load_bench("cpu_bf16.json")
+if cpu is None:
+    print("benchmarks/cpu_bf16.json: not there (bench precision --json writes it)")
+else:
+    flags = ", ".join(f"{k} {v}" for k, v in cpu["cpu_flags"].items())
+    print(f"{cpu['cpu']} ({flags}), {cpu['threads']} threads, torch {cpu['torch']}")
+    mm, step = cpu["matmul"], cpu["train_step"]
+    print(
+        f"  matmul {mm['n']}x{mm['n']}: float32 {mm['fp32_flops'] / 1e9:,.0f} GFLOP/s, "
+        f"bfloat16 {mm['bf16_flops'] / 1e9:,.0f} GFLOP/s; bf16 x{mm['speedup']:.2f}"
+    )
+    for name, r in step["results"].items():
+        print(
+            f"  train step, {step['preset']}, B={step['batch_size']}, "
+            f"T={step['context_length']}, {name:<13} {r['seconds'] * 1000:6,.0f} ms "
+            f"x{r['speedup']:.2f}"
+        )
+    gen = cpu["generate"]["results"]
+    for who in ("ours", "HF"):
+        fp32, bf16 = gen[f"{who} fp32"]["tok_s"], gen[f"{who} bf16"]["tok_s"]
+        print(
+            f"  greedy generation, {who:<4}: float32 {fp32:5.1f} tok/s, bfloat16 "
+            f"{bf16:5.1f} tok/s; bf16 x{gen[f'{who} bf16/fp32']:.2f}"
+        )
+    ratios = f"fp32 {gen['ours/HF fp32']:.2f}, bf16 {gen['ours/HF bf16']:.2f}"
+    print(f"  ours/HF tok/s: {ratios}")
+
+# %% [markdown]
+# On this CPU, which has AMX, a bf16 matmul runs 5.63 times as fast as a float32 one, and the
+# training step gains less, x1.71: the rest of the step (the elementwise work, attention's
+# softmax, the loss over 50,257 logits in float32, AdamW's pass over 124M float32 weights) runs
+# as before, and autocast adds a conversion of every weight to bf16 at each step. Generation at
+# batch 1 reads every weight once per token; with the weights in bf16 ours reads half the bytes
+# and gains x1.11, while Hugging Face's `generate()` does not (x0.91), so ours/HF moves from 1.14
+# in float32 to 1.36 in bf16. On a CPU without bf16 units the same bf16 work runs slower than
+# float32 instead, which is why `auto` reads the flags before it picks.
+
+# %% [markdown]
+# **What bf16 does to the logits.** Autocast rounds each matmul's inputs to bf16's 8 significant
+# bits and adds the products in float32. Below, chapter 4's mini model (random weights, seeded)
+# reads *The Verdict* twice, in float32 and under autocast, and we compare its 50,257 logits at
+# every position: how far they move, and whether the likeliest next token changes.
+
+
+# %%
+from gpt2scratch.data import verdict_text  # noqa: E402
+from gpt2scratch.tokenizer import gpt2_encoding  # noqa: E402
+
+torch.manual_seed(0)
+mini = GPT2(GPT2Config.preset("mini", context_length=128, dropout=0.0)).eval()
+ids = torch.tensor(gpt2_encoding().encode(verdict_text()))
+rows = (len(ids) - 1) // 128
+x, y = ids[: rows * 128].view(rows, 128), ids[1 : rows * 128 + 1].view(rows, 128)
+with torch.no_grad():
+    logits = {"fp32": mini(x)}
+    with FastPath(bf16=True).autocast("cpu"):
+        logits["bf16"] = mini(x).float()
+diff = (logits["bf16"] - logits["fp32"]).abs()
+flipped = logits["bf16"].argmax(-1) != logits["fp32"].argmax(-1)
+top2 = logits["fp32"].topk(2, dim=-1).values
+gap = top2[..., 0] - top2[..., 1]  # how far ahead float32's likeliest token is
+loss = {k: F.cross_entropy(z.flatten(0, 1), y.flatten()).item() for k, z in logits.items()}
+spread = logits["fp32"].std().item()
+assert diff.max() < 0.02 and diff.mean() < 0.002 and 0.2 < spread < 0.25
+assert flipped.float().mean() < 0.02 and gap.median() > 0.1
+assert gap[flipped].max() < 0.02
+assert abs(loss["fp32"] - loss["bf16"]) < 1e-3
+print(f"{x.numel():,} positions x 50,257 logits, standard deviation {spread:.2f}")
+print("|bf16 - fp32| per logit: largest < 0.02, mean < 0.002")
+print("the likeliest token is the same at more than 98% of the positions")
+print("where it changes, float32's top two logits are < 0.02 apart (median gap > 0.1)")
+print(f"loss {loss['fp32']:.2f} both ways (they differ by < 0.001)")
+
+# %% [markdown]
+# bf16 moves each logit by less than a tenth of their spread at the most, and by under a
+# hundredth on average. The likeliest token changes only where float32 had two candidates within
+# that distance of each other, a near-tie that bf16 settles the other way, and the loss does not
+# notice. Training sees the same rounding as a little noise on each gradient; the master weights,
+# AdamW's moments and the loss stay float32, so nothing accumulates in bf16. The package's test
+# `tests/test_precision.py` trains a tiny model both ways and requires the losses of five steps
+# to agree within 0.05 nats; the full check is chapter 5's recipe, run with `--precision fp32`
+# and with `--precision bf16`, side by side.
 
 # %% [markdown]
 # ## 11.4 Gradient accumulation
@@ -1221,8 +1405,6 @@ def train_distributed(
 # NBVAL_IGNORE_OUTPUT
 import shutil  # noqa: E402  (only this cell needs it)
 
-from gpt2scratch.data import verdict_text  # noqa: E402
-
 ROOT, demo = Path(".."), Path("runs") / "ch11"
 (ROOT / demo).mkdir(parents=True, exist_ok=True)
 (ROOT / demo / "verdict.txt").write_text(verdict_text(), encoding="utf-8")
@@ -1244,6 +1426,8 @@ train_args = [
     "--prompt",
     "",
     "--no-progress",
+    "--precision",
+    "fp32",
     "--out",
     str(demo / "ddp"),
 ]
@@ -1343,6 +1527,10 @@ for name in ("train_cuda.json", "train_cpu.json"):
 # * **The fast path** (`FastPath`): bf16 autocast, flash attention, fused AdamW, the LM head padded
 #   to 50,304 (in the computation only: nothing padded is sampled, in the loss or saved) and
 #   `torch.compile`, each switchable and each checked against the plain step.
+# * **bf16 on a CPU** pays where the CPU has bf16 units (AVX512-BF16, AMX): `resolve_precision`
+#   decides from the capability flags alone, `--precision auto` uses it, and quick mode pins
+#   fp32. On this book's CPU it made a 124M training step x1.71 faster; the logits move by less
+#   than a tenth of their spread, and only near-ties change their likeliest token.
 # * **Gradient accumulation** divides each of k micro-batch losses by k, and equals one batch k
 #   times larger up to rounding.
 # * **DDP** averages gradients with an all-reduce that overlaps the backward pass; `torchrun`

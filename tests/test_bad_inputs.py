@@ -514,6 +514,8 @@ CLI = [
       id="bench-train-context-length"),
     P(["bench", "generate", "--preset", "tiny", "--new-tokens", "0"], "--new-tokens must be >= 1, got 0",
       False, id="bench-generate-new-tokens"),
+    P(["bench", "precision", "--preset", "tiny", "--matmul-size", "0"], "--matmul-size must be >= 1, got 0",
+      False, id="bench-precision-matmul-size"),
     P(["bench", "fastpath", "--rungs", "x"], "--rungs must look like 4:6, got 'x'", False,
       id="bench-fastpath-rungs"),
     P(["bench", "fastpath", "--preset", "tiny", "--layers", "0"], "--layers must be >= 1, got 0",

@@ -114,7 +114,8 @@ def test_fused_and_foreach_adamw_agree():
 
 def test_fast_path_settings():
     assert FastPath.auto("cpu") == FastPath(bf16=False, compile=False, pad_vocab=False)
-    gpu = FastPath.auto("cuda", compile=False)
+    assert FastPath.auto("cuda") == FastPath(bf16=False, compile=True, pad_vocab=True)  # fp32 unless asked
+    gpu = FastPath.auto("cuda", precision="bf16", compile=False)
     assert gpu.bf16 and gpu.pad_vocab and not gpu.compile and gpu.fused_adamw and gpu.flash
     with pytest.raises(TypeError):
         FastPath(bf16=1)
@@ -122,7 +123,7 @@ def test_fast_path_settings():
         FastPath(accum_steps=0)
     rungs = list(ladder().values())
     assert rungs[0] == FastPath(flash=False, fused_adamw=False) and rungs[-1] == FastPath.auto(
-        "cuda")
+        "cuda", precision="bf16")
     assert len(ladder(3, 6)) == 3 and ladder(6) == {}
 
 
@@ -185,7 +186,7 @@ def test_cli_trains_with_accumulation_and_refuses_an_uneven_split(tmp_path, caps
     data.write_text("Every effort moves you, and the story goes on. " * 60, encoding="utf-8")
     common = ["train", "--data", str(data), "--model", "tiny", "--context-length", "16",
               "--epochs", "1", "--eval-iters", "1", "--prompt", "", "--no-progress",
-              "--out", str(tmp_path / "run")]
+              "--out", str(tmp_path / "run"), "--precision", "fp32"]
     with pytest.raises(SystemExit) as stop:
         main([*common, "--batch-size", "6", "--accum-steps", "4"])
     assert stop.value.code == 2

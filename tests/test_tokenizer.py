@@ -1,4 +1,5 @@
-"""Tests for gpt2scratch.tokenizer: GPT2Tokenizer gives tiktoken's ids, BPE training, the word tokenizer."""
+"""Tests for chapter 1's modules: gpt2scratch.tokenizer (GPT2Tokenizer gives tiktoken's ids, encode_prompt)
+and gpt2scratch.tokenizer_basics (BPE training, the word tokenizer)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,12 +15,15 @@ from collections import Counter
 import numpy as np
 import pytest
 import regex
+import torch
 from hypothesis import given, settings, strategies as st
 
 import gpt2scratch.tokenizer as tokmod
 from gpt2scratch.tokenizer import (
-    ENDOFTEXT, GPT2_SPLIT_PATTERN, TIKTOKEN_GPT2_PATTERN, BPETokenizer, GPT2Tokenizer, SimpleTokenizer,
-    bytes_to_unicode, gpt2_encoding, gpt2_vocab_files, merge_pair, train_bpe,
+    TIKTOKEN_GPT2_PATTERN, GPT2Tokenizer, bytes_to_unicode, encode_prompt, gpt2_encoding, gpt2_vocab_files,
+)
+from gpt2scratch.tokenizer_basics import (
+    ENDOFTEXT, GPT2_SPLIT_PATTERN, BPETokenizer, SimpleTokenizer, merge_pair, train_bpe,
 )
 
 FAST = settings(max_examples=150, deadline=None)
@@ -236,6 +240,25 @@ def test_decode_errors(tok):  # out-of-range, float and str ids: tests/test_bad_
         tok.decode([True])
     assert tok.decode(np.array([6109, 3626], dtype=np.int64)) == "Every effort"  # numpy ints are fine
     assert tok.decode([]) == ""
+
+
+def test_encode_prompt(tok, enc):
+    ids = [6109, 3626, 6100, 345]
+    assert encode_prompt("Every effort moves you") == (ids, enc)  # GPT-2's tokenizer by default
+    assert encode_prompt("Every effort moves you", tok) == (ids, tok)
+    assert encode_prompt(ids) == (ids, None)  # ids pass through; no tokenizer to read them back
+    for same in (tuple(ids), np.array(ids), torch.tensor(ids), [np.int64(i) for i in ids]):
+        got, _ = encode_prompt(same, tok)
+        assert got == ids and all(type(i) is int for i in got)
+    with pytest.raises(ValueError, match="^text must not be empty, e.g."):
+        encode_prompt("", name="text")
+    with pytest.raises(ValueError, match="^prompt must not be empty: got no token ids"):
+        encode_prompt(torch.tensor([], dtype=torch.long))
+    for bad, held in (([[1, 2]], r"\[1, 2\]"), ([1.5], "1.5"), ([True], "True"), (torch.ones(2, 2, dtype=torch.long), r"\[1, 1\]")):
+        with pytest.raises(ValueError, match=f"1-D sequence of int token ids; it holds {held}$"):
+            encode_prompt(bad)
+    with pytest.raises(TypeError, match="prompt must be a str or a 1-D sequence of int token ids, got int"):
+        encode_prompt(5)
 
 
 def test_bytes_to_unicode():

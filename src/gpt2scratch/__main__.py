@@ -5,6 +5,7 @@
     python -m gpt2scratch generate --checkpoint runs/story "Justice is served when" --max-length 100
     python -m gpt2scratch generate --init gpt2 "Justice is served when"   # or --init HF_FOLDER
     python -m gpt2scratch run         # what `make run` calls: the course model on The Verdict
+    python -m gpt2scratch run --precision fp32   # chapter 5 exactly (auto: bf16 on bf16 units)
     python -m gpt2scratch train --init gpt2 --data story.txt   # fine-tune pretrained GPT-2 (ch. 07)
     python -m gpt2scratch export --checkpoint runs/story --out hf/story   # a Hugging Face folder
     python -m gpt2scratch attention --checkpoint runs/verdict "Every effort moves you" --out attention.html
@@ -124,12 +125,17 @@ def _add_training_options(p: argparse.ArgumentParser, out: str | None,
     p.add_argument("--accum-steps", type=_positive_int, default=1, metavar="K",
                    help="gradient accumulation: split each batch into K micro-batches, one "
                         "optimizer step per batch (default 1; chapter 11)")
-    for part, what in (("bf16", "bf16 autocast"), ("flash", "flash attention (SDPA's fused "
-                       "kernel)"), ("compile", "torch.compile"), ("fused-adamw", "fused AdamW"),
+    p.add_argument("--precision", default="auto", metavar="fp32|bf16|auto",
+                   help="fp32, bf16 (autocast: the matmuls in bf16; the weights, AdamW's "
+                        "state and the loss stay fp32) or auto (default): bf16 where the "
+                        "CPU has bf16 units (AVX512-BF16, AMX) or the GPU supports bf16, "
+                        "else fp32; GPT2SCRATCH_QUICK=1 pins fp32 (chapter 11)")
+    for part, what in (("flash", "flash attention (SDPA's fused kernel)"),
+                       ("compile", "torch.compile"), ("fused-adamw", "fused AdamW"),
                        ("pad-vocab", "the LM head padded to 50304 logits")):
         p.add_argument(f"--no-{part}", action="store_true",
-                       help=f"turn off {what}, part of chapter 11's fast path (bf16, compile "
-                            "and padding are on by default on a GPU only)")
+                       help=f"turn off {what}, part of chapter 11's fast path (compile and "
+                            "padding are on by default on a GPU only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,19 +335,32 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
 
 def _fast_path(args: argparse.Namespace):
     """(DistInfo, FastPath or None) for this process (chapter 11). Under torchrun it joins
-    the process group; FastPath is None with chapter 06's hand-written backward."""
+    the process group; FastPath is None with chapter 06's hand-written backward. Rank 0
+    prints the precision that --precision resolves to, and why."""
+    import torch
+
     from gpt2scratch.scale import (FastPath, check_batch_split, init_distributed,
-                                   keep_freed_memory)
+                                   keep_freed_memory, resolve_precision)
 
     info = init_distributed(args.device)
-    if getattr(args, "backward", "autograd") == "manual":
-        if info.world_size > 1 or args.accum_steps > 1:
-            raise ValueError("--backward manual runs in one process without "
-                             "--accum-steps; use --backward autograd")
+    dtype, why = resolve_precision(args.precision, info.device)  # a bad value stops here
+    manual = getattr(args, "backward", "autograd") == "manual"
+    if manual and (info.world_size > 1 or args.accum_steps > 1):
+        raise ValueError("--backward manual runs in one process without "
+                         "--accum-steps; use --backward autograd")
+    if manual and args.precision == "bf16":
+        raise ValueError("--backward manual computes in fp32 (chapter 06's hand-written "
+                         "backward has no autocast); use --precision fp32 or auto")
+    if manual:
+        dtype, why = torch.float32, "--backward manual: chapter 06's backward is fp32"
+    if info.is_main:
+        print(f"precision: {'bf16' if dtype == torch.bfloat16 else 'fp32'} ({why})")
+    if manual:
         return info, None
-    off = {name: False for name in ("bf16", "flash", "compile", "fused_adamw", "pad_vocab")
+    off = {name: False for name in ("flash", "compile", "fused_adamw", "pad_vocab")
            if getattr(args, "no_" + name)}
-    fast = FastPath.auto(info.device, accum_steps=args.accum_steps, **off)
+    fast = FastPath.auto(info.device, precision=args.precision,
+                         accum_steps=args.accum_steps, **off)
     check_batch_split(args.batch_size, info.world_size, fast.accum_steps)
     if info.device.type == "cpu":
         keep_freed_memory()  # glibc keeps freed blocks: no page faults each step
@@ -375,9 +394,18 @@ def _record_init(out: Path, provenance: dict) -> None:
     atomic_write(out / "init.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def _check_precision(args: argparse.Namespace) -> None:
+    """A bad --precision stops the command before it reads any text (ValueError: one line);
+    _fast_path resolves it for the device the run takes."""
+    from gpt2scratch.scale import resolve_precision
+
+    resolve_precision(args.precision, "cpu")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from gpt2scratch.data import load_text
 
+    _check_precision(args)
     if args.lora_rank is not None and args.init is None:
         raise ValueError("--lora-rank adapts pretrained weights: pass --init NAME_OR_DIR too")
     if args.lora_rank is not None and args.resume is not None:
@@ -410,6 +438,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The course model with chapter 05's section 5.8 recipe: 10 epochs, warm-up + cosine decay, clipping."""
     from gpt2scratch.data import verdict_text
 
+    _check_precision(args)
     schedule = ("warm-up + cosine decay" if args.schedule == "cosine" else "constant lr") + (
         f", gradient clipping at {args.grad_clip:g}" if args.grad_clip else "")
     print(f"make run: GPT-2 {args.model} (context {args.context_length}) on The Verdict, chapter 05 section 5.8: "

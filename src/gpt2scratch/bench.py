@@ -3,6 +3,9 @@
     python -m gpt2scratch bench train    [--device cpu|cuda] [--steps 10] [--batch-size 2] [--context-length 256]
     python -m gpt2scratch bench generate [--device cpu|cuda] [--steps 5] [--new-tokens 32]
     python -m gpt2scratch bench backward [--steps 10] [--no-memory]   (chapter 6: hand-written backward vs autograd)
+    python -m gpt2scratch bench precision [--json benchmarks/cpu_bf16.json]   (chapter 11: fp32 vs bf16)
+
+`--precision fp32|bf16|auto` (train, generate) means what it means for `python -m gpt2scratch train`.
 
 Method (see CONTRIBUTING.md, "Benchmarks"): both models are built from the same config and hold the SAME
 weights (ours are copied into HF's, transposing its Conv1D matrices), so they compute the same
@@ -195,7 +198,7 @@ def bench_train(args) -> float:
     pad = f"ours: LM head padded to {ours_module.padded_size}" if args.pad_vocab else "no padding"
     print(f"device {device}{_device_name(device)}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}, preset {args.preset} ({ours.num_params():,} params), B={B}, T={T}, "
-          f"{args.dtype}, dropout {args.dropout}, AdamW ({args.optimizer}), {pad}; "
+          f"{args.dtype} ({args.precision_why}), dropout {args.dropout}, AdamW ({args.optimizer}), {pad}; "
           "loss = F.cross_entropy of the float32 logits for both")
     warm = {}
     for name, step in list(steps.items()):  # the first calls compile
@@ -350,13 +353,14 @@ def bench_generate(args) -> float:
     """Greedy generation at batch 1, tok/s: ours without and with the KV cache and HF generate()."""
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
-    dtypes = {"fp32": ["fp32"], "bf16": ["bf16"], "both": ["bf16", "fp32"]}[args.dtype or ("both" if on_gpu else "fp32")]
+    dtypes = args.dtypes  # ["fp32"], ["bf16"] or both, from --precision
     torch.manual_seed(0)
     config = GPT2Config.preset(args.preset, dropout=0.0, **_layers(args))
     base = GPT2(config).eval()
     n, figures = args.new_tokens, {}
     print(f"device {device}{_device_name(device)}, {torch.get_num_threads()} threads, preset {args.preset} "
-          f"({base.num_params():,} params), greedy, batch 1, prompt {args.prompt_tokens} tokens, {n} new tokens")
+          f"({base.num_params():,} params), greedy, batch 1, prompt {args.prompt_tokens} tokens, {n} new tokens; "
+          f"{' and '.join(dtypes)} ({args.precision_why})")
     bandwidth = max(read_bandwidth(device), read_bandwidth(device))
     print(f"read bandwidth (x.sum() over 1 GiB of fp32, best of 2x5): {bandwidth / 1e9:.1f} GB/s")
     ratio = None
@@ -435,6 +439,123 @@ def bench_generate(args) -> float:
             "steps": args.steps, "read_bandwidth_bytes_s": bandwidth, "results": figures})
     print(f"ours/HF tok/s = {ratio:.2f} (median of {args.steps} pairs)")
     return ratio
+
+
+# ---------------------------------------------------------------------------------------------
+# bench precision (chapter 11): fp32 against bf16 on this device
+# ---------------------------------------------------------------------------------------------
+def cpu_name() -> str:
+    """The CPU's model name: /proc/cpuinfo's on Linux, else what `platform` knows."""
+    import platform
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text(errors="replace").splitlines() if cpuinfo.is_file() else []
+    names = [line.partition(":")[2].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def _timer(fn, device: torch.device):
+    """`fn` as a function that returns the seconds of one call (without autograd)."""
+    def run() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            fn()
+        _sync(device)
+        return time.perf_counter() - t0
+
+    return run
+
+
+def _generate_timers(base: GPT2, prompt: torch.Tensor, n: int) -> dict:
+    """Greedy generate() of `n` tokens, ours and HF's twin, with the weights in fp32 and in
+    bf16, as {name: a function that returns its seconds}."""
+    timers = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        ours = GPT2(base.config).to(prompt.device).eval()
+        ours.load_state_dict(base.state_dict())
+        hf = hf_twin(ours.to(dtype)).to(dtype).eval()
+        timers[f"ours {name}"] = _timer(
+            lambda m=ours: m.generate(prompt, n, temperature=0), prompt.device)
+        timers[f"HF {name}"] = _timer(lambda m=hf: m.generate(
+            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n,
+            do_sample=False), prompt.device)
+    return timers
+
+
+def _median_ratio(slow: list[float], fast: list[float]) -> float:
+    """The median over rounds of slow / fast: how many times faster `fast` ran, round by round."""
+    return statistics.median(s / f for s, f in zip(slow, fast))
+
+
+def bench_precision(args) -> dict:
+    """fp32 against bf16 on this device, each pair interleaved in one process: one matmul, one
+    training step (bf16 autocast, chapter 11's FastPath), greedy generation (the weights in
+    bf16), ours and HF's; and what --precision auto picks here, and why."""
+    import datetime
+
+    from gpt2scratch.scale import FastPath, cpu_bf16_flags, resolve_precision, time_fast_paths
+
+    device, rounds = torch.device(args.device), args.steps
+    flags, (auto, why) = cpu_bf16_flags(), resolve_precision("auto", device)
+    auto = "bf16" if auto == torch.bfloat16 else "fp32"
+    where = cpu_name() + _device_name(device)
+    print(f"{where}, {torch.get_num_threads()} threads, torch {torch.__version__}; CPU flags: "
+          + ", ".join(f"{k} {v}" for k, v in flags.items()) + f"; --precision auto: {auto} ({why})")
+    n = args.matmul_size
+    mats = {k: [torch.randn(n, n, device=device).to(d) for _ in range(2)]
+            for k, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    timers = [_timer(lambda a=a, b=b: a @ b, device) for a, b in mats.values()]
+    _median_rounds(timers, max(1, args.warmup))
+    times = dict(zip(mats, _median_rounds(timers, 2 * rounds)))
+    matmul = {f"{k}_flops": 2 * n**3 / min(t) for k, t in times.items()}
+    matmul.update(n=n, rounds=2 * rounds, speedup=_median_ratio(times["fp32"], times["bf16"]))
+    print(f"matmul {n}x{n}: fp32 {matmul['fp32_flops'] / 1e9:,.0f} GFLOP/s, bf16 "
+          f"{matmul['bf16_flops'] / 1e9:,.0f} GFLOP/s (best of {2 * rounds}); bf16 x"
+          f"{matmul['speedup']:.2f} (median of the per-round ratios)")
+    del mats, timers
+    B, T = args.batch_size, args.context_length
+    config = GPT2Config.preset(args.preset, dropout=args.dropout, context_length=T, **_layers(args))
+    steps = time_fast_paths(config, {"fp32": FastPath(), "bf16 autocast": FastPath(bf16=True)},
+                            batch_size=B, device=device, rounds=rounds, warmup=args.warmup)
+    for k, r in steps.items():
+        print(f"train step ({args.preset}, B={B}, T={T}, dropout {args.dropout}, fused AdamW, "
+              f"loss in fp32) {k:<13}: {r['seconds'] * 1000:8.1f} ms {r['tok_s']:8.0f} tok/s")
+    figures = dict(
+        benchmark="precision", date=datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        cpu=cpu_name(), device=str(device) + _device_name(device), cpu_flags=flags,
+        auto=dict(precision=auto, why=why), torch=torch.__version__,
+        threads=torch.get_num_threads(), matmul=matmul,
+        train_step=dict(preset=args.preset, batch_size=B, context_length=T, dropout=args.dropout,
+                        rounds=rounds, results=steps))
+    if not args.no_generate:
+        import transformers
+
+        torch.manual_seed(0)
+        base = GPT2(GPT2Config.preset(args.preset, dropout=0.0, **_layers(args))).eval()
+        prompt = torch.randint(0, base.config.vocab_size, (1, args.prompt_tokens), device=device)
+        timers = _generate_timers(base, prompt, args.new_tokens)
+        _median_rounds(list(timers.values()), args.warmup)
+        t = dict(zip(timers, _median_rounds(list(timers.values()), rounds)))
+        gen = {k: dict(tok_s=args.new_tokens / statistics.median(v), seconds=v) for k, v in t.items()}
+        gen.update({"ours bf16/fp32": _median_ratio(t["ours fp32"], t["ours bf16"]),
+                    "HF bf16/fp32": _median_ratio(t["HF fp32"], t["HF bf16"]),
+                    "ours/HF fp32": _median_ratio(t["HF fp32"], t["ours fp32"]),
+                    "ours/HF bf16": _median_ratio(t["HF bf16"], t["ours bf16"])})
+        print(f"greedy generation ({args.preset}, batch 1, {args.prompt_tokens} + "
+              f"{args.new_tokens} tokens): " + ", ".join(
+                  f"{k} {v['tok_s']:.1f}" for k, v in gen.items() if isinstance(v, dict))
+              + " tok/s; " + ", ".join(f"{k} {v:.2f}" for k, v in gen.items() if
+                                       not isinstance(v, dict)))
+        figures["generate"] = dict(preset=args.preset, prompt_tokens=args.prompt_tokens,
+                                   new_tokens=args.new_tokens, rounds=rounds,
+                                   transformers=transformers.__version__, results=gen)
+    if args.json:
+        _write_json(args.json, figures)
+    print(f"bf16/fp32 training-step speed = {steps['bf16 autocast']['speedup']:.2f} "
+          f"(median of {rounds} rounds)")
+    return figures
 
 
 # ---------------------------------------------------------------------------------------------
@@ -537,7 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, helptext in (("train", "time training steps: ours vs transformers.GPT2LMHeadModel"),
                            ("generate", "time greedy generation: ours vs transformers' generate()"),
                            ("fastpath", "time our training step as each part of chapter 11's fast path is "
-                                        "added")):
+                                        "added"),
+                           ("precision", "time fp32 against bf16: a matmul, a training step (autocast) "
+                                         "and generation (bf16 weights), ours and HF's (chapter 11)")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
         p.add_argument("--preset", default="124M",
@@ -546,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--steps", type=int, default=10, help="timed pairs (ours, HF)")
         p.add_argument("--warmup", type=int, default=2, help="untimed pairs first")
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    for train in (sub.choices["train"], sub.choices["fastpath"]):
+    for train in (sub.choices["train"], sub.choices["fastpath"], sub.choices["precision"]):
         train.add_argument("--batch-size", type=int, default=None, help="default 2 on cpu, 16 on cuda")
         train.add_argument("--context-length", type=int, default=None,
                            help="tokens per row; default 256 on cpu, 1024 on cuda")
@@ -556,7 +679,10 @@ def main(argv: list[str] | None = None) -> int:
     fastpath.add_argument("--rungs", default=None, metavar="A:B",
                           help="time only rungs A..B-1 of the ladder (scale.LADDER), e.g. 4:6")
     train = sub.choices["train"]
-    train.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="bf16 = autocast; default fp32 on cpu, bf16 on cuda")
+    train.add_argument("--precision", default=None, metavar="fp32|bf16|auto",
+                       help="bf16 = autocast; auto = bf16 where the CPU has bf16 units or the GPU "
+                            "supports bf16 (as python -m gpt2scratch train); default fp32 on cpu, "
+                            "bf16 on cuda, so that CPU figures compare across machines")
     train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                        help="also time both models under torch.compile (default: on cuda only)")
     train.add_argument("--pad-vocab", action=argparse.BooleanOptionalAction, default=None,
@@ -566,9 +692,17 @@ def main(argv: list[str] | None = None) -> int:
     gen = sub.choices["generate"]
     gen.add_argument("--prompt-tokens", type=int, default=16)
     gen.add_argument("--new-tokens", type=int, default=None, help="default 32 on cpu, 128 on cuda")
-    gen.add_argument("--dtype", choices=["fp32", "bf16", "both"], default=None,
-                     help="weights and cache dtype; default fp32 on cpu, both on cuda")
+    gen.add_argument("--precision", default=None, metavar="fp32|bf16|auto|both",
+                     help="weights and cache dtype: fp32, bf16, auto (bf16 where the CPU has bf16 "
+                          "units or the GPU supports bf16), or both in turn; default fp32 on cpu, "
+                          "both on cuda")
     gen.add_argument("--json", metavar="PATH", default=None, help="also write the figures to PATH")
+    precision = sub.choices["precision"]
+    precision.add_argument("--matmul-size", type=int, default=2048, metavar="N",
+                           help="the timed matmul is N x N by N x N (default 2048)")
+    precision.add_argument("--prompt-tokens", type=int, default=16)
+    precision.add_argument("--new-tokens", type=int, default=32)
+    precision.add_argument("--no-generate", action="store_true", help="skip the generation timing")
     _backward_options(sub.add_parser("backward", help="time training steps: chapter 6's hand-written "
                                                       "backward vs autograd, and their peak memory"))
     args = parser.parse_args(argv)
@@ -581,25 +715,33 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.steps < 1 or args.warmup < 0:
         parser.error(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
-    for name in ("layers", "batch_size", "context_length", "prompt_tokens", "new_tokens"):
+    for name in ("layers", "batch_size", "context_length", "prompt_tokens", "new_tokens", "matmul_size"):
         if getattr(args, name, None) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     # a bad --preset, --layers or --dropout raises ValueError: one line (python -m gpt2scratch)
     config = GPT2Config.preset(args.preset, dropout=getattr(args, "dropout", 0.0), **_layers(args))
-    if args.command == "train" and (args.context_length or 0) > config.context_length:
+    if args.command in ("train", "precision") and (args.context_length or 0) > config.context_length:
         parser.error(f"--context-length {args.context_length} is longer than preset {args.preset}'s "
                      f"context of {config.context_length} tokens")
     if args.command == "backward":
         bench_backward(args, list(sys.argv[1:] if argv is None else argv)[1:])
         return 0
     on_gpu = args.device == "cuda"
-    if args.command in ("train", "generate"):  # missing, it fails now, not minutes in
-        importlib.import_module("transformers")  # the peer they time ours against
-    if args.command in ("train", "fastpath"):
+    if args.command in ("train", "generate") or (args.command == "precision" and not args.no_generate):
+        importlib.import_module("transformers")  # the peer they time ours against: fail now, not minutes in
+    if args.command in ("train", "fastpath", "precision"):
         args.batch_size = args.batch_size or (16 if on_gpu else 2)
         args.context_length = args.context_length or (1024 if on_gpu else 256)
+    if args.command in ("train", "generate"):  # a bad --precision is one line (ValueError)
+        from gpt2scratch.scale import resolve_precision
+
+        gpu_default = "bf16" if args.command == "train" else "both"
+        args.precision = args.precision or (gpu_default if on_gpu else "fp32")
+        both = args.command == "generate" and args.precision == "both"
+        dtype, why = resolve_precision("bf16" if both else args.precision, args.device)
+        args.dtypes = ["bf16", "fp32"] if both else ["bf16" if dtype == torch.bfloat16 else "fp32"]
+        args.dtype, args.precision_why = args.dtypes[0], "both in turn" if both else why
     if args.command == "train":
-        args.dtype = args.dtype or ("bf16" if on_gpu else "fp32")
         args.compile = on_gpu if args.compile is None else args.compile
         args.pad_vocab = on_gpu if args.pad_vocab is None else args.pad_vocab
         bench_train(args)
@@ -614,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ladder(*args.rungs):
             parser.error(f"--rungs {start}:{stop} selects no rung of the ladder")
         bench_fastpath(args)
+    elif args.command == "precision":
+        bench_precision(args)
     else:
         args.new_tokens = args.new_tokens or (128 if on_gpu else 32)
         if args.prompt_tokens < 1 or args.new_tokens < 1:

@@ -15,7 +15,8 @@ __all__ = [
     "train_flops_per_token", "mfu", "matmul_rate", "keep_freed_memory", "page_faults",
     "step_page_faults", "FastPath", "padded_vocab_size", "FastGPT2", "make_backward",
     "mean_over_processes", "set_adamw_kernel", "LADDER", "ladder", "time_fast_paths",
-    "DistInfo", "init_distributed", "epoch_seed", "ShardedSampler", "shard_loader",
+    "PRECISIONS", "cpu_bf16_flags", "bf16_units", "resolve_precision", "DistInfo",
+    "init_distributed", "epoch_seed", "ShardedSampler", "shard_loader",
     "check_batch_split", "make_wrap", "train_distributed",
 ]
 
@@ -37,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.quickmode import ENV, is_quick
 from gpt2scratch.train import History, pick_device, train
 from gpt2scratch.validation import check_bool, check_int
 
@@ -128,7 +130,8 @@ def step_page_faults(config: GPT2Config, steps: int = 4, keep: bool = False) -> 
 # %% chapters/11_scaling.ipynb cell 22
 @dataclass(frozen=True)
 class FastPath:
-    """Which parts of the fast path a run uses. `FastPath.auto(device)`: all on a GPU."""
+    """Which parts of the fast path a run uses. `FastPath.auto(device, precision)`: all
+    on a GPU, with bf16 as `precision` asks."""
 
     bf16: bool = False  # autocast matmuls to bfloat16 (the weights stay float32)
     flash: bool = True  # let SDPA pick its fused kernel (False: the math kernel)
@@ -143,11 +146,12 @@ class FastPath:
         check_int("accum_steps", self.accum_steps, minimum=1)
 
     @classmethod
-    def auto(cls, device, **overrides) -> FastPath:
-        """Everything on for CUDA; on a CPU, bf16, compile and padding are off (slower
-        or no gain there, measured in section 11.3)."""
+    def auto(cls, device, precision: str = "fp32", **overrides) -> FastPath:
+        """Compile and padding on for CUDA only (measured there, section 11.3); bf16
+        autocast as `resolve_precision(precision, device)` decides: fp32 unless asked."""
         gpu = torch.device(device).type == "cuda"
-        return cls(**{**dict(bf16=gpu, compile=gpu, pad_vocab=gpu), **overrides})
+        bf16 = resolve_precision(precision, device)[0] == torch.bfloat16
+        return cls(**{**dict(bf16=bf16, compile=gpu, pad_vocab=gpu), **overrides})
 
     def autocast(self, device) -> contextlib.AbstractContextManager:
         """bf16 autocast on `device` if `bf16`, else nothing."""
@@ -339,7 +343,55 @@ def time_fast_paths(
     return results
 
 
-# %% chapters/11_scaling.ipynb cell 46
+# %% chapters/11_scaling.ipynb cell 41
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def cpu_bf16_flags() -> dict[str, bool]:
+    """This CPU's bf16 units, as PyTorch reads them (CPUID): AVX512-BF16 instructions
+    (Intel Cooper Lake and later, AMD Zen 4 and later) and AMX tiles (Intel Sapphire
+    Rapids and later)."""
+    return {
+        "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+        "amx": torch.cpu._is_amx_tile_supported(),
+    }
+
+
+def bf16_units(device) -> tuple[bool, str]:
+    """Whether `device` multiplies bf16 in hardware, and the reason in words."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(
+            including_emulation=False
+        )
+        return ok, "this GPU " + ("supports bf16" if ok else "has no bf16 units")
+    if device.type != "cpu":
+        return False, f"auto keeps {device.type} in fp32"
+    flags = cpu_bf16_flags()
+    if flags["amx"]:
+        return True, "this CPU has AMX bf16 units"
+    if flags["avx512_bf16"]:
+        return True, "this CPU has AVX512-BF16 units"
+    return False, "this CPU has no bf16 units (neither AVX512-BF16 nor AMX)"
+
+
+def resolve_precision(requested: str, device) -> tuple[torch.dtype, str]:
+    """(the dtype of a run's matmuls, why) for "fp32", "bf16" (autocast) or "auto": bf16
+    where `device` has bf16 units, by its capability flags alone (never a timing), and
+    fp32 in quick mode, so that `make test` computes the same on every machine."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be fp32, bf16 or auto, got {requested!r}")
+    ok, units = bf16_units(device)
+    if requested == "fp32":
+        return torch.float32, "requested"
+    if requested == "bf16":
+        return torch.bfloat16, "requested" + ("" if ok else f"; {units}")
+    if is_quick():
+        return torch.float32, f"auto: quick mode, {ENV}=1, pins fp32"
+    return (torch.bfloat16 if ok else torch.float32), f"auto: {units}"
+
+
+# %% chapters/11_scaling.ipynb cell 55
 @dataclass(frozen=True)
 class DistInfo:
     """This process's place in the run: rank r of world_size, on `device`."""
@@ -386,7 +438,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
-# %% chapters/11_scaling.ipynb cell 48
+# %% chapters/11_scaling.ipynb cell 57
 class ShardedSampler(Sampler[int]):
     """This process's rows of every global batch.
 
@@ -441,7 +493,7 @@ def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
     )
 
 
-# %% chapters/11_scaling.ipynb cell 50
+# %% chapters/11_scaling.ipynb cell 59
 def check_batch_split(
     batch_size: int, world_size: int = 1, accum_steps: int = 1
 ) -> int:
@@ -458,7 +510,7 @@ def check_batch_split(
     return batch_size // (world_size * accum_steps)
 
 
-# %% chapters/11_scaling.ipynb cell 53
+# %% chapters/11_scaling.ipynb cell 62
 def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
     """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
     -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""
