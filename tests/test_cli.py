@@ -27,7 +27,7 @@ def test_train_resume_and_generate_end_to_end(tmp_path, capsys):
     data.write_text(STORY, encoding="utf-8")
     out = tmp_path / "run"
     common = ["--data", str(data), "--model", "tiny", "--context-length", "32", "--batch-size", "4",
-              "--no-progress", "--eval-iters", "2", "--prompt", "Justice is"]
+              "--no-progress", "--eval-iters", "2", "--prompt", "Justice is", "--precision", "fp32"]
     code, stdout, err = run_main(["train", *common, "--epochs", "1", "--out", str(out)], capsys)
     assert code == 0, err
     assert "steps per epoch" in stdout and "val loss" in stdout and "sample after epoch 1" in stdout

@@ -189,7 +189,8 @@ def test_peak_memory_does_not_grow_with_the_corpus(tmp_path):
 
 
 TINY_RUN = ["--model", "tiny", "--context-length", "16", "--batch-size", "2", "--epochs",
-            "1", "--no-progress", "--prompt", "", "--eval-iters", "1", "--device", "cpu"]
+            "1", "--no-progress", "--prompt", "", "--eval-iters", "1", "--device", "cpu",
+            "--precision", "fp32"]
 
 
 def test_cli_trains_on_a_folder(folder, tmp_path_factory, capsys):

@@ -21,7 +21,8 @@ from gpt2scratch.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--model", "tiny", "--context-length", "32", "--batch-size", "4", "--eval-iters", "2",
-         "--checkpoint-every", "1", "--no-progress", "--prompt", "", "--seed", "7"]
+         "--checkpoint-every", "1", "--no-progress", "--prompt", "", "--seed", "7",
+         "--precision", "fp32"]
 
 LAUNCHER = r'''
 import errno, os, sys, time

@@ -218,7 +218,7 @@ def test_train_init_from_a_folder_then_export(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--init", str(folder), "--data", str(data), "--context-length", "16",
             "--batch-size", "4", "--epochs", "1", "--eval-iters", "1", "--no-progress",
-            "--prompt", "", "--out", str(out), "--device", "cpu"]
+            "--prompt", "", "--out", str(out), "--device", "cpu", "--precision", "fp32"]
     code, stdout, err = run_main(argv, capsys)
     assert code == 0, err
     assert "initialised from pretrained weights" in stdout
