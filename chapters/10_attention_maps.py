@@ -35,16 +35,30 @@
 #    self-contained HTML dashboard that works in this book, in a browser without a server, and
 #    from the command line: `python -m gpt2scratch attention --checkpoint runs/verdict "text"`.
 #
-# Everything reusable is exported to `gpt2scratch/attention_viz.py`.
+# Everything reusable is exported to two modules: the maps and the numbers per head
+# (sections 10.1 to 10.3) to `gpt2scratch/attention_heads.py`, and the three views to
+# `gpt2scratch/attention_viz.py`, which checks the maps it is given with the shape check of
+# section 10.2.
 
 # %%
-#| default_exp attention_viz
+#| default_exp attention_heads
 
 # %%
 #| export
-"""Attention maps of a GPT-2, numbers per head, and three views of them: a seaborn
-grid, an ipywidgets view for JupyterLab and a self-contained HTML dashboard
-(Chapter 10 of the book)."""
+"""Attention maps of a GPT-2 and numbers per head: statistics, induction and position
+scores, and the kinds of head they pick out (Chapter 10 of the book)."""
+
+from __future__ import annotations
+
+import torch
+
+from gpt2scratch.model import GPT2
+from gpt2scratch.tokenizer import encode_prompt
+
+# %%
+#| export attention_viz
+"""Three views of attention maps: a seaborn grid, an ipywidgets view for JupyterLab and
+a self-contained HTML dashboard (Chapter 10 of the book)."""
 
 from __future__ import annotations
 
@@ -58,8 +72,8 @@ from pathlib import Path
 
 import torch
 
+from gpt2scratch.attention_heads import check_maps  # section 10.2
 from gpt2scratch.files import atomic_write
-from gpt2scratch.model import GPT2
 
 # %%
 import math
@@ -120,35 +134,23 @@ print(naive[0, 0])
 # Walking the blocks by hand repeats `GPT2.hidden_states`, and would silently go wrong the day
 # the forward pass changes. The exported version lets the model run its own forward pass and
 # catches each attention module's *input* with a forward pre-hook; then it asks each module for
-# its weights. It also checks the text first: an empty text has no map, and a text longer than
-# the context has no position embedding for its last tokens.
+# its weights. It reads the text with chapter 1's `encode_prompt` (text, encoded with GPT-2's
+# tokenizer by default, or token ids), and checks it first: an empty text has no map, and a
+# text longer than the context has no position embedding for its last tokens.
 
 
 # %%
 #| export
 def _ids_and_tokens(model: GPT2, text, tokenizer) -> tuple[torch.Tensor, list[str]]:
     """Token ids (T,) on the model's device, and one label per token."""
-    if isinstance(text, str):
-        if not text:
-            raise ValueError("text must not be empty, e.g. 'Every effort moves you'")
-        if tokenizer is None:
-            from gpt2scratch.tokenizer import gpt2_encoding
-
-            tokenizer = gpt2_encoding()
-        ids = list(tokenizer.encode(text))
-    else:  # token ids: a list or a 1-D tensor
-        ids = torch.as_tensor(text).tolist()
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-            raise ValueError("text must be a str or a 1-D sequence of int token ids")
-        if not ids:
-            raise ValueError("text must not be empty: got no token ids")
+    ids, tokenizer = encode_prompt(text, tokenizer, name="text")  # chapter 1
     n = model.config.context_length
     if len(ids) > n:
         raise ValueError(
             f"text is {len(ids)} tokens long, longer than the model's context of {n} "
             f"tokens; shorten it to at most {n} tokens"
         )
-    labels = [tokenizer.decode([i]) if tokenizer else f"#{i}" for i in ids]
+    labels = [f"#{i}" if tokenizer is None else tokenizer.decode([i]) for i in ids]
     device = next(model.parameters()).device
     return torch.tensor(ids, device=device), labels
 
@@ -254,7 +256,7 @@ for name, A in handmade.items():
 STATS = ("entropy", "rel_entropy", "distance", "previous", "first")
 
 
-def _check_maps(weights, name="weights", min_tokens=2, dims=None) -> torch.Tensor:
+def check_maps(weights, name="weights", min_tokens=2, dims=None) -> torch.Tensor:
     """weights must be a (..., T, T) tensor (exactly `dims` dimensions if given)."""
     if not isinstance(weights, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(weights).__name__}")
@@ -276,7 +278,7 @@ def head_stats(weights: torch.Tensor) -> dict[str, torch.Tensor]:
     log(i + 1), 1 = uniform), distance (mean i - j under the weights), previous (weight
     on j = i - 1) and first (weight on j = 0, the attention sink).
     """
-    w = _check_maps(weights).double()
+    w = check_maps(weights).double()
     T = w.shape[-1]
     i = torch.arange(1, T, device=w.device)
     rows = w[..., 1:, :]  # (..., T-1, T): query positions 1..T-1
@@ -424,7 +426,7 @@ print(classify_heads(toy_scores))
 
 
 # %%
-#| export
+#| export attention_viz
 def plot_attention_grid(weights: torch.Tensor, title: str = "", size: float = 0.9):
     """One small map per head, layers as rows, heads as columns, in seaborn's "rocket"
     colour map (white = 0); the colour is the square root of the weight, so that weak
@@ -432,7 +434,7 @@ def plot_attention_grid(weights: torch.Tensor, title: str = "", size: float = 0.
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    L, H = _check_maps(weights, min_tokens=1, dims=4).shape[:2]
+    L, H = check_maps(weights, min_tokens=1, dims=4).shape[:2]
     figsize = (size * H + 0.6, size * L + 0.6)
     fig, axes = plt.subplots(
         L, H, figsize=figsize, squeeze=False, gridspec_kw=dict(wspace=0.08, hspace=0.08)
@@ -745,7 +747,7 @@ else:
 
 
 # %%
-#| export
+#| export attention_viz
 def _heatmap_png(tokens: Sequence[str], weights: torch.Tensor, query: int, title: str):
     """One (T, T) map as PNG bytes, the query row outlined (matplotlib, no pyplot)."""
     from matplotlib.figure import Figure
@@ -778,7 +780,7 @@ def attention_widget(tokens: Sequence[str], weights: torch.Tensor):
     which is re-rendered in place (`.image.value`) whenever a control changes."""
     import ipywidgets as widgets
 
-    L, H, T, _ = _check_maps(weights, min_tokens=1, dims=4).shape
+    L, H, T, _ = check_maps(weights, min_tokens=1, dims=4).shape
     layer = widgets.IntSlider(0, min=0, max=L - 1, description="layer")
     head = widgets.IntSlider(0, min=0, max=H - 1, description="head")
     pairs = [(f"{i}: {t!r}", i) for i, t in enumerate(tokens)]
@@ -841,7 +843,7 @@ assert before != after_head != view.image.value
 # 1/510), and the bytes are base64-encoded into the page. First the page and its style:
 
 # %%
-#| export
+#| export attention_viz
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>$TITLE</title>
 <link rel="icon" href="data:,"><style>
@@ -878,7 +880,7 @@ query token <select id="query"></select></div>
 # The script: decode the bytes, paint a map into a canvas, build the grid and the controls.
 
 # %%
-#| export
+#| export attention_viz
 _SCRIPT_DATA = r"""
 const D = JSON.parse(document.getElementById("data").textContent);
 const L = D.layers, H = D.heads, tok = D.tokens, T = tok.length;
@@ -932,7 +934,7 @@ $("query").onchange = e => { S.query = +e.target.value; show(S.layer, S.head); }
 # Then the full map of one head, with its labels, and the sortable table:
 
 # %%
-#| export
+#| export attention_viz
 _SCRIPT_VIEW = r"""
 const fmt = v => v.toFixed(3);
 function show(l, h) {
@@ -1001,7 +1003,7 @@ show(0, 0);
 
 
 # %%
-#| export
+#| export attention_viz
 def dashboard_html(
     tokens: Sequence[str],
     weights: torch.Tensor,
@@ -1012,7 +1014,7 @@ def dashboard_html(
     overview grid, full map with token labels, and a sortable table of `stats`
     ({name: (L, H) tensor}, e.g. from head_stats). Weights are stored as uint8, base64
     encoded."""
-    L, H, T, _ = _check_maps(weights, min_tokens=1, dims=4).shape
+    L, H, T, _ = check_maps(weights, min_tokens=1, dims=4).shape
     if len(tokens) != T:
         raise ValueError(f"got {len(tokens)} tokens for maps of T={T}")
     q = (weights.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)

@@ -1,6 +1,6 @@
-"""Tests for gpt2scratch.attention_viz (chapter 10): maps, head statistics, classification,
-the HTML dashboard (its data; tests/browser/test_attention_dashboard.py clicks through it), the
-widget and the CLI."""
+"""Tests for chapter 10's modules, gpt2scratch.attention_heads and gpt2scratch.attention_viz: maps,
+head statistics, classification, the HTML dashboard (its data; tests/browser/test_attention_dashboard.py
+clicks through it), the widget and the CLI."""
 import base64
 import json
 import math
@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2scratch.__main__ import main
-from gpt2scratch.attention_viz import (
-    THRESHOLDS, attention_maps, classify_heads, dashboard_html, head_stats, induction_scores,
-    position_scores, repeated_random_tokens, write_dashboard,
+from gpt2scratch.attention_heads import (
+    THRESHOLDS, attention_maps, classify_heads, head_stats, induction_scores, position_scores,
+    repeated_random_tokens,
 )
+from gpt2scratch.attention_viz import dashboard_html, write_dashboard
 from gpt2scratch.checkpoint import save_checkpoint
 from gpt2scratch.model import GPT2
 from conftest import tiny_config

@@ -24,9 +24,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from gpt2scratch.attention_viz import (
-    attention_maps, dashboard_html, head_stats, position_scores, write_dashboard,
-)
+from gpt2scratch.attention_heads import attention_maps, head_stats, position_scores
+from gpt2scratch.attention_viz import dashboard_html, write_dashboard
 from gpt2scratch.backprop import model_gradients
 from gpt2scratch.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from gpt2scratch.corpus import NotTextError, TokenWindows, corpus_loaders, find_files, prepare_corpus, read_pieces

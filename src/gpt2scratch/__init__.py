@@ -2,7 +2,7 @@
 
 Hand-written: the public API, re-exported from the generated modules, and nothing else.
 """
-from gpt2scratch.attention_viz import attention_maps
+from gpt2scratch.attention_heads import attention_maps
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import load_pretrained, save_pretrained
 from gpt2scratch.quickmode import is_quick as quick  # noqa: F401 (for the chapters; not public API)

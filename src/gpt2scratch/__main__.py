@@ -469,7 +469,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_attention(args: argparse.Namespace) -> int:
     """Chapter 10's dashboard: every layer x head map of one text, in one offline HTML file."""
-    from gpt2scratch.attention_viz import attention_maps, head_stats, write_dashboard
+    from gpt2scratch.attention_heads import attention_maps, head_stats
+    from gpt2scratch.attention_viz import write_dashboard
     from gpt2scratch.train import pick_device
 
     if Path(args.out).is_dir():

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import harness  # tests/browser/harness.py
-from gpt2scratch.attention_viz import attention_maps, head_stats, write_dashboard
+from gpt2scratch.attention_heads import attention_maps, head_stats
+from gpt2scratch.attention_viz import write_dashboard
 from gpt2scratch.model import GPT2, GPT2Config
 
 pytestmark = pytest.mark.browser
