@@ -257,8 +257,9 @@ assert windows.shape[0] == num_windows(12, 4, 2) and shared
 # the bad value rather than deep inside PyTorch (`torch.tensor(["a"])` fails with a far less helpful
 # one). Those checks are plumbing, not part of the idea. The integer checks come from
 # `gpt2scratch.validation`, whose error contract (wrong type: `TypeError`, wrong value: `ValueError`)
-# [Appendix A](A_engineering.ipynb) explains; the module's imports and the helper that reads the ids
-# into one flat tensor sit in the folded cell below.
+# [Appendix A](A_engineering.ipynb) explains; the module's imports, the helper that reads the ids
+# into one flat tensor, and `check_window_fits` (every loader of the book checks with it that its
+# text holds one window) sit in the folded cell below.
 
 # %% tags=["hide-input"]
 #| export
@@ -309,12 +310,16 @@ def _as_token_ids(token_ids) -> torch.Tensor:
     return ids.long()
 
 
-def _check_long_enough(what: str, n_tokens: int, context_length: int) -> None:
-    """One window is context_length inputs plus one more token, the last target."""
-    if n_tokens < context_length + 1:
-        need = context_length + 1
+def check_window_fits(what: str, n_tokens: int, context_length: int) -> None:
+    """ValueError unless `n_tokens` tokens hold one window: context_length inputs and
+    one more token, the last target. `what` names the tokens in the message."""
+    need = context_length + 1
+    if n_tokens < need:
         raise ValueError(
-            f"{what} has {n_tokens} tokens; need at least context_length+1 = {need}"
+            f"{what} has {n_tokens:,} tokens, too short for one window of "
+            f"context_length {context_length}, which needs {need:,} tokens "
+            f"({context_length:,} inputs and one more for the last target); "
+            "use a longer text or a smaller context_length"
         )
 
 
@@ -341,7 +346,7 @@ class GPTDataset(Dataset):
         self.context_length = check_int("context_length", context_length, minimum=1)
         self.stride = check_int("stride", stride, minimum=1)
         self.token_ids = _as_token_ids(token_ids)  # (N,)
-        _check_long_enough("token_ids", len(self.token_ids), self.context_length)
+        check_window_fits("token_ids", len(self.token_ids), self.context_length)
         # Row i = token_ids[i*stride : i*stride + context_length + 1], a view: no copy.
         size = self.context_length + 1
         self.windows = self.token_ids.unfold(0, size, self.stride)  # (n_windows, T+1)
@@ -455,7 +460,7 @@ def create_dataloader(
     seed = check_int("seed", seed, none_ok=True)
     if isinstance(data, str):
         data = gpt2_encoding().encode(data, allowed_special={"<|endoftext|>"})
-        _check_long_enough("text", len(data), context_length)
+        check_window_fits("text", len(data), context_length)
     dataset = GPTDataset(data, context_length, stride)
     if drop_last and len(dataset) < batch_size:
         raise ValueError(

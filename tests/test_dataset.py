@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2scratch.dataset import GPTDataset, create_dataloader, sinusoidal_positions
+from gpt2scratch.dataset import GPTDataset, check_window_fits, create_dataloader, sinusoidal_positions
 from gpt2scratch.tokenizer import gpt2_encoding
 
 
@@ -182,10 +182,15 @@ def test_bad_shapes_and_values_raise_value_error():
 def test_too_short_text_names_the_numbers():
     n = len(gpt2_encoding().encode("Every effort moves you"))
     assert n == 4
-    with pytest.raises(ValueError, match=r"^text has 4 tokens; need at least context_length\+1 = 5$"):
+    with pytest.raises(ValueError, match=r"^text has 4 tokens, too short for one window of context_length 4, "
+                                         r"which needs 5 tokens \(4 inputs and one more for the last target\); "
+                                         "use a longer text or a smaller context_length$"):
         create_dataloader("Every effort moves you", context_length=4)
-    with pytest.raises(ValueError, match=r"token_ids has 4 tokens; need at least context_length\+1 = 5"):
+    with pytest.raises(ValueError, match="^token_ids has 4 tokens, too short for one window of context_length 4"):
         create_dataloader([1, 2, 3, 4], context_length=4)
+    with pytest.raises(ValueError, match="^the train split has 1,024 tokens, .* context_length 1024, which needs 1,025"):
+        check_window_fits("the train split", 1024, 1024)
+    check_window_fits("text", 1025, 1024)  # exactly one window fits
     with pytest.raises(ValueError, match="has 0 tokens"):
         create_dataloader([], context_length=4)
     # Exactly context_length + 1 tokens is one window.

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from gpt2scratch.dataset import check_window_fits
 from gpt2scratch.files import atomic_write
 from gpt2scratch.tokenizer import gpt2_encoding
 from gpt2scratch.validation import check_int, check_number
@@ -296,11 +297,7 @@ class TokenWindows(Dataset):
     def __init__(self, token_ids, context_length: int):
         self.context_length = check_int("context_length", context_length, minimum=1)
         self.token_ids = token_ids  # (N,)
-        if len(token_ids) < context_length + 1:
-            raise ValueError(
-                f"{len(token_ids)} tokens are fewer than one window of "
-                f"context_length + 1 = {context_length + 1}"
-            )
+        check_window_fits("token_ids", len(token_ids), self.context_length)  # chapter 2
 
     def __len__(self) -> int:
         return (len(self.token_ids) - 1) // self.context_length
@@ -322,12 +319,7 @@ def corpus_loaders(
     check_int("batch_size", batch_size, minimum=1)
     check_int("context_length", context_length, minimum=1)
     for split, n in corpus.tokens.items():
-        if n < context_length + 1:
-            raise ValueError(
-                f"the corpus is too small: its {split} split has {n:,} tokens, but one "
-                f"window of context_length {context_length} needs {context_length + 1}; "
-                "add text or use a smaller context length"
-            )
+        check_window_fits(f"the corpus's {split} split", n, context_length)
     train_set = TokenWindows(corpus.ids("train"), context_length)
     if len(train_set) < batch_size:
         raise ValueError(

@@ -6,7 +6,9 @@ and the fixed sinusoidal positions of "Attention is all you need"."""
 
 from __future__ import annotations
 
-__all__ = ["GPTDataset", "create_dataloader", "sinusoidal_positions"]
+__all__ = [
+    "check_window_fits", "GPTDataset", "create_dataloader", "sinusoidal_positions",
+]
 
 from collections.abc import Sequence
 
@@ -50,12 +52,16 @@ def _as_token_ids(token_ids) -> torch.Tensor:
     return ids.long()
 
 
-def _check_long_enough(what: str, n_tokens: int, context_length: int) -> None:
-    """One window is context_length inputs plus one more token, the last target."""
-    if n_tokens < context_length + 1:
-        need = context_length + 1
+def check_window_fits(what: str, n_tokens: int, context_length: int) -> None:
+    """ValueError unless `n_tokens` tokens hold one window: context_length inputs and
+    one more token, the last target. `what` names the tokens in the message."""
+    need = context_length + 1
+    if n_tokens < need:
         raise ValueError(
-            f"{what} has {n_tokens} tokens; need at least context_length+1 = {need}"
+            f"{what} has {n_tokens:,} tokens, too short for one window of "
+            f"context_length {context_length}, which needs {need:,} tokens "
+            f"({context_length:,} inputs and one more for the last target); "
+            "use a longer text or a smaller context_length"
         )
 
 
@@ -76,7 +82,7 @@ class GPTDataset(Dataset):
         self.context_length = check_int("context_length", context_length, minimum=1)
         self.stride = check_int("stride", stride, minimum=1)
         self.token_ids = _as_token_ids(token_ids)  # (N,)
-        _check_long_enough("token_ids", len(self.token_ids), self.context_length)
+        check_window_fits("token_ids", len(self.token_ids), self.context_length)
         # Row i = token_ids[i*stride : i*stride + context_length + 1], a view: no copy.
         size = self.context_length + 1
         self.windows = self.token_ids.unfold(0, size, self.stride)  # (n_windows, T+1)
@@ -117,7 +123,7 @@ def create_dataloader(
     seed = check_int("seed", seed, none_ok=True)
     if isinstance(data, str):
         data = gpt2_encoding().encode(data, allowed_special={"<|endoftext|>"})
-        _check_long_enough("text", len(data), context_length)
+        check_window_fits("text", len(data), context_length)
     dataset = GPTDataset(data, context_length, stride)
     if drop_last and len(dataset) < batch_size:
         raise ValueError(
