@@ -188,13 +188,12 @@ def generate_ids(
 
 
 def _encode(model, prompt: str, tokenizer, eos_id):
-    if tokenizer is None:
-        from gpt2scratch.tokenizer import gpt2_encoding  # lazy: only text needs it
+    from gpt2scratch.tokenizer import encode_prompt  # lazy: only text needs it
 
-        tokenizer = gpt2_encoding()
+    ids, tokenizer = encode_prompt(prompt, tokenizer)  # GPT-2's tokenizer by default
     if eos_id is None:
         eos_id = getattr(tokenizer, "eot_token", None)  # 50256 for GPT-2's tokenizer
-    idx = torch.tensor([tokenizer.encode(prompt)], device=model.wte.weight.device)
+    idx = torch.tensor([ids], device=model.wte.weight.device)
     check_token_ids(idx, vocab_size=model.config.vocab_size)
     return tokenizer, eos_id, idx
 
