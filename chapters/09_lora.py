@@ -51,7 +51,8 @@
 
 Generated from chapter 09 of the book. `apply_lora` wraps chosen `nn.Linear` layers in
 `LoRALinear` and freezes everything else; `merge_lora` folds the adapters back into a
-plain model; `save_adapter` / `load_adapter` keep just the adapter.
+plain model; `save_adapter` / `load_adapter` keep just the adapter; `train_and_save`
+loads a model, adds adapters (or not), trains and saves, for the chapter and the CLI.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ import math
 import resource
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -69,7 +70,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from gpt2scratch.checkpoint import LATEST, MANIFEST, load_checkpoint
 from gpt2scratch.files import atomic_write
+from gpt2scratch.pretrained import load_pretrained
+from gpt2scratch.train import History, Run, TrainSettings, prepare_run, set_seed, train
 from gpt2scratch.validation import check_int, check_number
 
 # %%
@@ -84,19 +88,13 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gpt2scratch.checkpoint import load_checkpoint, save_checkpoint
+from gpt2scratch.checkpoint import save_checkpoint
 from gpt2scratch.data import verdict_text
 from gpt2scratch.model import GPT2, GPT2Config
-from gpt2scratch.pretrained import find_pretrained, load_pretrained
+from gpt2scratch.pretrained import find_pretrained
 from gpt2scratch.quickmode import full_or_quick
 from gpt2scratch.tokenizer import gpt2_encoding
-from gpt2scratch.train import (
-    TrainSettings,
-    chapter5_model,
-    evaluate,
-    prepare_run,
-    train,
-)
+from gpt2scratch.train import chapter5_model, evaluate
 
 torch.set_printoptions(precision=4, sci_mode=False)
 tokenizer = gpt2_encoding()
@@ -992,9 +990,75 @@ def corpus_loaders(
 # Every machine that runs this book has a code corpus on disk: the source of Python's standard
 # library. We fine-tune the chapter-5 model on it four ways, fully and with LoRA at ranks 4, 8
 # and 16, and measure each setting in a fresh Python process, so that its peak memory is its
-# own. The worker is one exported function; it trains with chapter 5's `prepare_run` and
-# `train` (`prepare_run(model=...)` puts only the parameters that require a gradient into
-# AdamW) and reports what the table needs.
+# own.
+#
+# Every fine-tuning run is the same recipe: load a base model, add adapters (or train every
+# weight), chapter 5's `prepare_run` and `train` (`prepare_run(model=...)` puts only the
+# parameters that require a gradient into AdamW), then save the adapter alone, or checkpoints
+# of the whole model. One exported function holds the recipe; the command line's `train`
+# (section 9.9) calls it too, with chapter 11's fast path as its `loop`.
+
+
+# %%
+#| export
+def load_base(base: str | Path) -> nn.Module:
+    """The model in one of our checkpoint folders (chapter 5), else pretrained weights:
+    a name such as "gpt2" or a Hugging Face folder (chapter 7)."""
+    folder = Path(base)
+    if (folder / LATEST).is_file() or (folder / MANIFEST).is_file():
+        return load_checkpoint(folder).model
+    return load_pretrained(base)
+
+
+def train_and_save(
+    settings: TrainSettings, base: nn.Module | str | Path | None = None, *,
+    text: str | None = None, loaders: tuple | None = None, rank: int | None = None,
+    alpha: float = 16.0, out: str | Path | None = None,
+    resume: str | Path | None = None, device=None,
+    ready: Callable[[Run], None] | None = None,
+    loop: Callable[..., History] = train, **train_options,
+) -> tuple[Run, History]:  # fmt: skip
+    """Load `base` (a model, or a folder or name for `load_base`; None: a new
+    `settings.model`, or the checkpoint that `resume` continues), add rank-`rank` LoRA
+    adapters (None: train every weight), train on `text` (90/10) or `loaders` = (train,
+    val), and save into `out`: the adapter, or the whole model's checkpoints.
+
+    `ready(run)` runs before the first step. `loop` is `train` or a loop with its
+    signature (chapter 11's fast path); `train_options` go to it.
+    """
+    if not isinstance(base, (nn.Module, str, Path, type(None))):
+        raise TypeError(f"base must be a model, a folder or a name, got {base!r}")
+    if base is not None and resume is not None:
+        what = type(base).__name__ if isinstance(base, nn.Module) else repr(str(base))
+        raise ValueError(
+            f"base {what} starts from given weights and resume {str(resume)!r} "
+            "continues a checkpoint: pass one of them"
+        )
+    if rank is not None and base is None:
+        raise ValueError(f"LoRA (rank {rank}) adapts given weights: pass a base")
+    model = load_base(base) if isinstance(base, (str, Path)) else base
+    if rank is not None:  # adapters on the base weights, everything else frozen
+        set_seed(settings.seed)  # A starts random: the same settings, the same adapters
+        apply_lora(model, rank, alpha)
+    run = prepare_run(
+        settings, text, device=device, resume=resume, model=model, loaders=loaders
+    )
+    if ready is not None:
+        ready(run)
+    history = loop(
+        run.model, run.train_loader, run.val_loader, run.optimizer, settings,
+        scheduler=run.scheduler, checkpoint_dir=out if rank is None else None,
+        resume_from=resume, **train_options,
+    )  # fmt: skip
+    if rank is not None and out is not None:
+        save_adapter(run.model, out)
+    return run, history
+
+
+# %% [markdown]
+# The worker that each fresh process runs is a thin wrapper: it times the steps through a
+# callback, takes a greedy sample before the first step through `ready`, and reports what the
+# table needs.
 
 
 # %%
@@ -1013,7 +1077,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def finetune_and_measure(
-    base: str, corpus: str, *, rank: int | None, lr: float, steps: int,
+    base: str, corpus_dir: str, *, rank: int | None, lr: float, steps: int,
     alpha: float = 16.0, batch_size: int = 8, context_length: int = 128,
     eval_batches: int = 20, prompt: str = "def ", seed: int = 123,
     save_to: str | None = None,
@@ -1021,36 +1085,29 @@ def finetune_and_measure(
     """Fine-tune the checkpoint `base` on a tokenised corpus folder for `steps` steps
     (>= 3), fully (rank None) or with LoRA, and measure it. Run it in a fresh process,
     so that the peak memory it reports is this run's."""
-    from gpt2scratch.checkpoint import load_checkpoint, save_checkpoint
-    import gpt2scratch.corpus as corpus_module  # reimport-ok: lora.py needs the module
-    from gpt2scratch.train import TrainSettings, prepare_run, train
+    # reimport-ok: corpus.py is exported by this chapter too, and lora.py needs it
+    from gpt2scratch.corpus import Corpus, corpus_loaders
 
-    model = load_checkpoint(base).model
-    if rank is not None:
-        apply_lora(model, rank, alpha, verbose=False)
-    trainable, total = count_parameters(model)
-    corpus = corpus_module.Corpus.load(corpus)  # reimport-ok: see the import above
-    loaders = corpus_module.corpus_loaders(corpus, context_length, batch_size, seed)
+    corpus = Corpus.load(corpus_dir)
+    loaders = corpus_loaders(corpus, context_length, batch_size, seed)
     settings = TrainSettings(
         context_length=context_length, batch_size=batch_size, dropout=0.0, lr=lr,
         weight_decay=0.0, grad_clip=1.0, eval_every=steps, eval_iters=eval_batches,
         max_steps=steps, seed=seed, progress=False, verbose=False,
     )  # fmt: skip
-    run = prepare_run(settings, model=model, loaders=loaders)
-    options = dict(max_length=30, temperature=0)  # greedy: no randomness
-    before, times = run.model.generate(prompt, **options), []
-    history = train(run.model, *loaders, run.optimizer, settings, device=run.device,
-                    callbacks=[lambda info: times.append(time.perf_counter())])  # fmt: skip
+    options, before, times = dict(max_length=30, temperature=0), [], []  # greedy
+    run, history = train_and_save(
+        settings, base, loaders=loaders, rank=rank, alpha=alpha, out=save_to,
+        ready=lambda run: before.append(run.model.generate(prompt, **options)),
+        callbacks=[lambda info: times.append(time.perf_counter())],
+    )  # fmt: skip
     # the time between step ends; the last step also evaluated, so it is left out
     step_s = statistics.median(b - a for a, b in zip(times[:-2], times[1:-1]))
-    if save_to is not None and rank is not None:
-        save_adapter(model, save_to)
-    elif save_to is not None:
-        save_checkpoint(save_to, model)
+    trainable, total = count_parameters(run.model)
     return dict(
         rank=rank, trainable=trainable, total=total, step_ms=1000 * step_s,
         peak_mb=peak_memory_mb(run.device), val_before=history.val_loss[0],
-        val_after=history.val_loss[-1], sample_before=before,
+        val_after=history.val_loss[-1], sample_before=before[0],
         sample_after=run.model.generate(prompt, **options), device=str(run.device),
     )  # fmt: skip
 
@@ -1231,7 +1288,7 @@ print(json.dumps(finetune_and_measure(**json.load(sys.stdin))))
 """
 PROMPT = "def read_config(path):\n    "
 common = {k: EXP[k] for k in ("steps", "batch_size", "context_length", "eval_batches")}
-common.update(base=str(base_dir), corpus=str(code_corpus.folder), prompt=PROMPT)
+common.update(base=str(base_dir), corpus_dir=str(code_corpus.folder), prompt=PROMPT)
 SETTINGS = {
     f"LoRA r={r}" if r else "full": (r, 2e-3 if r else 5e-4) for r in EXP["ranks"]
 }
@@ -1270,8 +1327,8 @@ for name, r in results.items():
 
 # %% [markdown]
 # Full fine-tuning trains all 7,242,624 parameters and takes the validation loss on code from
-# 10.857 to 6.452 in 60 steps; LoRA trains 0.11% to 0.45% of them and ends near 9.9 whatever the
-# rank (9.897, 9.848, 9.936). That is not a failure of LoRA but of the match between method and
+# 10.857 to 6.451 in 60 steps; LoRA trains 0.11% to 0.45% of them and ends near 9.9 whatever the
+# rank (9.886, 9.891, 9.938). That is not a failure of LoRA but of the match between method and
 # base model: LoRA assumes that the change a new domain needs is small and of low rank, on top
 # of a model that already knows the language. Our stand-in base model has only ever read
 # *The Verdict*; Python source is a new vocabulary for it, and the token embeddings and the
@@ -1319,8 +1376,8 @@ for name, r in results.items():
 #
 # The adapter machinery does not care what the text is. We train a second rank-8 adapter, this
 # time on *The Verdict* (one document, so chapter 5's 90/10 cut), in this process with the same
-# `prepare_run` and `train`, and save it next to the code adapter. One base model on disk, two
-# small files, two domains.
+# `train_and_save`, and save it next to the code adapter. One base model on disk, two small
+# files, two domains.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1345,11 +1402,10 @@ settings = TrainSettings(
     progress=False,
     verbose=False,
 )
-voice = apply_lora(chapter5_model().model, rank=8, alpha=16)
 verdict_loaders = corpus_loaders(verdict_corpus, T, B)
-run = prepare_run(settings, model=voice, loaders=verdict_loaders)
-history = train(run.model, *verdict_loaders, run.optimizer, settings)
-save_adapter(voice, work / "adapters" / "verdict-r8")
+voice = chapter5_model().model  # the same base model as the code adapters
+out = work / "adapters" / "verdict-r8"
+train_and_save(settings, voice, loaders=verdict_loaders, rank=8, alpha=16, out=out)
 print(f"adapters on disk: {sorted(p.name for p in (work / 'adapters').iterdir())}")
 
 # %% [markdown]
@@ -1380,9 +1436,9 @@ for name, folder in adapters.items():
 assert table["code r=8"]["code"] < table["none (base)"]["code"]
 
 # %% [markdown]
-# The code adapter lowers the loss on code (10.857 to 9.848) and raises it on *The Verdict*
-# (6.573 to 7.506): it has moved the model's voice toward code, and its prose sample changes.
-# The Verdict adapter changes almost nothing (6.573 to 6.569), because the stand-in base model
+# The code adapter lowers the loss on code (10.857 to 9.891) and raises it on *The Verdict*
+# (6.573 to 7.563): it has moved the model's voice toward code, and its prose sample changes.
+# The Verdict adapter changes almost nothing (6.573 to 6.571), because the stand-in base model
 # was trained on *The Verdict* already. All three rows share one base model file; switching
 # domains is loading a different 65 KB adapter.
 #
@@ -1420,8 +1476,8 @@ assert table["code r=8"]["code"] < table["none (base)"]["code"]
 #   memory, so the corpus's size hardly changes the tokenising process's peak memory.
 # * **The experiment** shows the trade: LoRA trains 0.11% to 0.45% of the parameters and keeps
 #   the base model intact, but on a base model that has never seen code it learns far less in
-#   60 steps than full fine-tuning (validation loss 9.848 to 9.936
-#   against 6.452, from 10.857). Adapters
+#   60 steps than full fine-tuning (validation loss 9.886 to 9.938
+#   against 6.451, from 10.857). Adapters
 #   for two domains then share one base model on disk, each a 65 KB file.
 #
 # Next: [Chapter 10 — Attention-map dashboards](10_attention_maps.ipynb) opens the model up and

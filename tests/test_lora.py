@@ -3,12 +3,16 @@ equality with peft's LoRA on Hugging Face's GPT2LMHeadModel."""
 
 import copy
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.torch import load_file
 
 from gpt2scratch.lora import (
     ADAPTER_FILE,
@@ -180,3 +184,116 @@ def test_logits_equal_peft_on_hf_gpt2():
         merged_hf = peft_model.merge_and_unload()
         merged = merge_lora(ours)
         assert (merged(ids) - merged_hf(ids).logits).abs().max() < 1e-5
+
+
+# train_and_save: load, optionally add LoRA, train, save -- the one recipe of chapter 9 and the CLI
+
+TEXT = "Every effort moves you closer to the end of the story, one word at a time. " * 40
+QUICK = dict(model="tiny", context_length=16, batch_size=4, dropout=0.0, lr=1e-2, weight_decay=0.0,
+             eval_iters=2, eval_every=4, max_steps=4, progress=False, verbose=False, seed=3)
+
+
+@pytest.fixture
+def base_dir(tmp_path):
+    from gpt2scratch.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "base", GPT2(CONFIG))
+    return tmp_path / "base"
+
+
+def test_train_and_save_lora_saves_an_adapter_that_rebuilds_the_trained_model(base_dir, tmp_path):
+    from gpt2scratch.checkpoint import load_checkpoint
+    from gpt2scratch.lora import train_and_save
+    from gpt2scratch.train import TrainSettings
+
+    seen = []
+    run, history = train_and_save(TrainSettings(**QUICK), str(base_dir), text=TEXT, rank=2, alpha=4,
+                                  out=tmp_path / "ad", ready=lambda run: seen.append(run.model))
+    assert seen == [run.model] and history.step[-1] == 4  # ready came before the steps
+    assert count_parameters(run.model)[0] == sum(t.numel() for t in adapter_state(run.model).values())
+    assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == [ADAPTER_FILE, CONFIG_FILE]
+    base = load_checkpoint(base_dir).model
+    rebuilt = load_adapter(copy.deepcopy(base), tmp_path / "ad").eval()
+    assert torch.equal(rebuilt(IDS), run.model.eval()(IDS))
+    assert not torch.equal(rebuilt(IDS), base.eval()(IDS))  # it trained
+
+
+def test_train_and_save_lora_is_reproducible_in_a_fresh_process(base_dir, tmp_path):
+    """A's random start comes from settings.seed: torch 2.13 seeds its generator at random
+    in each new process, so an unseeded adapter trained differently every time."""
+    code = ("import sys, torch; from gpt2scratch.lora import train_and_save; "
+            "from gpt2scratch.train import TrainSettings; "
+            f"torch.manual_seed(int(sys.argv[1])); "  # whatever happened before the call
+            f"train_and_save(TrainSettings(**{QUICK!r}), {str(base_dir)!r}, text={TEXT!r}, rank=2, "
+            "out=sys.argv[2])")
+    for seed in (1, 2):
+        subprocess.run([sys.executable, "-c", code, str(seed), str(tmp_path / f"ad{seed}")], check=True,
+                       capture_output=True, timeout=120)
+    first, second = (load_file(tmp_path / f"ad{seed}" / ADAPTER_FILE) for seed in (1, 2))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_train_and_save_without_lora_writes_checkpoints_that_resume(tmp_path):
+    from gpt2scratch.checkpoint import load_checkpoint
+    from gpt2scratch.lora import train_and_save
+    from gpt2scratch.train import TrainSettings
+
+    per_epoch = {**QUICK, "max_steps": None, "eval_every": None}
+    settings = TrainSettings(**per_epoch, epochs=1)
+    train_and_save(settings, text=TEXT, out=tmp_path / "run")  # a new tiny model
+    assert load_checkpoint(tmp_path / "run").train_state["epoch"] == 1
+    _, history = train_and_save(TrainSettings(**per_epoch, epochs=2), text=TEXT,
+                                out=tmp_path / "run", resume=tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run").train_state["epoch"] == 2
+    assert history.epoch[-1] == 2
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(base="b", resume="r"), ValueError, "pass one of them"),
+    (dict(rank=2), ValueError, "LoRA (rank 2) adapts given weights: pass a base"),
+    (dict(base=3), TypeError, "base must be a model, a folder or a name, got 3"),
+])
+def test_train_and_save_bad_input(kwargs, error, message):
+    from gpt2scratch.lora import train_and_save
+    from gpt2scratch.train import TrainSettings
+
+    with pytest.raises(error, match=re.escape(message)):
+        train_and_save(TrainSettings(**QUICK), text=TEXT, **kwargs)
+
+
+def test_finetune_and_measure_reports_what_the_table_needs(base_dir, tmp_path):
+    """Chapter 9's worker, in this process (the chapter runs it in a fresh one)."""
+    from gpt2scratch.corpus import prepare_corpus
+    from gpt2scratch.lora import finetune_and_measure
+
+    (tmp_path / "docs").mkdir()
+    for i in range(4):
+        (tmp_path / "docs" / f"{i}.txt").write_text(TEXT, encoding="utf-8")
+    corpus = prepare_corpus(tmp_path / "docs", cache_dir=tmp_path / "cache", progress=False)
+    common = dict(lr=1e-2, steps=4, batch_size=2, context_length=16, eval_batches=2, prompt="Every")
+    lora = finetune_and_measure(str(base_dir), str(corpus.folder), rank=2, save_to=str(tmp_path / "ad"),
+                                **common)
+    full = finetune_and_measure(str(base_dir), str(corpus.folder), rank=None, **common)
+    assert full["trainable"] == full["total"] > 100 * lora["trainable"] > 0
+    for r in (lora, full):
+        assert r["val_after"] < r["val_before"] and r["step_ms"] > 0 and r["peak_mb"] > 0
+        assert r["sample_before"].startswith("Every") and r["sample_after"].startswith("Every")
+    assert lora["sample_before"] == full["sample_before"]  # the same base, greedy
+    assert (tmp_path / "ad" / ADAPTER_FILE).is_file()
+
+
+def test_cli_lora_run_saves_the_adapter_and_where_the_base_came_from(tmp_path, capsys):
+    from cli_run import run_main
+
+    from gpt2scratch.pretrained import save_pretrained
+
+    save_pretrained(GPT2(CONFIG), tmp_path / "hf")
+    (tmp_path / "story.txt").write_text(TEXT, encoding="utf-8")
+    code, out, err = run_main(["train", "--data", str(tmp_path / "story.txt"), "--init", str(tmp_path / "hf"),
+                               "--lora-rank", "2", "--context-length", "16", "--batch-size", "4",
+                               "--epochs", "1", "--eval-iters", "1", "--no-progress", "--prompt", "",
+                               "--device", "cpu", "--out", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    assert "LoRA rank 2 on 2 layers" in out and "LoRA adapter:" in out and "initialised from" in out
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {ADAPTER_FILE, CONFIG_FILE, "init.json"}
+    assert json.loads((tmp_path / "run" / "init.json").read_text())["init"] == str(tmp_path / "hf")

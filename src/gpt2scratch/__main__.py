@@ -258,49 +258,40 @@ def _backward_fn(args: argparse.Namespace):
 
 def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
                       loaders=None) -> int:
+    """Chapter 09's train_and_save with the flags: load (--init, --resume or a new --model),
+    add LoRA (--lora-rank), train, save; report what it does, one line at a time."""
     from gpt2scratch.checkpoint import CheckpointWriteError
-    from gpt2scratch.train import NonFiniteLossError, prepare_run, train
+    from gpt2scratch.lora import train_and_save
+    from gpt2scratch.train import NonFiniteLossError
 
     if Path(args.out).is_file():  # found now, not at the first save after an epoch
         raise ValueError(f"--out {args.out} is a file; give the name of a checkpoint folder")
     info, fast = _fast_path(args)  # chapter 11: torchrun's process group, the fast path
     if not info.is_main:  # only rank 0 logs
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the rest of this process)
-    settings = _settings(args)
-    init = _pretrained_init(args)
-    lora = getattr(args, "lora_rank", None)
-    if lora:  # adapters on the pretrained weights, the rest frozen (chapter 09)
-        from gpt2scratch.lora import apply_lora
+    init, lora = _init_provenance(args), getattr(args, "lora_rank", None)
+    out, started = Path(args.out), []  # started: when the first step began
 
-        apply_lora(init[0], lora, args.lora_alpha)
-    start = {"model": init[0]} if init else {}  # pretrained weights (chapter 07)
-    run = prepare_run(settings, text, device=info.device, resume=args.resume,
-                      loaders=loaders, **start)
-    out, config, steps = Path(args.out), run.config, len(run.train_loader)
-    n_train = len(run.train_loader.dataset.token_ids)
-    n_val = len(run.val_loader.dataset.token_ids)
-    n_params = sum(p.numel() for p in run.model.parameters())
-    print(f"{source}: {n_train:,} train + {n_val:,} val tokens; {steps} steps per epoch")
-    print(f"model: {n_params / 1e6:.1f}M parameters (d_model {config.d_model}, "
-          f"{config.n_layers} layers, context {config.context_length}); {args.epochs} epochs "
-          f"on {run.device}; checkpoints -> {out}/")
-    if init and info.is_main:
-        _record_init(out, init[1])
-        print(f"initialised from pretrained weights {args.init!r} (recorded in {out}/init.json); "
-              f"windows of {args.context_length} tokens")
-    t0 = time.perf_counter()
+    def ready(run) -> None:  # loaded and prepared, before the first step
+        config, steps = run.config, len(run.train_loader)
+        n_train = len(run.train_loader.dataset.token_ids)
+        n_val = len(run.val_loader.dataset.token_ids)
+        n_params = sum(p.numel() for p in run.model.parameters())
+        print(f"{source}: {n_train:,} train + {n_val:,} val tokens; {steps} steps per epoch")
+        print(f"model: {n_params / 1e6:.1f}M parameters (d_model {config.d_model}, "
+              f"{config.n_layers} layers, context {config.context_length}); {args.epochs} "
+              f"epochs on {run.device}; checkpoints -> {out}/")
+        if init and info.is_main:
+            _record_init(out, init)
+            print(f"initialised from pretrained weights {args.init!r} (recorded in "
+                  f"{out}/init.json); windows of {args.context_length} tokens")
+        started.append(time.perf_counter())
+
     try:
-        options = dict(scheduler=run.scheduler, checkpoint_dir=None if lora else out,
-                       checkpoint_every=args.checkpoint_every * steps, resume_from=args.resume)
-        if fast is None:  # chapter 06's hand-written backward: the plain loop
-            history = train(run.model, run.train_loader, run.val_loader, run.optimizer,
-                            settings, device=run.device, backward=_backward_fn(args), **options)
-        else:  # the fast path; under torchrun, DDP on this rank's share of every batch
-            from gpt2scratch.scale import train_distributed
-
-            history = train_distributed(run.model, run.train_loader, run.val_loader,
-                                        run.optimizer, settings, info=info, fast=fast,
-                                        **options)
+        run, history = train_and_save(
+            _settings(args), args.init, text=text, loaders=loaders, rank=lora,
+            alpha=getattr(args, "lora_alpha", 16.0), out=out if info.is_main else None,
+            resume=args.resume, device=info.device, ready=ready, loop=_loop(args, info, fast))
     except NonFiniteLossError as err:
         print(f"python -m gpt2scratch: {err}", file=sys.stderr)
         return 1
@@ -309,18 +300,17 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
               f"--resume {out}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if not started:  # still loading: there is nothing to resume
+            raise
         print(f"\ninterrupted; continue from the last checkpoint with --resume {out}",
               file=sys.stderr)
         return 130
-    elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - started[0]
     best = min(range(len(history.val_loss)), key=history.val_loss.__getitem__)
     print(f"done in {elapsed / 60:.1f} min: train loss {history.train_loss[-1]:.3f}, val loss "
           f"{history.val_loss[-1]:.3f} (val minimum {history.val_loss[best]:.3f} at epoch "
           f"{history.epoch[best]:.0f})")
     if lora and info.is_main:
-        from gpt2scratch.lora import save_adapter
-
-        save_adapter(run.model, out)
         print(f"LoRA adapter: {out}/ (adapter.safetensors + adapter_config.json; "
               f"gpt2scratch.lora.load_adapter puts it on the {args.init!r} weights)")
     else:
@@ -331,6 +321,22 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
         print(f"\n{args.prompt!r} continued (50 tokens, temperature 0.8, seed {args.seed}):"
               f"\n{text}")
     return 0
+
+
+def _loop(args: argparse.Namespace, info, fast):
+    """train_and_save's `loop`: chapter 11's fast path (under torchrun, DDP on this rank's
+    share of every batch), or with chapter 06's hand-written backward chapter 05's plain
+    train(); a checkpoint every --checkpoint-every epochs."""
+    from gpt2scratch.scale import train_distributed
+    from gpt2scratch.train import train
+
+    def loop(model, train_loader, *rest, **options):
+        options["checkpoint_every"] = args.checkpoint_every * len(train_loader)
+        if fast is None:
+            return train(model, train_loader, *rest, backward=_backward_fn(args), **options)
+        return train_distributed(model, train_loader, *rest, info=info, fast=fast, **options)
+
+    return loop
 
 
 def _fast_path(args: argparse.Namespace):
@@ -367,21 +373,19 @@ def _fast_path(args: argparse.Namespace):
     return info, fast
 
 
-def _pretrained_init(args: argparse.Namespace):
-    """(model, provenance) for --init, else None; the provenance goes to <out>/init.json."""
+def _init_provenance(args: argparse.Namespace) -> dict | None:
+    """Where the --init weights come from, for <out>/init.json; None without --init."""
     if args.init is None:
         return None
     if args.resume is not None:
         raise ValueError("--init starts a run from pretrained weights and --resume continues "
                          "a checkpoint: pass one of them")
-    from gpt2scratch.pretrained import HUB_REPOS, find_pretrained, load_pretrained
+    from gpt2scratch.pretrained import HUB_REPOS, find_pretrained
 
     config_file, weights_file = find_pretrained(args.init)
-    model = load_pretrained(args.init)
-    provenance = {"init": args.init, "repo": HUB_REPOS.get(args.init),
-                  "config_file": str(config_file.resolve()),
-                  "weights_file": str(weights_file.resolve())}
-    return model, provenance
+    return {"init": args.init, "repo": HUB_REPOS.get(args.init),
+            "config_file": str(config_file.resolve()),
+            "weights_file": str(weights_file.resolve())}
 
 
 def _record_init(out: Path, provenance: dict) -> None:

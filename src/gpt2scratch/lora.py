@@ -5,7 +5,8 @@
 
 Generated from chapter 09 of the book. `apply_lora` wraps chosen `nn.Linear` layers in
 `LoRALinear` and freezes everything else; `merge_lora` folds the adapters back into a
-plain model; `save_adapter` / `load_adapter` keep just the adapter.
+plain model; `save_adapter` / `load_adapter` keep just the adapter; `train_and_save`
+loads a model, adds adapters (or not), trains and saves, for the chapter and the CLI.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 __all__ = [
     "LoRALinear", "DEFAULT_TARGETS", "lora_layers", "count_parameters", "find_targets",
     "apply_lora", "merge_lora", "ADAPTER_FILE", "CONFIG_FILE", "adapter_state",
-    "save_adapter", "load_adapter", "peak_memory_mb", "finetune_and_measure",
+    "save_adapter", "load_adapter", "load_base", "train_and_save", "peak_memory_mb",
+    "finetune_and_measure",
 ]
 
 import json
@@ -21,7 +23,7 @@ import math
 import resource
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -29,7 +31,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from gpt2scratch.checkpoint import LATEST, MANIFEST, load_checkpoint
 from gpt2scratch.files import atomic_write
+from gpt2scratch.pretrained import load_pretrained
+from gpt2scratch.train import History, Run, TrainSettings, prepare_run, set_seed, train
 from gpt2scratch.validation import check_int, check_number
 
 
@@ -262,6 +267,61 @@ def load_adapter(
 
 
 # %% chapters/09_lora.ipynb cell 47
+def load_base(base: str | Path) -> nn.Module:
+    """The model in one of our checkpoint folders (chapter 5), else pretrained weights:
+    a name such as "gpt2" or a Hugging Face folder (chapter 7)."""
+    folder = Path(base)
+    if (folder / LATEST).is_file() or (folder / MANIFEST).is_file():
+        return load_checkpoint(folder).model
+    return load_pretrained(base)
+
+
+def train_and_save(
+    settings: TrainSettings, base: nn.Module | str | Path | None = None, *,
+    text: str | None = None, loaders: tuple | None = None, rank: int | None = None,
+    alpha: float = 16.0, out: str | Path | None = None,
+    resume: str | Path | None = None, device=None,
+    ready: Callable[[Run], None] | None = None,
+    loop: Callable[..., History] = train, **train_options,
+) -> tuple[Run, History]:  # fmt: skip
+    """Load `base` (a model, or a folder or name for `load_base`; None: a new
+    `settings.model`, or the checkpoint that `resume` continues), add rank-`rank` LoRA
+    adapters (None: train every weight), train on `text` (90/10) or `loaders` = (train,
+    val), and save into `out`: the adapter, or the whole model's checkpoints.
+
+    `ready(run)` runs before the first step. `loop` is `train` or a loop with its
+    signature (chapter 11's fast path); `train_options` go to it.
+    """
+    if not isinstance(base, (nn.Module, str, Path, type(None))):
+        raise TypeError(f"base must be a model, a folder or a name, got {base!r}")
+    if base is not None and resume is not None:
+        what = type(base).__name__ if isinstance(base, nn.Module) else repr(str(base))
+        raise ValueError(
+            f"base {what} starts from given weights and resume {str(resume)!r} "
+            "continues a checkpoint: pass one of them"
+        )
+    if rank is not None and base is None:
+        raise ValueError(f"LoRA (rank {rank}) adapts given weights: pass a base")
+    model = load_base(base) if isinstance(base, (str, Path)) else base
+    if rank is not None:  # adapters on the base weights, everything else frozen
+        set_seed(settings.seed)  # A starts random: the same settings, the same adapters
+        apply_lora(model, rank, alpha)
+    run = prepare_run(
+        settings, text, device=device, resume=resume, model=model, loaders=loaders
+    )
+    if ready is not None:
+        ready(run)
+    history = loop(
+        run.model, run.train_loader, run.val_loader, run.optimizer, settings,
+        scheduler=run.scheduler, checkpoint_dir=out if rank is None else None,
+        resume_from=resume, **train_options,
+    )  # fmt: skip
+    if rank is not None and out is not None:
+        save_adapter(run.model, out)
+    return run, history
+
+
+# %% chapters/09_lora.ipynb cell 49
 def peak_memory_mb(device: torch.device) -> float:
     """This process's peak memory so far: CUDA's peak allocation; else the resident
     high-water mark (VmHWM: ru_maxrss would count the parent's memory at fork)."""
@@ -276,7 +336,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def finetune_and_measure(
-    base: str, corpus: str, *, rank: int | None, lr: float, steps: int,
+    base: str, corpus_dir: str, *, rank: int | None, lr: float, steps: int,
     alpha: float = 16.0, batch_size: int = 8, context_length: int = 128,
     eval_batches: int = 20, prompt: str = "def ", seed: int = 123,
     save_to: str | None = None,
@@ -284,35 +344,28 @@ def finetune_and_measure(
     """Fine-tune the checkpoint `base` on a tokenised corpus folder for `steps` steps
     (>= 3), fully (rank None) or with LoRA, and measure it. Run it in a fresh process,
     so that the peak memory it reports is this run's."""
-    from gpt2scratch.checkpoint import load_checkpoint, save_checkpoint
-    import gpt2scratch.corpus as corpus_module  # reimport-ok: lora.py needs the module
-    from gpt2scratch.train import TrainSettings, prepare_run, train
+    # reimport-ok: corpus.py is exported by this chapter too, and lora.py needs it
+    from gpt2scratch.corpus import Corpus, corpus_loaders
 
-    model = load_checkpoint(base).model
-    if rank is not None:
-        apply_lora(model, rank, alpha, verbose=False)
-    trainable, total = count_parameters(model)
-    corpus = corpus_module.Corpus.load(corpus)  # reimport-ok: see the import above
-    loaders = corpus_module.corpus_loaders(corpus, context_length, batch_size, seed)
+    corpus = Corpus.load(corpus_dir)
+    loaders = corpus_loaders(corpus, context_length, batch_size, seed)
     settings = TrainSettings(
         context_length=context_length, batch_size=batch_size, dropout=0.0, lr=lr,
         weight_decay=0.0, grad_clip=1.0, eval_every=steps, eval_iters=eval_batches,
         max_steps=steps, seed=seed, progress=False, verbose=False,
     )  # fmt: skip
-    run = prepare_run(settings, model=model, loaders=loaders)
-    options = dict(max_length=30, temperature=0)  # greedy: no randomness
-    before, times = run.model.generate(prompt, **options), []
-    history = train(run.model, *loaders, run.optimizer, settings, device=run.device,
-                    callbacks=[lambda info: times.append(time.perf_counter())])  # fmt: skip
+    options, before, times = dict(max_length=30, temperature=0), [], []  # greedy
+    run, history = train_and_save(
+        settings, base, loaders=loaders, rank=rank, alpha=alpha, out=save_to,
+        ready=lambda run: before.append(run.model.generate(prompt, **options)),
+        callbacks=[lambda info: times.append(time.perf_counter())],
+    )  # fmt: skip
     # the time between step ends; the last step also evaluated, so it is left out
     step_s = statistics.median(b - a for a, b in zip(times[:-2], times[1:-1]))
-    if save_to is not None and rank is not None:
-        save_adapter(model, save_to)
-    elif save_to is not None:
-        save_checkpoint(save_to, model)
+    trainable, total = count_parameters(run.model)
     return dict(
         rank=rank, trainable=trainable, total=total, step_ms=1000 * step_s,
         peak_mb=peak_memory_mb(run.device), val_before=history.val_loss[0],
-        val_after=history.val_loss[-1], sample_before=before,
+        val_after=history.val_loss[-1], sample_before=before[0],
         sample_after=run.model.generate(prompt, **options), device=str(run.device),
     )  # fmt: skip
