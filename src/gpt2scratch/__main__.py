@@ -266,7 +266,7 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
 
     if Path(args.out).is_file():  # found now, not at the first save after an epoch
         raise ValueError(f"--out {args.out} is a file; give the name of a checkpoint folder")
-    info, fast = _fast_path(args)  # chapter 11: torchrun's process group, the fast path
+    info, fast, precision = _fast_path(args)  # chapter 11: the process group, the fast path
     if not info.is_main:  # only rank 0 logs
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the rest of this process)
     init, lora = _init_provenance(args), getattr(args, "lora_rank", None)
@@ -278,6 +278,7 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
         n_val = len(run.val_loader.dataset.token_ids)
         n_params = sum(p.numel() for p in run.model.parameters())
         print(f"{source}: {n_train:,} train + {n_val:,} val tokens; {steps} steps per epoch")
+        print(precision)  # only now: a text too short for one window stops before this line
         print(f"model: {n_params / 1e6:.1f}M parameters (d_model {config.d_model}, "
               f"{config.n_layers} layers, context {config.context_length}); {args.epochs} "
               f"epochs on {run.device}; checkpoints -> {out}/")
@@ -340,9 +341,9 @@ def _loop(args: argparse.Namespace, info, fast):
 
 
 def _fast_path(args: argparse.Namespace):
-    """(DistInfo, FastPath or None) for this process (chapter 11). Under torchrun it joins
-    the process group; FastPath is None with chapter 06's hand-written backward. Rank 0
-    prints the precision that --precision resolves to, and why."""
+    """(DistInfo, FastPath or None, the precision line) for this process (chapter 11). Under
+    torchrun it joins the process group; FastPath is None with chapter 06's hand-written
+    backward. The line says what --precision resolves to, and why."""
     import torch
 
     from gpt2scratch.scale import (FastPath, check_batch_split, init_distributed,
@@ -359,10 +360,9 @@ def _fast_path(args: argparse.Namespace):
                          "backward has no autocast); use --precision fp32 or auto")
     if manual:
         dtype, why = torch.float32, "--backward manual: chapter 06's backward is fp32"
-    if info.is_main:
-        print(f"precision: {'bf16' if dtype == torch.bfloat16 else 'fp32'} ({why})")
+    precision = f"precision: {'bf16' if dtype == torch.bfloat16 else 'fp32'} ({why})"
     if manual:
-        return info, None
+        return info, None, precision
     off = {name: False for name in ("flash", "compile", "fused_adamw", "pad_vocab")
            if getattr(args, "no_" + name)}
     fast = FastPath.auto(info.device, precision=args.precision,
@@ -370,7 +370,7 @@ def _fast_path(args: argparse.Namespace):
     check_batch_split(args.batch_size, info.world_size, fast.accum_steps)
     if info.device.type == "cpu":
         keep_freed_memory()  # glibc keeps freed blocks: no page faults each step
-    return info, fast
+    return info, fast, precision
 
 
 def _init_provenance(args: argparse.Namespace) -> dict | None:
