@@ -1428,6 +1428,8 @@ train_args = [
     "--no-progress",
     "--precision",
     "fp32",
+    "--device",
+    "cpu",  # gloo on CPU processes, also on a machine with one GPU
     "--out",
     str(demo / "ddp"),
 ]
