@@ -1437,15 +1437,8 @@ for bad in ["", [], [[6109, 3626]]]:
 #
 # **Exercise 1.** Which word of *The Verdict* costs GPT-2 the most tokens, and how is it cut?
 # Which words of the story are a single token?
-#
-# ```{admonition} Solution
-# :class: dropdown
-# Encode every distinct chunk and sort by token count, as the folded cell below does. The most
-# expensive chunks are long, rare words, cut into 4 pieces each; most distinct chunks (1,048 of
-# 1,256) are a single GPT-2 token.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 costs = {c: len(enc.encode(c)) for c in set(chunks)}
 ranked = sorted(costs.items(), key=lambda kv: (-kv[1], kv[0]))
 for chunk, n in ranked[:3]:
@@ -1454,20 +1447,18 @@ single = sum(n == 1 for n in costs.values())
 print(f"{single:,} of {len(costs):,} distinct chunks are a single GPT-2 token")
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# Encode every distinct chunk and sort by token count, as the folded cell above does. The most
+# expensive chunks are long, rare words, cut into 4 pieces each; most distinct chunks (1,048 of
+# 1,256) are a single GPT-2 token.
+# ```
+#
 # **Exercise 2.** Why pre-tokenize? Train BPE on the story *without* it (a pattern that matches the
 # whole text as one chunk, `(?s).+`), and find the learned tokens that cross a word boundary (a
 # space that is not the first character). Compare the compression.
-#
-# ```{admonition} Solution
-# :class: dropdown
-# Use the same trainer with the pattern `(?s).+`, as the folded cell below does. Without
-# pre-tokenization 81 of the 1,000 learned tokens cross a word boundary: phrases of this one story
-# (`of the `, `in the `, `he was `). They compress the training text better (3.36 bytes per token
-# against 3.17) and the unseen text worse (3.02 against 3.08): memorised phrases rarely recur,
-# while pieces of words do. Pre-tokenization is a prior that generalises.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 no_split = train_bpe(train_text, 1256, pattern=r"(?s).+")
 with_split = train_bpe(train_text, 1256)
 crossing = [
@@ -1488,18 +1479,19 @@ for name, t in [
     print(f"{name:<24}{train_bpt:>6.2f}{held_bpt:>10.2f}")
 
 # %% [markdown]
-# **Exercise 3.** A model generates one token at a time. Decode `"Thumbs up 👍🏽, café!"` token
-# by token: what goes wrong, and how do you stream text correctly?
-#
 # ```{admonition} Solution
 # :class: dropdown
-# A token can end in the middle of a UTF-8 character: the emoji's 8 bytes are spread over several
-# tokens, and decoding one of them alone gives U+FFFD (�). Stream with an incremental UTF-8
-# decoder, which holds back an incomplete character until its last byte arrives; the folded cell
-# below shows both.
+# Use the same trainer with the pattern `(?s).+`, as the folded cell above does. Without
+# pre-tokenization 81 of the 1,000 learned tokens cross a word boundary: phrases of this one story
+# (`of the `, `in the `, `he was `). They compress the training text better (3.36 bytes per token
+# against 3.17) and the unseen text worse (3.02 against 3.08): memorised phrases rarely recur,
+# while pieces of words do. Pre-tokenization is a prior that generalises.
 # ```
+#
+# **Exercise 3.** A model generates one token at a time. Decode `"Thumbs up 👍🏽, café!"` token
+# by token: what goes wrong, and how do you stream text correctly?
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 import codecs
 
 ids = enc.encode("Thumbs up 👍🏽, café!")
@@ -1508,3 +1500,12 @@ decoder = codecs.getincrementaldecoder("utf-8")()  # holds an incomplete charact
 streamed = [decoder.decode(tok.decode_bytes([i])) for i in ids]
 print(streamed)
 assert "".join(streamed) == "Thumbs up 👍🏽, café!"
+
+# %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# A token can end in the middle of a UTF-8 character: the emoji's 8 bytes are spread over several
+# tokens, and decoding one of them alone gives U+FFFD (�). Stream with an incremental UTF-8
+# decoder, which holds back an incomplete character until its last byte arrives; the folded cell
+# above shows both.
+# ```

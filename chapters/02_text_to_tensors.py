@@ -937,15 +937,8 @@ for name, shape, t, theirs in rows:
 # stride=128)` (shuffled, `drop_last=True`), how many batches does one epoch over The Verdict have, and
 # how many next-token predictions does the model make in it? Work it out with the formula, then check
 # with the loader.
-#
-# ```{admonition} Solution
-# :class: dropdown
-# `floor((5145 - 256 - 1) / 128) + 1 = 38 + 1 = 39` windows; `drop_last` keeps `floor(39 / 4) = 9`
-# full batches (3 windows are dropped, a different 3 each epoch since the order is shuffled); each batch
-# makes `4 * 256 = 1024` predictions, so 9,216 in all. The folded cell below checks it with the loader.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 n = num_windows(len(ids), 256, 128)
 n_batches = n // 4
 loader = create_dataloader(text, batch_size=4, context_length=256, stride=128, seed=1)
@@ -958,18 +951,19 @@ print(f"loader:  {len(loader)} batches, {predictions:,} predictions")
 assert len(loader) == n_batches and predictions == n_batches * 4 * 256
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# `floor((5145 - 256 - 1) / 128) + 1 = 38 + 1 = 39` windows; `drop_last` keeps `floor(39 / 4) = 9`
+# full batches (3 windows are dropped, a different 3 each epoch since the order is shuffled); each batch
+# makes `4 * 256 = 1024` predictions, so 9,216 in all. The folded cell above checks it with the loader.
+# ```
+#
 # **Exercise 2.2 — an embedding is a linear layer.** Build an `nn.Linear(6, 3, bias=False)` that gives
 # the same outputs as the `embedding` of section 2.6 when fed one-hot vectors, and show that its
 # gradient is the same as the embedding's too. (Mind the layout: `nn.Linear` stores its weight as
 # `(out, in)`.)
-#
-# ```{admonition} Solution
-# :class: dropdown
-# Copy the transposed table into the linear layer. Outputs agree exactly; so do the gradients, which
-# are zero in the rows (columns, for the linear layer) of unused tokens. The folded cell below shows it.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 linear = nn.Linear(6, 3, bias=False)
 with torch.no_grad():
     linear.weight.copy_(embedding.weight.T)  # (out=3, in=6)
@@ -984,22 +978,19 @@ print("same outputs and same gradients; gradient of the linear layer:")
 print(linear.weight.grad.round(decimals=4))
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# Copy the transposed table into the linear layer. Outputs agree exactly; so do the gradients, which
+# are zero in the rows (columns, for the linear layer) of unused tokens. The folded cell above shows it.
+# ```
+#
 # **Exercise 2.3 — sines first, cosines second.** Many codebases (for example tensor2tensor, from the
 # paper's own authors, which also spaces its frequencies slightly differently) do not interleave sines
 # and cosines: they put all the sines in the first half of the vector and all the cosines in the
 # second. Implement that layout with `torch.cat`, show it is a fixed permutation of the columns of
 # `sinusoidal_positions`, and explain why a model cannot tell the two apart.
-#
-# ```{admonition} Solution
-# :class: dropdown
-# Column `2i` (sine `i`) moves to `i`, column `2i + 1` (cosine `i`) to `d_model/2 + i`. A fixed
-# reordering of the `d_model` features changes nothing a model can learn: reorder the token table's
-# columns and the weights that read those features the same way, and every output is unchanged. The dot
-# products between positions, all the structure of section 2.8, do not change either, as the folded
-# cell below checks.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 T_, d = 50, 16
 two_i = torch.arange(0, d, 2, dtype=torch.float64)
 angles = torch.outer(torch.arange(T_, dtype=torch.float64), 10000 ** (-two_i / d))
@@ -1010,3 +1001,13 @@ assert torch.equal(concat, pe[:, perm])
 torch.testing.assert_close(concat @ concat.T, pe @ pe.T)
 print("column order:", perm.tolist())
 print("same vectors, permuted columns; same dot products between positions")
+
+# %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# Column `2i` (sine `i`) moves to `i`, column `2i + 1` (cosine `i`) to `d_model/2 + i`. A fixed
+# reordering of the `d_model` features changes nothing a model can learn: reorder the token table's
+# columns and the weights that read those features the same way, and every output is unchanged. The dot
+# products between positions, all the structure of section 2.8, do not change either, as the folded
+# cell above checks.
+# ```

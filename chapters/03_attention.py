@@ -1149,16 +1149,8 @@ for T_time in [128, 256, 512, 1024]:
 # **1. Count the parameters by hand.** How many parameters does `CausalSelfAttention(768, 12)` have?
 # Does the number of heads change it? How many parameters sit in the attention modules of all 12 layers
 # of GPT-2 124M?
-#
-# ```{admonition} Solution
-# :class: dropdown
-# `c_attn` has a 768×2304 weight and 2304 biases, `c_proj` a 768×768 weight and 768 biases: 2,362,368
-# in all. The head count only decides how the 768 dimensions are split, so it does not change the
-# count. Twelve layers hold 28,348,416. The cell below checks this; Chapter 4 counts the rest of the
-# model.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 by_hand = (768 * 2304 + 2304) + (768 * 768 + 768)
 for heads in [1, 12, 768]:
     counted = sum(p.numel() for p in CausalSelfAttention(768, heads).parameters())
@@ -1167,20 +1159,21 @@ for heads in [1, 12, 768]:
 print(f"by hand: {by_hand:,}; 12 layers: {12 * by_hand:,}")
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# `c_attn` has a 768×2304 weight and 2304 biases, `c_proj` a 768×768 weight and 768 biases: 2,362,368
+# in all. The head count only decides how the 768 dimensions are split, so it does not change the
+# count. Twelve layers hold 28,348,416. The cell above checks this; Chapter 4 counts the rest of the
+# model.
+# ```
+#
 # **2. Local (sliding-window) attention.** Change the mask so that every token sees only itself and the
 # previous $w-1$ tokens (as in Mistral or Longformer). Implement it with an explicit $-\infty$ mask on
 # the naive computation, check it against `F.scaled_dot_product_attention` with a boolean `attn_mask`
 # (where `True` means *may attend*), and verify that outputs ignore tokens more than $w-1$ steps back.
-#
-# ```{admonition} Solution
-# :class: dropdown
-# Allowed pairs satisfy $i-w < j \le i$: the causal mask *and* a band. The cell below builds that mask,
-# checks the naive computation against the kernel, and changes token 0 drastically: with $w = 3$ the
-# outputs from position 3 on do not move.
-# ```
 
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 def local_mask(T: int, window: int) -> torch.Tensor:
     """True where query i may attend to key j: i - window < j <= i."""
     i = torch.arange(T).unsqueeze(1)
@@ -1206,20 +1199,21 @@ print(
 )
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# Allowed pairs satisfy $i-w < j \le i$: the causal mask *and* a band. The cell above builds that mask,
+# checks the naive computation against the kernel, and changes token 0 drastically: with $w = 3$ the
+# outputs from position 3 on do not move.
+# ```
+#
 # **3. Order blindness.** Show that *without* the causal mask, self-attention is
 # *permutation-equivariant*: shuffling the input tokens shuffles the outputs in the same way and
 # changes nothing else. Then show that the causal mask breaks this symmetry. Inside attention, the mask
 # is the only thing that tells positions apart; in GPT-2 the other is the position embedding `wpe` that
 # [Chapter 2](02_text_to_tensors.ipynb) adds to the input.
-#
-# ```{admonition} Solution
-# :class: dropdown
-# Use the module's own projections with `is_causal=False`, then compare with `forward`. Without the
-# mask, `f(x)[perm]` and `f(x[perm])` agree to round-off; with it, they differ by order 1.
-# ```
 
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 def bidirectional(module: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
     q, k, v = module._qkv(x)  # 3 x (B, H, T, hd)
     y = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # all see all
@@ -1238,23 +1232,19 @@ print("no mask:     max |f(x)[perm] - f(x[perm])| <= 1e-5 (round-off) -> equivar
 print(f"causal mask: max |f(x)[perm] - f(x[perm])| = {with_mask:.1f}  -> order matters")
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# Use the module's own projections with `is_causal=False`, then compare with `forward`. Without the
+# mask, `f(x)[perm]` and `f(x[perm])` agree to round-off; with it, they differ by order 1.
+# ```
+#
 # **4. The one-step reshape.** A tempting shortcut for `split_heads` is `t.view(B, H, T, hd)` in one
 # step, with no transpose. It runs without error and gives the right shape. Using panel 2 of the
 # figure, predict what "head 0" then holds at positions 0 to 5 when $T = 6$, and show with the test
 # of step 3 (change the last token, watch the earlier outputs) that the shortcut breaks causality.
-#
-# ```{admonition} Solution
-# :class: dropdown
-# `view(B, H, T, hd)` cuts each sequence's $T \times C$ numbers, token after token, into $H$ consecutive
-# pieces of $T \cdot hd$ numbers. With $T = 6$ and $C = 768$ each piece is half a token: "head 0"
-# holds features 0–383 of token 0, 64 at each "position", and in general "head $h$" holds features
-# of token $h // 2$ only. The last token therefore sits in heads 10 and 11 at every position, the
-# causal mask no longer lines up with the tokens, and changing the last token moves the earlier
-# outputs. The cell below checks the first claim and overrides `_qkv` with the shortcut.
-# ```
 
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 class OneStepReshape(CausalSelfAttention):
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, C = x.shape
@@ -1278,3 +1268,14 @@ with torch.no_grad():
         change = (module(x2) - module(x1))[:, :-1].abs().max().item()
         print(f"{name:>13}: max change at positions 0-4 = {change:.4f}")
         assert change <= 1e-6 if module is fused else change > 1e-3
+
+# %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# `view(B, H, T, hd)` cuts each sequence's $T \times C$ numbers, token after token, into $H$ consecutive
+# pieces of $T \cdot hd$ numbers. With $T = 6$ and $C = 768$ each piece is half a token: "head 0"
+# holds features 0–383 of token 0, 64 at each "position", and in general "head $h$" holds features
+# of token $h // 2$ only. The last token therefore sits in heads 10 and 11 at every position, the
+# causal mask no longer lines up with the tokens, and changing the last token moves the earlier
+# outputs. The cell above checks the first claim and overrides `_qkv` with the shortcut.
+# ```
