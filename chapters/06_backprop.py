@@ -1304,16 +1304,11 @@ torch.set_default_dtype(torch.float64)
 #
 # ## Exercises
 #
-# 1. **Which gradient is zero?** In the untied model, which rows of `wpe.weight`'s gradient are
-#    exactly zero for a batch with $T = 16$ on a model with `context_length = 16`? And with
-#    $T = 10$? Check with `model_gradients`.
-# 2. **Sigmoid by hand.** Write the backward of $\sigma(x) = 1/(1+e^{-x})$ using only the
-#    forward's output, and check it with `hand_op` and `torch.autograd.gradcheck`.
-# 3. **Why the mean?** Change `cross_entropy_backward_`'s caller to use the **sum** of the
-#    cross-entropies instead of the mean. By what factor do the gradients change, and what
-#    happens to AdamW's first update?
+# **1. Which gradient is zero?** In the untied model, which rows of `wpe.weight`'s gradient are
+# exactly zero for a batch with $T = 16$ on a model with `context_length = 16`? And with
+# $T = 10$? Check with `model_gradients`.
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 model = small_model(tie=False)
 for T in (16, 10):
     grads = model_gradients(model, idx[:, :T], targets[:, :T])
@@ -1327,8 +1322,11 @@ for T in (16, 10):
 # \text{context\_length}-1$ get exactly zero: none for $T = 16$, rows 10 to 15 for $T = 10$.
 # The rows in use get non-zero gradients.
 # ```
+#
+# **2. Sigmoid by hand.** Write the backward of $\sigma(x) = 1/(1+e^{-x})$ using only the
+# forward's output, and check it with `hand_op` and `torch.autograd.gradcheck`.
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 sigmoid_op = hand_op(
     lambda x: (lambda s: (s, s))(torch.sigmoid(x)), lambda dy, s: dy * s * (1 - s)
 )
@@ -1344,7 +1342,11 @@ print(
 # `dy * s * (1 - s)`; the cell above passes gradcheck.
 # ```
 #
-# ```{admonition} Solution to exercise 3
+# **3. Why the mean?** Change `cross_entropy_backward_`'s caller to use the **sum** of the
+# cross-entropies instead of the mean. By what factor do the gradients change, and what
+# happens to AdamW's first update?
+#
+# ```{admonition} Solution
 # :class: dropdown
 # The sum is $N$ times the mean, so every gradient is $N$ times larger. AdamW's update barely
 # changes: $\hat m/\sqrt{\hat v}$ is invariant to a constant factor on the gradient, so only
