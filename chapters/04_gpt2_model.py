@@ -1128,7 +1128,7 @@ print(
 # **Exercise 1.** DistilGPT-2 keeps GPT-2 124M's width and heads but has only 6 layers. How many
 # parameters does it have? Compute it with the formula and check it on the meta device.
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 distil = GPT2Config(n_layers=6)
 with torch.device("meta"):
     n_distil = GPT2(distil).num_params()
@@ -1148,7 +1148,7 @@ assert n_distil == count_params(distil) == 124_439_808 - 6 * (12 * 768**2 + 13 *
 # non-zero gradient with respect to positions 0 and 1. (Hint: run the blocks on an embedding
 # tensor that requires gradients, and differentiate one position's logits.)
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 torch.manual_seed(123)
 emb = model.wte(batch[:1]) + model.wpe(torch.arange(4))  # (1, 4, C)
 emb = emb.detach().requires_grad_()
@@ -1166,7 +1166,7 @@ model.zero_grad(set_to_none=True)
 # print, for every size in `PRESETS`, the share of the token embedding, attention and the MLPs.
 # Which share grows with size, which shrinks, and why? What does that mean for "tiny"?
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 print(f"{'preset':<7}{'wte':>8}{'attention':>11}{'MLP':>8}")
 for name in PRESETS:
     with torch.device("meta"):

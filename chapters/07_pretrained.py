@@ -933,7 +933,7 @@ plt.show()
 # `gpt2-medium` have, how many tensors does its checkpoint hold (ours, without the tied head),
 # and how many bytes would its `model.safetensors` take in float32?
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 with torch.device("meta"):  # shapes only: costs no memory
     medium = GPT2(GPT2Config.preset("gpt2-medium"))
 n = medium.num_params()
@@ -953,7 +953,7 @@ print(f"gpt2-medium: {n:,} parameters in {tensors_stored} stored tensors, "
 # **2. Half the bytes.** Load the checkpoint with `dtype=torch.bfloat16`. How far do the logits
 # move from float32, and how often does the most likely next token change?
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 # NBVAL_IGNORE_OUTPUT
 half = load_pretrained(SOURCE, dtype=torch.bfloat16)
 with torch.no_grad():

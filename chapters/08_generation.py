@@ -1236,16 +1236,8 @@ print_generate_bench("generate_cuda.json")
 # **1. Top-k or top-p?** Build a peaked distribution (one logit of 10, the rest 0) and a flat one
 # (all logits 0) over 1,000 tokens. How many tokens do `top_k=40` and `top_p=0.9` keep in each?
 # Which filter does what you would want?
-#
-# ```{admonition} Solution
-# :class: dropdown
-# Top-k keeps 40 tokens in both cases: far too many when the model is sure (it lets 40 − 1 = 39
-# near-impossible tokens back in), and too few when it is not (it cuts 1,000 − 40 = 960 tokens
-# that are exactly as likely as the 40 it keeps). Top-p keeps one token in the peaked case, where the top
-# token alone holds 0.957 of the mass, and 900 in the flat one: it adapts.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 peaked = torch.zeros(1, 1000)
 peaked[0, 0] = 10.0
 flat = torch.zeros(1, 1000)
@@ -1258,19 +1250,19 @@ for name, logits_ in [("peaked", peaked), ("flat", flat)]:
     )
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# Top-k keeps 40 tokens in both cases: far too many when the model is sure (it lets 40 − 1 = 39
+# near-impossible tokens back in), and too few when it is not (it cuts 1,000 − 40 = 960 tokens
+# that are exactly as likely as the 40 it keeps). Top-p keeps one token in the peaked case, where the top
+# token alone holds 0.957 of the mass, and 900 in the flat one: it adapts.
+# ```
+#
 # **2. The cache of a big model.** How much memory does the KV cache of GPT-2 1558M (48 layers,
 # 25 heads of 64) take for a batch of 8 sequences of 1,024 tokens in bf16? Compare it with the
 # weights in bf16. Use `KVCache` on the meta device.
-#
-# ```{admonition} Solution
-# :class: dropdown
-# $2 \cdot 48 \cdot 8 \cdot 25 \cdot 1024 \cdot 64 \cdot 2$ bytes = 2.34 GiB, against 2.90 GiB
-# of weights: at this batch the cache is nearly as big as the model, and it grows with every
-# sequence added to the batch. That is why servers share cache memory between requests in pages (vLLM's
-# PagedAttention) rather than preallocating the full context for each.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 with torch.device("meta"):
     xl = GPT2(GPT2Config.preset("1558M")).to(torch.bfloat16)
     xl_cache = KVCache(xl, batch_size=8)
@@ -1279,23 +1271,22 @@ print(f"weights in bf16: {xl.num_params() * 2 / 2**30:.2f} GiB")
 assert xl_cache.nbytes == 2 * 48 * 8 * 25 * 1024 * 64 * 2
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# $2 \cdot 48 \cdot 8 \cdot 25 \cdot 1024 \cdot 64 \cdot 2$ bytes = 2.34 GiB, against 2.90 GiB
+# of weights: at this batch the cache is nearly as big as the model, and it grows with every
+# sequence added to the batch. That is why servers share cache memory between requests in pages (vLLM's
+# PagedAttention) rather than preallocating the full context for each.
+# ```
+#
 # **3. Crop by half.** Past the context boundary, our loop recomputes the whole window at every
 # step. A common alternative crops the sequence to its last *half* window, recomputes that once,
 # and then uses the cache again for half a window of steps. Count the positions the model
 # processes for 200 new tokens after a 10-token prompt with a 64-token window, for both
 # strategies. What does the cheaper one give up?
-#
-# ```{admonition} Solution
-# :class: dropdown
-# Exact cropping processes 9,344 positions, the half-window crop 364, about 26 times fewer: it
-# recomputes 32 positions once every 32 + 1 = 33 steps (one crop, then 32 cached steps) instead of
-# 64 positions at every step.
-# It gives up context: right after a crop, the model sees only the last 32 tokens, not 64, so
-# its tokens differ from those of a model that always sees the full window.
-# ```
 
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 def positions_processed(prompt: int, new: int, window: int, keep: int) -> int:
     """Positions run through the model; at the boundary, crop to the last `keep`."""
     total, filled = prompt, prompt  # the prompt runs once
@@ -1314,22 +1305,21 @@ print(
 )
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# Exact cropping processes 9,344 positions, the half-window crop 364, about 26 times fewer: it
+# recomputes 32 positions once every 32 + 1 = 33 steps (one crop, then 32 cached steps) instead of
+# 64 positions at every step.
+# It gives up context: right after a crop, the model sees only the last 32 tokens, not 64, so
+# its tokens differ from those of a model that always sees the full window.
+# ```
+#
 # **4. Two cores, one product.** MKL computes the one-row `F.linear` of section 8.6 on one core.
 # Split `W`'s rows in two halves, compute one half in a helper thread
 # (`concurrent.futures.ThreadPoolExecutor`; PyTorch releases Python's lock inside its kernels)
 # and the other in the main thread, and concatenate. Is it faster? Are the numbers the same?
-#
-# ```{admonition} Solution
-# :class: dropdown
-# On two cores the split product reads faster than the plain one, because each core streams its
-# own half. Split at a multiple of 64 rows and the result is bit-identical: the kernel computes
-# each row's dot product the same way whichever slice it sits in (split at an odd row and the
-# last bits can differ). In a whole decode step the gain shrinks: the step has ~50 such
-# products, each hand-off costs microseconds, and PyTorch's own threads for the other ops
-# compete with the helper for the two cores.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 # NBVAL_IGNORE_OUTPUT
 from concurrent.futures import ThreadPoolExecutor
 
@@ -1347,3 +1337,14 @@ with ThreadPoolExecutor(1) as helper, torch.inference_mode():
 print(f"identical: {same}; plain {W.nbytes / t_plain / 1e9:.1f} GB/s, "
       f"split in two threads {W.nbytes / t_split / 1e9:.1f} GB/s")
 assert same
+
+# %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# On two cores the split product reads faster than the plain one, because each core streams its
+# own half. Split at a multiple of 64 rows and the result is bit-identical: the kernel computes
+# each row's dot product the same way whichever slice it sits in (split at an odd row and the
+# last bits can differ). In a whole decode step the gain shrinks: the step has ~50 such
+# products, each hand-off costs microseconds, and PyTorch's own threads for the other ops
+# compete with the helper for the two cores.
+# ```

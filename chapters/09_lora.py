@@ -1489,7 +1489,7 @@ assert table["code r=8"]["code"] < table["none (base)"]["code"]
 # alone, and on all four linear layers of every block (`attn.c_attn`, `attn.c_proj`,
 # `mlp.c_fc`, `mlp.c_proj`). Which layer type holds most of the adapter?
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 big = GPT2(GPT2Config.preset("124M", context_length=64))
 ALL = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 apply_lora(big, rank=8, targets=("attn.c_attn",))

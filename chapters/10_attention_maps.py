@@ -1140,34 +1140,27 @@ assert len(page64.encode()) < 5e6
 # **1. A sink by hand.** Build a (6, 6) causal map in which every row puts half its weight on
 # token 0 and spreads the other half evenly over the tokens it can see. Predict its `first` and
 # `previous` numbers before running `head_stats`.
-#
-# ```{admonition} Solution
-# :class: dropdown
-# Row $i$ gives token 0 the weight $1/2 + 1/(2(i+1))$ and every other visible token $1/(2(i+1))$.
-# Averaged over $i = 1..5$: `first` $= 0.5 + 0.5 \cdot \tfrac{1}{5}(\tfrac12 + \tfrac13 + \tfrac14
-# + \tfrac15 + \tfrac16) = 0.645$, and `previous` is the same sum for $i \geq 2$ plus $1/2 + 1/4 = 0.75$ at
-# $i = 1$ (where the previous token *is* token 0), which the cell below prints as 0.245.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 sink = torch.ones(6, 6).tril() / torch.arange(1, 7)[:, None] / 2
 sink[:, 0] += 0.5
 assert torch.allclose(sink.sum(-1), torch.ones(6))
 print({k: round(v.item(), 3) for k, v in head_stats(sink).items()})
 
 # %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# Row $i$ gives token 0 the weight $1/2 + 1/(2(i+1))$ and every other visible token $1/(2(i+1))$.
+# Averaged over $i = 1..5$: `first` $= 0.5 + 0.5 \cdot \tfrac{1}{5}(\tfrac12 + \tfrac13 + \tfrac14
+# + \tfrac15 + \tfrac16) = 0.645$, and `previous` is the same sum for $i \geq 2$ plus $1/2 + 1/4 = 0.75$ at
+# $i = 1$ (where the previous token *is* token 0), which the cell above prints as 0.245.
+# ```
+#
 # **2. Does the induction head generalise?** The toy model never saw a period longer than 16.
 # Measure its induction score for $n = 8, 12, 16$ with `induction_scores`. Does it depend on
 # $n$?
-#
-# ```{admonition} Solution
-# :class: dropdown
-# The cell below prints the best induction score of layer 1 for each $n$: 0.86, 0.86 and 0.80,
-# high for all three. The circuit matches content, not distance, so nothing in it is tied to a
-# particular $n$.
-# ```
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 # NBVAL_IGNORE_OUTPUT
 for n in (8, 12, 16):
     print(
@@ -1176,17 +1169,17 @@ for n in (8, 12, 16):
     )
 
 # %% [markdown]
-# **3. Quantisation error.** The dashboard stores each weight as one byte. Show that the largest
-# error is at most $1/510$ and that the rows of the decoded maps still sum to 1 within $T/510$.
-#
 # ```{admonition} Solution
 # :class: dropdown
-# Rounding $255w$ to the nearest integer moves it by at most $1/2$, so the decoded weight is off
-# by at most $1/510 \approx 0.00196$; a row of $T$ weights is off by at most $T/510$. The cell
-# below decodes the page of section 10.8 and checks both bounds.
+# The cell above prints the best induction score of layer 1 for each $n$: 0.86, 0.86 and 0.80,
+# high for all three. The circuit matches content, not distance, so nothing in it is tied to a
+# particular $n$.
 # ```
+#
+# **3. Quantisation error.** The dashboard stores each weight as one byte. Show that the largest
+# error is at most $1/510$ and that the rows of the decoded maps still sum to 1 within $T/510$.
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 data64 = json.loads(page64.split('id="data">', 1)[1].split("</script>", 1)[0])
 decoded = torch.frombuffer(
     bytearray(base64.b64decode(data64["weights"])), dtype=torch.uint8
@@ -1199,3 +1192,11 @@ print(
     f"max row-sum error {row_error:.4f}",
 )
 assert error <= 1 / 510 + 1e-6 and row_error <= 64 / 510
+
+# %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# Rounding $255w$ to the nearest integer moves it by at most $1/2$, so the decoded weight is off
+# by at most $1/510 \approx 0.00196$; a row of $T$ weights is off by at most $T/510$. The cell
+# above decodes the page of section 10.8 and checks both bounds.
+# ```
