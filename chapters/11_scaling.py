@@ -1553,7 +1553,7 @@ for name in ("train_cuda.json", "train_cpu.json"):
 # GPU whose measured bf16 matmul rate is 790 TFLOP/s. What is its MFU? How many tokens per second
 # would 50% MFU need?
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 flops = train_flops_per_token(GPT2Config(), 1024)
 print(
     f"MFU = {mfu(400_000, flops, 790e12):.1%}; "
