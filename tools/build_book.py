@@ -5,7 +5,9 @@
    `#|` exporter directives and `NBVAL_*` markers, which are for tools, not readers, and minus any
    stored stderr stream (progress bars, warnings). `make check` already refuses stderr in the
    committed notebooks; dropping it here too keeps a stray one out of the published pages.
-   Cell tags pass through: `hide-input` folds a cell's code (exercise solutions) in the page.
+   Cell tags pass through: `hide-cell` folds a cell's code and outputs (exercise solutions),
+   `hide-input` its code only (the code behind a figure). book.yml's `nb_merge_streams` makes
+   a cell's consecutive prints one block (a training log) rather than one box per flush.
    The API reference page (`api` in the toc) is generated from the package's docstrings.
 3. `jupyter-book build _build/pages --config book.yml --toc _toc.yml`; the site is _build/html.
 4. Drop repeated inline <script> blocks from each page's <head>. Sphinx 7.4 emits a body-only script

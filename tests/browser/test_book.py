@@ -4,9 +4,11 @@ For the root page and every chapter in book.yml's toc, in order:
 - the page renders: a title, an <h1>, a non-empty article; every image output of the notebook is an
   <img> in the page, and every image has loaded;
 - the sidebar lists every chapter of book.yml, in book.yml's order;
-- no `#|` exporter line, `NBVAL` marker, stderr block, machine path or progress bar is visible;
-- exercise solutions are folded: `hide-input` cells show no code until clicked (one click is tried),
-  and "Solution" admonitions are closed dropdowns;
+- no `#|` exporter line, `NBVAL` marker, stderr block, machine path or progress bar is visible,
+  and a cell's prints are one block (a training log is not one box per line);
+- exercise solutions are folded: every code cell of the Exercises section is a `hide-cell` cell
+  whose code and outputs stay hidden until clicked (one click is tried), and "Solution"
+  admonitions are closed dropdowns; a `hide-input` cell (figure code) hides its code only;
 - every relative link resolves to a file of the site, and its #fragment to an id on that page;
 - the browser console shows no severe error.
 One screenshot per page goes to _build/screenshots/ (a build artefact, not committed).
@@ -67,6 +69,11 @@ PAGE_FACTS = """
 const article = document.querySelector('article') || document.querySelector('main');
 const cells = Array.from(article.querySelectorAll('.cell_input, .cell_output'));
 const body = el => Array.from(el.children).filter(c => !c.classList.contains('admonition-title'));
+const shown = (cell, css) => Array.from(cell.querySelectorAll(css)).some(e => e.checkVisibility());
+const exercises = Array.from(article.querySelectorAll('section')).find(s => {
+  const h = s.querySelector(':scope > h2');
+  return h && h.textContent.trim().startsWith('Exercises');
+});
 return {
   title: document.title,
   h1: (article.querySelector('h1') || {innerText: ''}).innerText.trim(),
@@ -74,6 +81,9 @@ return {
   cellText: cells.map(c => c.textContent).join('\\n'),
   outputText: Array.from(article.querySelectorAll('.cell_output')).map(c => c.textContent).join('\\n'),
   stderr: article.querySelectorAll('.cell_output .stderr').length,
+  // stdout boxes per cell: book.yml's nb_merge_streams makes a cell's prints one block
+  streamBoxes: Array.from(article.querySelectorAll('.cell_output')).map(o =>
+      o.querySelectorAll('.output.stream').length),
   images: Array.from(article.querySelectorAll('img')).map(i => [i.getAttribute('src'), i.naturalWidth]),
   home: Array.from(document.querySelectorAll('.bd-sidenav__home-link a')).map(a => a.getAttribute('href')),
   toc: Array.from(document.querySelectorAll(
@@ -83,6 +93,14 @@ return {
       const d = c.querySelector('details');
       return [!!d && !d.open, c.querySelector('.cell_input').checkVisibility()];
   }),
+  foldedWhole: Array.from(article.querySelectorAll('.cell.tag_hide-cell')).map(c => {
+      const d = c.querySelector('details');
+      return [!!d && !d.open, shown(c, '.cell_input'), shown(c, '.cell_output')];
+  }),
+  // The code cells of the Exercises section: the solutions.
+  exercises: (exercises ? Array.from(exercises.querySelectorAll('.cell')) : []).map(c =>
+      [c.classList.contains('tag_hide-cell'), shown(c, '.cell_input'), shown(c, '.cell_output'),
+       (c.querySelector('.cell_input') || {textContent: ''}).textContent.trim().slice(0, 60)]),
   solutions: Array.from(article.querySelectorAll('.admonition')).filter(a =>
       (a.querySelector('.admonition-title') || {innerText: ''}).innerText.trim().startsWith('Solution'))
       .map(a => [a.classList.contains('dropdown'),
@@ -93,22 +111,28 @@ return {
 };
 """
 
+# After a click on the first hide-cell cell: [its code is shown, its output is shown (or it has none)].
+UNFOLDED = """
+const cell = document.querySelector('.cell.tag_hide-cell');
+const shown = css => Array.from(cell.querySelectorAll(css)).some(e => e.checkVisibility());
+return [shown('.cell_input'), !cell.querySelector('.cell_output') || shown('.cell_output')];
+"""
 
-def source_facts(page: str) -> tuple[int, int]:
-    """(image outputs, hide-input code cells) in the page's source in chapters/."""
+
+def source_facts(page: str) -> tuple[int, int, int]:
+    """(image outputs, hide-input code cells, hide-cell code cells) in the page's source in chapters/."""
     notebook = CHAPTERS_DIR / f"{page}.ipynb"
     if not notebook.exists():
         source = CHAPTERS_DIR / f"{page}.md"
         if not source.exists():  # generated when the book is built (the API reference)
             source = ROOT / "_build" / "pages" / f"{page}.md"
         markdown = source.read_text(encoding="utf-8")
-        return len(re.findall(r"!\[[^\]]*\]\(|<img\b", markdown)), 0
+        return len(re.findall(r"!\[[^\]]*\]\(|<img\b", markdown)), 0, 0
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     images = sum(any(k.startswith("image/") for k in out.get("data", {}))
                  for cell in cells for out in cell.get("outputs", []))
-    hidden = sum("hide-input" in cell.get("metadata", {}).get("tags", [])
-                 for cell in cells if cell["cell_type"] == "code")
-    return images, hidden
+    tags = [cell.get("metadata", {}).get("tags", []) for cell in cells if cell["cell_type"] == "code"]
+    return images, sum("hide-input" in t for t in tags), sum("hide-cell" in t for t in tags)
 
 
 class _Ids(HTMLParser):
@@ -171,7 +195,7 @@ def test_page(book, page):
     book.open_page(f"{page}.html")
     book.screenshot(SCREENSHOTS / f"{page}.png")
     facts = book.js(PAGE_FACTS)
-    images, hidden = source_facts(page)
+    images, hidden, hidden_whole = source_facts(page)
     problems: list[str] = []
 
     # It renders, with its figures.
@@ -197,6 +221,8 @@ def test_page(book, page):
         problems.append("an NBVAL marker is visible in a code cell")
     if facts["stderr"]:
         problems.append(f"{facts['stderr']} stderr output block(s) are shown")
+    if (boxes := max(facts["streamBoxes"], default=0)) > 1:
+        problems.append(f"a cell prints in {boxes} separate boxes (nb_merge_streams makes them one)")
     if found := sorted(set(MACHINE_PATH.findall(facts["outputText"]))):
         problems.append(f"outputs show machine paths: {found[:5]}")
     if bars := PROGRESS_BAR.findall(facts["text"]):
@@ -209,10 +235,26 @@ def test_page(book, page):
                  if not closed or shown]
     problems += [f"solution admonition {i} is not a closed dropdown" for i, (dropdown, height)
                  in enumerate(facts["solutions"]) if not dropdown or height > 0]
+    if len(facts["foldedWhole"]) != hidden_whole:
+        problems.append(f"{len(facts['foldedWhole'])} wholly folded cells, but the notebook tags "
+                        f"{hidden_whole} hide-cell")
+    problems += [f"hide-cell cell {i} is not folded (closed, code shown, output shown: "
+                 f"{closed}, {code}, {output})" for i, (closed, code, output)
+                 in enumerate(facts["foldedWhole"]) if not closed or code or output]
+    problems += [f"exercise solution cell {i} ({start!r}) is not a hide-cell cell" for i, (whole, _, _, start)
+                 in enumerate(facts["exercises"]) if not whole]
+    problems += [f"exercise solution cell {i} ({start!r}) shows its {'output' if output else 'code'} "
+                 "before it is unfolded" for i, (_, code, output, start) in enumerate(facts["exercises"])
+                 if code or output]
     if facts["folded"]:
         book.click(".cell.tag_hide-input details summary")
         if not book.visible(".cell.tag_hide-input .cell_input"):
             problems.append("clicking a folded cell does not show its code")
+    if facts["foldedWhole"]:
+        book.click(".cell.tag_hide-cell details summary")
+        code, output = book.js(UNFOLDED)
+        if not (code and output):
+            problems.append(f"clicking a wholly folded cell shows its code: {code}, its output: {output}")
 
     # Links resolve.
     for raw, absolute in sorted(set(map(tuple, facts["links"]))):
