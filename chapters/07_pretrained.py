@@ -84,11 +84,11 @@ from safetensors import safe_open
 
 from gpt2scratch.__main__ import main as cli
 from gpt2scratch.checkpoint import save_checkpoint
+from gpt2scratch.course import chapter5_model
 from gpt2scratch.data import verdict_text
 from gpt2scratch.quickmode import full_or_quick
 from gpt2scratch.tokenizer import gpt2_encoding
 from gpt2scratch.train import (
-    chapter5_model,
     evaluate,
     make_loaders,
     perplexity,

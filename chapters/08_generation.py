@@ -64,7 +64,6 @@ from gpt2scratch.validation import check_bool, check_int, check_number
 
 # %%
 import json
-import os
 import time
 import warnings
 from pathlib import Path
@@ -73,11 +72,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from gpt2scratch.course import chapter5_model, local_gpt2
 from gpt2scratch.data import verdict_text
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.quickmode import full_or_quick
 from gpt2scratch.tokenizer import gpt2_encoding
-from gpt2scratch.train import chapter5_model
 
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=88)
 enc = gpt2_encoding()  # GPT-2's tokenizer, rebuilt offline in chapter 1
@@ -890,17 +889,15 @@ print(f"{course.label}: mean log-prob of held-out text {real_logp:.2f} per token
 
 # %% [markdown]
 # The chapter-7 model, OpenAI's GPT-2 124M, joins the comparison where its weights are on this
-# machine (`GPT2SCRATCH_GPT2_DIR` names the folder, see [Chapter 7](07_pretrained.ipynb)); nothing
-# is downloaded here. Where they are missing, the cell says so and the chapter goes on with the
+# machine (the folder `GPT2SCRATCH_GPT2_DIR` names, or the Hugging Face cache, see
+# [Chapter 7](07_pretrained.ipynb)); `local_gpt2()` ([Appendix A](A_engineering.ipynb)) downloads
+# nothing. Where they are missing, the cell says so and the chapter goes on with the
 # chapter-5 model alone.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-gpt2_dir = os.environ.get("GPT2SCRATCH_GPT2_DIR")
-if gpt2_dir and os.path.isdir(gpt2_dir):
-    from gpt2scratch.pretrained import load_pretrained
-
-    gpt2 = load_pretrained(gpt2_dir)
+gpt2 = local_gpt2()  # None unless its weights are on this machine
+if gpt2 is not None:
     rows = tradeoff(
         gpt2,
         "chapter 7 (GPT-2 124M)",

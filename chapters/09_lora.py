@@ -39,8 +39,8 @@
 #    library (trainable parameters, time per step, peak memory, validation loss, a sample), then
 #    The Verdict as a second domain for the same base model.
 #
-# The LoRA code is exported to `gpt2scratch/lora.py`, the corpus code to `gpt2scratch/corpus.py`;
-# the command line gains `train --data FOLDER --glob ... --lora-rank R`.
+# The LoRA code is exported to `gpt2scratch/lora.py`; the corpus code, file plumbing, is in
+# [Appendix A](A_engineering.ipynb). The command line gains `train --data FOLDER --glob ... --lora-rank R`.
 
 # %%
 #| default_exp lora
@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -71,7 +70,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from gpt2scratch.checkpoint import LATEST, MANIFEST, load_checkpoint
+from gpt2scratch.corpus import Corpus, corpus_loaders
 from gpt2scratch.files import atomic_write
+from gpt2scratch.measure import peak_memory_mb
 from gpt2scratch.pretrained import load_pretrained
 from gpt2scratch.train import History, Run, TrainSettings, prepare_run, set_seed, train
 from gpt2scratch.validation import check_int, check_number
@@ -81,6 +82,7 @@ import copy
 import os
 import shutil
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import warnings
@@ -89,12 +91,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gpt2scratch.checkpoint import save_checkpoint
+from gpt2scratch.corpus import find_files, prepare_corpus
+from gpt2scratch.course import chapter5_model, local_gpt2
 from gpt2scratch.data import verdict_text
 from gpt2scratch.model import GPT2, GPT2Config
-from gpt2scratch.pretrained import find_pretrained
 from gpt2scratch.quickmode import full_or_quick
 from gpt2scratch.tokenizer import gpt2_encoding
-from gpt2scratch.train import chapter5_model, evaluate
+from gpt2scratch.train import evaluate
 
 torch.set_printoptions(precision=4, sci_mode=False)
 tokenizer = gpt2_encoding()
@@ -589,400 +592,18 @@ assert diff < 1e-5 and merged_diff < 1e-5
 # Chapter 5 trained on one small file, read into memory and split 90/10 by characters. A domain
 # corpus is different: many files (a folder of notes, a code base), possibly far more text than
 # fits comfortably in memory as Python integers (a list of 100 million token ids takes
-# 100 million × 36 bytes = 3.6 GB: a pointer and an int object per id). We follow nanoGPT:
+# 100 million × 36 bytes = 3.6 GB: a pointer and an int object per id).
 #
-# 1. **Find the files**: every `*.txt`, `*.md` and `*.py` file under a folder, or a glob of your
-#    choice, or an explicit list. Files that are not UTF-8 text (binary, or another encoding)
-#    are skipped and named.
-# 2. **Split by document**: a seeded shuffle of the files, and whole files go to validation
-#    until they hold 10% of the bytes, so that no file is cut in two and validation measures text
-#    the model has never seen. A single document keeps chapter 5's 90/10 cut.
-# 3. **Tokenise as a stream**: read each file in blocks of about 1 MB, encode each block, and
-#    append the ids to a file as `uint16` (GPT-2's 50,257 ids, chapter 1, fit in 16 bits): 2 bytes a token
-#    on disk, and only one block's ids in memory at a time. Documents are joined by
-#    `<|endoftext|>`, so the model learns where one file ends and the next begins.
-# 4. **Read windows from a memory map**: `np.memmap` opens the token file without reading it;
-#    a window's bytes are read from disk when a batch needs them.
-# 5. **Cache**: the token files live in a folder named by a hash of the file list (paths, sizes,
-#    modification times) and the split settings; a second run reuses them.
-#
-# Cutting the text into blocks must not change the tokens. GPT-2's tokenizer first splits text
-# into pieces with a regular expression (words with their leading space, numbers, punctuation,
-# whitespace), then merges byte pairs *inside* each piece. Between a letter and a space that
-# starts the next word there is always a piece boundary, whatever comes before or after, so we
-# cut only there. (A cut after a newline looks just as natural but is not safe: `"\n\nEach"`
-# encodes as `"\n"`, `"\n"`, `"Each"`, while a block that ends in `"\n\n"` encodes it as
-# one token.)
-
-# %%
-#| export corpus
-"""Your own text as a corpus: files and folders, documents joined by <|endoftext|>, a
-train/val split by document, and tokens streamed to a memory-mapped uint16 file (as
-nanoGPT does), cached next to the data.
-
-Generated from chapter 09 of the book.
-"""
-
-from __future__ import annotations
-
-import hashlib
-import json
-import os
-import random
-import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
-
-from gpt2scratch.dataset import check_window_fits
-from gpt2scratch.files import atomic_write
-from gpt2scratch.tokenizer import gpt2_encoding
-from gpt2scratch.validation import check_int, check_number
-
-TEXT_GLOBS = ("*.txt", "*.md", "*.py")  # what a folder contributes without a glob
-CACHE_DIR = ".gpt2scratch-cache"  # made next to the data
-BLOCK_BYTES = 1 << 20  # read and tokenise about 1 MB at a time
-
-
-class NotTextError(ValueError):
-    """A file that is not UTF-8 text: binary (a NUL byte), or another encoding."""
-
-
-# %% [markdown]
-# Finding the files:
-
-
-# %%
-#| export corpus
-def find_files(paths, glob: str | None = None) -> list[Path]:
-    """The files `paths` (a path or a list of them) name: a file as given, a folder as
-    every file under it matching `glob` (default *.txt, *.md, *.py), hidden ones aside.
-    """
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    if not paths:
-        raise ValueError("no data given: pass a file, a folder, or several files")
-    patterns = (glob,) if glob else TEXT_GLOBS
-    found: dict[Path, None] = {}
-    for path in map(Path, paths):
-        if not path.exists():
-            raise FileNotFoundError(f"no such file or folder: {path}")
-        if path.is_file():
-            found[path] = None
-            continue
-        matches = {
-            f
-            for pattern in patterns
-            for f in path.rglob(pattern)
-            if f.is_file() and not _hidden(f.relative_to(path))
-        }
-        if not matches:
-            if not any(path.iterdir()):
-                raise ValueError(
-                    f"the folder {path} is empty: there is nothing to train on"
-                )
-            raise ValueError(
-                f"no file under {path} matches {' or '.join(patterns)}; "
-                "choose files with a glob pattern (--glob), e.g. '*.txt'"
-            )
-        found.update(dict.fromkeys(sorted(matches)))
-    return list(found)
-
-
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
-
-
-# %% [markdown]
-# The reader yields the text of a file (or of a byte range of it) in pieces of about
-# `BLOCK_BYTES`, each cut before a space between two letters, and refuses a file that is not
-# UTF-8 text:
-
-
-# %%
-#| export corpus
-def safe_cut(data: bytes) -> int:
-    """The last offset i with data[i-1] an ASCII letter, data[i] a space and data[i+1]
-    an ASCII letter, or 0: GPT-2's pre-tokenizer always splits there."""
-    end = len(data) - 1
-    while (i := data.rfind(b" ", 1, end)) > 0:
-        if data[i - 1 : i].isalpha() and data[i + 1 : i + 2].isalpha():
-            return i
-        end = i
-    return 0
-
-
-def _decode(data: bytes, path: Path, offset: int) -> str:
-    if b"\0" in data:
-        at = offset + data.index(b"\0")
-        raise NotTextError(f"{path} is binary (a NUL byte at offset {at})")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise NotTextError(
-            f"{path} is not UTF-8 text (invalid byte at offset {offset + err.start})"
-        ) from None
-
-
-def read_pieces(
-    path: str | Path, start: int = 0, stop: int | None = None, block: int = BLOCK_BYTES
-) -> Iterator[tuple[str, int]]:
-    """(text, bytes) pieces of the file's bytes [start, stop), each cut at a safe_cut,
-    so that encoding the pieces one by one gives the same tokens as the whole text."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        f.seek(start)
-        left = (os.fstat(f.fileno()).st_size if stop is None else stop) - start
-        carry, offset = b"", start
-        while True:
-            chunk = f.read(min(block, left)) if left > 0 else b""
-            left -= len(chunk)
-            data = carry + chunk
-            if not chunk:  # the end: what is left is the last piece
-                if data:
-                    yield _text(data, path, offset), len(data)
-                return
-            cut = safe_cut(data)
-            if cut == 0:  # no safe cut yet: keep reading (a file without words)
-                carry = data
-                continue
-            yield _text(data[:cut], path, offset), cut
-            carry, offset = data[cut:], offset + cut
-
-
-def _text(data: bytes, path: Path, offset: int) -> str:
-    text = _decode(data, path, offset)
-    return text.removeprefix("\ufeff") if offset == 0 else text  # a Windows BOM
-
-
-# %% [markdown]
-# The split takes whole documents; a single document is cut at 90% of its bytes (moved to the
-# start of a character), like chapter 5's cut of one text.
-
-
-# %%
-#| export corpus
-def split_documents(files: Sequence[Path], val_fraction: float = 0.1, seed: int = 0):
-    """(train, val) lists of (path, start, stop) byte ranges: whole files, shuffled with
-    `seed`, go to val until they hold `val_fraction` of the bytes (at least one file
-    each); a single file is cut at `1 - val_fraction` of its bytes."""
-    check_number(
-        "val_fraction", val_fraction, minimum=0, maximum=1, min_open=True, max_open=True
-    )
-    sizes = {f: f.stat().st_size for f in files}
-    if len(files) == 1:
-        ((path, size),) = sizes.items()
-        cut = _char_start(path, int(size * (1 - val_fraction)))
-        return [(path, 0, cut)], [(path, cut, size)]
-    order = list(files)
-    random.Random(seed).shuffle(order)
-    val, held, goal = set(), 0, val_fraction * sum(sizes.values())
-    for f in order[:-1]:  # the last file of the shuffle always trains
-        if val and held >= goal:
-            break
-        val.add(f)
-        held += sizes[f]
-    return (
-        [(f, 0, sizes[f]) for f in files if f not in val],
-        [(f, 0, sizes[f]) for f in files if f in val],
-    )
-
-
-def _char_start(path: Path, offset: int) -> int:
-    """`offset`, moved forward past UTF-8 continuation bytes (10xxxxxx)."""
-    with open(path, "rb") as f:
-        f.seek(offset)
-        tail = f.read(4)
-    return offset + next((i for i, b in enumerate(tail) if b & 0xC0 != 0x80), len(tail))
-
-
-# %% [markdown]
-# Tokenising streams each split's documents into its own `.bin` file; the file is written
-# atomically, so an interrupted run never leaves a half-written cache behind. A file that turns
-# out not to be text is rolled back out of the token file and named in `skipped`.
-
-# %%
-#| export corpus
-EOT_TEXT = "<|endoftext|>"
-
-
-def _write_tokens(ranges, out: Path, enc, bar, skipped: list) -> tuple[int, int]:
-    """Stream the ranges' tokens to `out` as uint16, <|endoftext|> between documents;
-    return (tokens, documents)."""
-    eot = np.array([enc.eot_token], dtype=np.uint16)
-    counts = [0, 0]
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            for path, start, stop in ranges:
-                mark, done = f.tell(), 0
-                try:
-                    if counts[1]:
-                        eot.tofile(f)
-                    for text, nbytes in read_pieces(path, start, stop):
-                        ids = enc.encode(text, allowed_special={EOT_TEXT})
-                        np.asarray(ids, dtype=np.uint16).tofile(f)
-                        bar.update(nbytes)
-                        done += nbytes
-                except NotTextError as err:
-                    f.seek(mark)
-                    f.truncate()  # take the file's partial tokens out again
-                    skipped.append(str(err))
-                    bar.update(stop - start - done)
-                    continue
-                counts[1] += 1
-            counts[0] = f.tell() // 2  # 2 bytes a token
-
-    atomic_write(out, write)
-    return counts[0], counts[1]
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """A tokenised corpus on disk: train.bin and val.bin (uint16) and corpus.json."""
-
-    folder: Path
-    files: int
-    documents: dict  # {"train": n, "val": n}
-    tokens: dict  # {"train": n, "val": n}
-    skipped: list  # one message per file that is not UTF-8 text
-
-    def ids(self, split: str) -> np.memmap:
-        """The split's token ids, memory-mapped: nothing is read until it is used."""
-        return np.memmap(self.folder / f"{split}.bin", dtype=np.uint16, mode="r")
-
-    @classmethod
-    def load(cls, folder: str | Path) -> Corpus:
-        meta = json.loads((Path(folder) / "corpus.json").read_text(encoding="utf-8"))
-        return cls(Path(folder), **meta)
-
-
-def _cache_key(files: Sequence[Path], val_fraction: float, seed: int) -> str:
-    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    key = json.dumps([stats, val_fraction, seed, "gpt2", 1]).encode()
-    return hashlib.sha256(key).hexdigest()[:16]
-
-
-# %% [markdown]
-# `prepare_corpus` ties the steps together, and returns the cached corpus when the same files
-# (same sizes and modification times) were tokenised with the same settings before:
-
-
-# %%
-#| export corpus
-def prepare_corpus(
-    paths,
-    glob: str | None = None,
-    *,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-) -> Corpus:
-    """Find the files, split them by document, and tokenise each split to a uint16
-    file in `cache_dir` (default: a .gpt2scratch-cache folder next to the data)."""
-    files = find_files(paths, glob)
-    check_int("seed", seed)
-    if cache_dir is None:
-        parents = [str(f.resolve().parent) for f in files]
-        cache_dir = Path(os.path.commonpath(parents)) / CACHE_DIR
-    folder = Path(cache_dir) / _cache_key(files, val_fraction, seed)
-    if (folder / "corpus.json").is_file():
-        return Corpus.load(folder)
-    splits = split_documents(files, val_fraction, seed)
-    enc, skipped, counts = gpt2_encoding(), [], {}
-    assert enc.n_vocab <= 2**16, "uint16 holds ids below 65,536"
-    total = sum(stop - start for part in splits for _, start, stop in part)
-    with tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        desc="tokenizing",
-        disable=not progress,
-        file=sys.stderr,
-    ) as bar:
-        for name, part in zip(("train", "val"), splits):
-            counts[name] = _write_tokens(
-                part, folder / f"{name}.bin", enc, bar, skipped
-            )
-    if not any(docs for _, docs in counts.values()):
-        raise ValueError(
-            f"none of the {len(files)} files is UTF-8 text; the first: {skipped[0]}"
-        )
-    corpus = Corpus(
-        folder,
-        len(files),
-        {k: v[1] for k, v in counts.items()},
-        {k: v[0] for k, v in counts.items()},
-        skipped,
-    )
-    meta = json.dumps({k: v for k, v in asdict(corpus).items() if k != "folder"})
-    atomic_write(
-        folder / "corpus.json", lambda tmp: tmp.write_text(meta, encoding="utf-8")
-    )
-    return corpus
-
-
-# %% [markdown]
-# Training reads windows of `context_length + 1` tokens straight from the memory map:
-
-
-# %%
-#| export corpus
-class TokenWindows(Dataset):
-    """Windows of context_length + 1 ids over a 1-D token array (a memmap is read on
-    demand). Item i starts at i * context_length: chapter 2's GPTDataset with
-    stride = context_length, returning (inputs, targets) as int64 tensors."""
-
-    def __init__(self, token_ids, context_length: int):
-        self.context_length = check_int("context_length", context_length, minimum=1)
-        self.token_ids = token_ids  # (N,)
-        check_window_fits("token_ids", len(token_ids), self.context_length)  # chapter 2
-
-    def __len__(self) -> int:
-        return (len(self.token_ids) - 1) // self.context_length
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= i < len(self):
-            raise IndexError(f"window {i} of {len(self)}")
-        start = i * self.context_length
-        window = self.token_ids[start : start + self.context_length + 1]
-        window = torch.from_numpy(window.astype(np.int64))  # (T + 1,)
-        return window[:-1], window[1:]
-
-
-# %% [markdown]
-# And the two loaders, with the checks a too-small corpus needs:
-
-
-# %%
-#| export corpus
-def corpus_loaders(
-    corpus: Corpus, context_length: int = 256, batch_size: int = 2, seed: int = 123
-) -> tuple[DataLoader, DataLoader]:
-    """(train, val) loaders over the corpus: train shuffled with `seed`, val in order."""
-    check_int("batch_size", batch_size, minimum=1)
-    check_int("context_length", context_length, minimum=1)
-    for split, n in corpus.tokens.items():
-        check_window_fits(f"the corpus's {split} split", n, context_length)
-    train_set = TokenWindows(corpus.ids("train"), context_length)
-    if len(train_set) < batch_size:
-        raise ValueError(
-            f"the train split has {len(train_set)} window(s) of "
-            f"{context_length} tokens, fewer than batch_size {batch_size}; "
-            "add text or lower the batch size or context length"
-        )
-    generator = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(
-        train_set, batch_size, shuffle=True, drop_last=True, generator=generator
-    )
-    val_set = TokenWindows(corpus.ids("val"), context_length)
-    return train_loader, DataLoader(val_set, batch_size, shuffle=False)
-
+# A corpus of files is read the way nanoGPT reads one: find the files (every `*.txt`, `*.md` and
+# `*.py` under a folder, or a glob of your choice; a file that is not UTF-8 text is skipped and
+# named), split them by document (whole files go to validation, so that it measures text the
+# model has never seen), stream their tokens into a `uint16` file on disk (2 bytes a token,
+# documents joined by `<|endoftext|>`), and read training windows from a memory map of that
+# file. That is file plumbing, so its code is in section A.6 of
+# [Appendix A](A_engineering.ipynb) (`gpt2scratch.corpus`). This chapter uses two of its
+# functions: `prepare_corpus(paths)` tokenises the files once and caches the result next to
+# them, and `corpus_loaders(corpus, context_length, batch_size)` gives the train and
+# validation loaders.
 
 # %% [markdown]
 # ## 9.7 The experiment: the standard library as a domain
@@ -1058,24 +679,13 @@ def train_and_save(
 # %% [markdown]
 # The worker that each fresh process runs is a thin wrapper: it times the steps through a
 # callback, takes a greedy sample before the first step through `ready`, and reports what the
-# table needs.
+# table needs. Its peak memory comes from `peak_memory_mb` (section A.5 of
+# [Appendix A](A_engineering.ipynb)): the most memory CUDA allocated on a GPU, the process's
+# resident high-water mark on a CPU.
 
 
 # %%
 #| export
-def peak_memory_mb(device: torch.device) -> float:
-    """This process's peak memory so far: CUDA's peak allocation; else the resident
-    high-water mark (VmHWM: ru_maxrss would count the parent's memory at fork)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/status") as f:  # Linux
-            kib = next(line for line in f if line.startswith("VmHWM:")).split()[1]
-        return int(kib) / 1024
-    except (OSError, StopIteration):  # macOS: ru_maxrss is in bytes there
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def finetune_and_measure(
     base: str, corpus_dir: str, *, rank: int | None, lr: float, steps: int,
     alpha: float = 16.0, batch_size: int = 8, context_length: int = 128,
@@ -1085,9 +695,6 @@ def finetune_and_measure(
     """Fine-tune the checkpoint `base` on a tokenised corpus folder for `steps` steps
     (>= 3), fully (rank None) or with LoRA, and measure it. Run it in a fresh process,
     so that the peak memory it reports is this run's."""
-    # reimport-ok: corpus.py is exported by this chapter too, and lora.py needs it
-    from gpt2scratch.corpus import Corpus, corpus_loaders
-
     corpus = Corpus.load(corpus_dir)
     loaders = corpus_loaders(corpus, context_length, batch_size, seed)
     settings = TrainSettings(
@@ -1219,8 +826,8 @@ def run_fresh(code: str, payload: dict) -> dict:
 # (its resident high-water mark, VmHWM, which starts afresh in a new program)
 TOKENIZE = """
 import json, sys, time, torch
-from gpt2scratch.corpus import prepare_corpus  # reimport-ok: a separate process
-from gpt2scratch.lora import peak_memory_mb
+from gpt2scratch.corpus import prepare_corpus
+from gpt2scratch.measure import peak_memory_mb
 args, t0 = json.load(sys.stdin), time.perf_counter()
 if args["files"]:
     prepare_corpus(args["files"], cache_dir=args["cache"], progress=False)
@@ -1275,10 +882,8 @@ assert tokenized["peak_mb"] - baseline["peak_mb"] < 200 and on_disk == 2 * token
 # %%
 # NBVAL_IGNORE_OUTPUT
 base_dir = work / "base"
-try:  # OpenAI's GPT-2 124M when it is on this machine (chapter 7), else the chapter-5 model
-    find_pretrained("gpt2", download=False)
-    base_model = load_pretrained("gpt2")
-except FileNotFoundError:
+base_model = local_gpt2()  # OpenAI's GPT-2 124M when it is on this machine (chapter 7)
+if base_model is None:
     base_model = chapter5_model().model
 save_checkpoint(base_dir, base_model)
 FINETUNE = """

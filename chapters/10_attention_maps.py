@@ -87,10 +87,10 @@ import torch.nn.functional as F
 from IPython.display import display
 
 from gpt2scratch import GPT2Config, gpt2_encoding
+from gpt2scratch.course import chapter5_model, local_gpt2
 from gpt2scratch.data import verdict_text
-from gpt2scratch.pretrained import ENV_DIR, load_pretrained
+from gpt2scratch.pretrained import ENV_DIR
 from gpt2scratch.quickmode import full_or_quick
-from gpt2scratch.train import chapter5_model
 
 torch.set_printoptions(sci_mode=False, linewidth=88, precision=3)
 enc = gpt2_encoding()
@@ -714,14 +714,15 @@ plt.show()
 # ## 10.7 The pretrained GPT-2, when its weights are here
 #
 # OpenAI's GPT-2 124M was trained on WebText, 40 GB of web pages (the GPT-2 paper), and interpretability work
-# has found both head kinds in it. [Chapter 7](07_pretrained.ipynb) loads its weights from the
-# folder that `GPT2SCRATCH_GPT2_DIR` names; without that folder this section says so and moves on.
+# has found both head kinds in it. `local_gpt2()` (section A.7 of [Appendix A](A_engineering.ipynb))
+# loads [Chapter 7](07_pretrained.ipynb)'s weights when they are on this machine (the folder that
+# `GPT2SCRATCH_GPT2_DIR` names, or the Hugging Face cache); without them this section says so
+# and moves on.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-gpt2_dir = os.environ.get(ENV_DIR, "")
-if gpt2_dir and Path(gpt2_dir, "config.json").is_file():
-    pretrained = load_pretrained(gpt2_dir)
+pretrained = local_gpt2()  # None unless its weights are on this machine
+if pretrained is not None:
     tokens_p, maps_p, scores_p = head_report(pretrained, window_a, window_b, enc)
     kinds_p = classify_heads(scores_p)
     for kind, heads in kinds_p.items():

@@ -100,7 +100,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import statistics
 import time
@@ -351,53 +350,12 @@ plt.show()
 # it. We count in a fresh process for each setting, on the mini model (d_model 128, 4 layers: its
 # largest blocks, the logits and their gradients, are as large as 124M's), because the notebook
 # runs its cells in a thread whose own malloc arena always maps blocks this large anew.
-
-
-# %%
-#| export
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse (Linux only; False elsewhere).
-
-    On a CPU, PyTorch takes every activation and gradient from malloc, and glibc maps
-    blocks over 32 MB (the logits, the embedding's gradient) fresh from the kernel and
-    unmaps them when freed: every page is faulted in and zeroed again at the next step.
-    Raising the mmap and trim thresholds keeps those pages for the next step.
-    """
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
-    mmap_ok = mallopt(M_MMAP_THRESHOLD, 1 << 30)  # 1 GiB
-    return bool(mmap_ok) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def page_faults() -> int:
-    """Minor page faults of this process so far (Linux/macOS): pages the kernel mapped."""
-    import resource  # Unix only
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-# %%
-#| export
-def step_page_faults(config: GPT2Config, steps: int = 4, keep: bool = False) -> list:
-    """[page faults, seconds] of each training step after the first (B=2, fused AdamW),
-    with glibc's defaults, or after `keep_freed_memory()` if `keep`."""
-    if keep:
-        keep_freed_memory()
-    torch.manual_seed(0)
-    model = GPT2(config)
-    opt = torch.optim.AdamW(model.parameters(), lr=4e-4, fused=True)
-    x = torch.randint(0, config.vocab_size, (2, config.context_length + 1))
-    out = []
-    for _ in range(steps):
-        f0, t0 = page_faults(), time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()).backward()
-        opt.step()
-        out.append([page_faults() - f0, time.perf_counter() - t0])
-    return out[1:]
+#
+# The counting and the malloc settings ask the operating system, not the model, so they live in
+# section A.5 of [Appendix A](A_engineering.ipynb) (`gpt2scratch.measure`): `page_faults()`
+# reads the process's minor faults, `keep_freed_memory()` raises glibc's two thresholds through
+# `mallopt`, and `step_page_faults(config, keep=...)` gives the faults and seconds of each
+# training step (B=2, fused AdamW) after the first.
 
 
 # %%
@@ -407,7 +365,7 @@ def in_fresh_process(size: str, keep: bool) -> list:
     command line's does (a notebook runs cells in a thread with its own malloc arena)."""
     code = (
         "import json; from gpt2scratch.model import GPT2Config; "
-        "from gpt2scratch.scale import step_page_faults; "  # reimport-ok: a new process
+        "from gpt2scratch.measure import step_page_faults; "
         f"print(json.dumps(step_page_faults(GPT2Config.preset({size!r}, "
         f"context_length=256), keep={keep})))"
     )

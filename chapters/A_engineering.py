@@ -29,9 +29,15 @@
 # - **A.4 Checkpoints.** Model, optimizer, scheduler and random states saved as safetensors +
 #   JSON (no pickle), atomically, and loaded back bit for bit, so that a resumed run continues
 #   exactly where it stopped.
+# - **A.5 Measuring a process.** Peak memory, page faults, and the glibc setting that keeps freed
+#   memory for the next training step (chapters 9 and 11).
+# - **A.6 A corpus of many files.** Folders of text split by document and tokenised as a stream
+#   into a memory-mapped file on disk, cached (chapter 9).
+# - **A.7 The course model.** The one function that chapters 7 to 10 call for "the chapter-5
+#   model".
 #
-# Each section exports one module of `gpt2scratch`: `validation.py`, `files.py`, `data.py` and
-# `checkpoint.py`.
+# Each section exports one module of `gpt2scratch`: `validation.py`, `files.py`, `data.py`,
+# `checkpoint.py`, `measure.py`, `corpus.py` and `course.py`.
 
 # %%
 import json
@@ -315,12 +321,13 @@ class DataUnavailableError(RuntimeError):
 
 
 # %% [markdown]
-# Where the files live: `data_dir()` and the mirror folder.
+# Where the files live: the checkout (`repo_root()`, which the course model of section A.7
+# uses too), `data_dir()` and the mirror folder.
 
 
 # %%
 #| export data
-def _repo_root() -> Path | None:
+def repo_root() -> Path | None:
     """The checkout this code sits in, or None when the package is pip-installed."""
     # in the package: src/gpt2scratch/ -> the repo; in a notebook: chapters/ -> the repo
     here = Path(globals().get("__file__", Path.cwd() / "notebook")).resolve()
@@ -337,7 +344,7 @@ def data_dir() -> Path:
     env = os.environ.get("GPT2SCRATCH_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    root = _repo_root()
+    root = repo_root()
     return root / "data" if root else Path.home() / ".cache" / "gpt2scratch"
 
 
@@ -350,7 +357,7 @@ def _mirror_dir() -> Path | None:
     if path.is_absolute() or path.is_dir():
         return path
     # notebooks run in chapters/: `data-mirror` may mean <repo>/data-mirror
-    root = _repo_root()
+    root = repo_root()
     return root / path if root is not None and (root / path).is_dir() else path
 
 
@@ -1194,17 +1201,674 @@ for what in ("nothing", "rng", "data order"):
 assert resume_forgetting("nothing") == reference
 
 # %% [markdown]
+# ## A.5 Measuring a process: peak memory and page faults
+#
+# Two chapters measure what a run costs the machine rather than what it computes.
+# [Chapter 9](09_lora.ipynb) reports the peak memory of each fine-tuning run, and
+# [Chapter 11](11_scaling.ipynb) counts the page faults of a training step on a CPU and removes
+# most of them with two `mallopt` settings. Both ask the operating system, not the model:
+#
+# - **Peak memory.** On a GPU, PyTorch's own count of the most memory it allocated. On a CPU,
+#   the process's resident high-water mark: `VmHWM` in `/proc/self/status` on Linux, which
+#   starts afresh in a new program (`ru_maxrss` would include the parent's memory at a fork),
+#   and `ru_maxrss` on macOS, where it is in bytes.
+# - **Page faults.** `getrusage` counts the minor faults: the pages the kernel mapped for the
+#   process. A training step that allocates fresh memory pays one for each page it touches.
+# - **Keeping freed memory.** glibc's `malloc` returns large freed blocks to the kernel, so the
+#   next step faults them in again. `mallopt`, called through `ctypes`, raises the two
+#   thresholds that decide it. Chapter 11 measures the difference; the command line's `train`
+#   and `bench train` call it on a CPU.
+
+# %%
+#| export measure
+"""Measuring a process: its peak memory, its page faults, and the glibc malloc settings
+that decide how many page faults a training step pays on a CPU.
+
+Generated from Appendix A of the book. Chapter 9 reports peak memory; chapter 11 counts
+page faults and keeps freed memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+
+import torch
+import torch.nn.functional as F
+
+from gpt2scratch.model import GPT2, GPT2Config
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """This process's peak memory so far: CUDA's peak allocation; else the resident
+    high-water mark (VmHWM: ru_maxrss would count the parent's memory at fork)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:  # Linux
+            kib = next(line for line in f if line.startswith("VmHWM:")).split()[1]
+        return int(kib) / 1024
+    except (OSError, StopIteration):  # macOS: ru_maxrss is in bytes there
+        import resource  # Unix only
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+# %%
+#| export measure
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse (Linux only; False elsewhere).
+
+    On a CPU, PyTorch takes every activation and gradient from malloc, and glibc maps
+    blocks over 32 MB (the logits, the embedding's gradient) fresh from the kernel and
+    unmaps them when freed: every page is faulted in and zeroed again at the next step.
+    Raising the mmap and trim thresholds keeps those pages for the next step.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+    mmap_ok = mallopt(M_MMAP_THRESHOLD, 1 << 30)  # 1 GiB
+    return bool(mmap_ok) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def page_faults() -> int:
+    """Minor page faults of this process so far (Linux/macOS): pages the kernel mapped."""
+    import resource  # Unix only
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+# %% [markdown]
+# Chapter 11 counts the faults of one training step, in a fresh process for each malloc
+# setting:
+
+
+# %%
+#| export measure
+def step_page_faults(config: GPT2Config, steps: int = 4, keep: bool = False) -> list:
+    """[page faults, seconds] of each training step after the first (B=2, fused AdamW),
+    with glibc's defaults, or after `keep_freed_memory()` if `keep`."""
+    if keep:
+        keep_freed_memory()
+    torch.manual_seed(0)
+    model = GPT2(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-4, fused=True)
+    x = torch.randint(0, config.vocab_size, (2, config.context_length + 1))
+    out = []
+    for _ in range(steps):
+        f0, t0 = page_faults(), time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()).backward()
+        opt.step()
+        out.append([page_faults() - f0, time.perf_counter() - t0])
+    return out[1:]
+
+
+# %% [markdown]
+# A check in a fresh process, whose peak is its own: a tensor of 256 MiB, every page of it
+# written, raises the peak by about its size and takes page faults for its pages.
+
+# %%
+import subprocess
+import sys
+
+PEAK = """
+import torch
+from gpt2scratch.measure import page_faults, peak_memory_mb
+cpu = torch.device("cpu")
+peak, faults = peak_memory_mb(cpu), page_faults()
+x = torch.ones(2**26)  # 2**26 float32 = 256 MiB, every page written
+print(peak_memory_mb(cpu) - peak, page_faults() - faults)
+"""
+done = subprocess.run([sys.executable, "-c", PEAK], capture_output=True, text=True)
+assert done.returncode == 0, done.stderr[-2000:]
+rise, faults = (float(v) for v in done.stdout.split())
+assert abs(rise - 256) < 0.05 * 256 and faults >= 256 / 2  # a huge page is 2 MiB
+print(
+    "a 256 MiB tensor: peak memory rose by 256 MiB (within 5%), "
+    "with at least one page fault per 2 MiB"
+)
+
+# %% [markdown]
+# ## A.6 A corpus of many files
+#
+# [Chapter 9](09_lora.ipynb) fine-tunes on a folder of files: possibly far more text than fits
+# comfortably in memory as a list of Python integers (a pointer and an int object per token id).
+#
+# `gpt2scratch.corpus` follows nanoGPT:
+#
+# 1. **Find the files**: every `*.txt`, `*.md` and `*.py` file under a folder, or a glob of your
+#    choice, or an explicit list. Files that are not UTF-8 text (binary, or another encoding)
+#    are skipped and named.
+# 2. **Split by document**: a seeded shuffle of the files, and whole files go to validation
+#    until they hold 10% of the bytes, so that no file is cut in two and validation measures text
+#    the model has never seen. A single document keeps chapter 5's 90/10 cut.
+# 3. **Tokenise as a stream**: read each file in blocks of about 1 MB, encode each block, and
+#    append the ids to a file as `uint16` (GPT-2's 50,257 ids, chapter 1, fit in 16 bits): 2 bytes a token
+#    on disk, and only one block's ids in memory at a time. Documents are joined by
+#    `<|endoftext|>`, so the model learns where one file ends and the next begins.
+# 4. **Read windows from a memory map**: `np.memmap` opens the token file without reading it;
+#    a window's bytes are read from disk when a batch needs them.
+# 5. **Cache**: the token files live in a folder named by a hash of the file list (paths, sizes,
+#    modification times) and the split settings; a second run reuses them.
+#
+# Cutting the text into blocks must not change the tokens. GPT-2's tokenizer first splits text
+# into pieces with a regular expression (words with their leading space, numbers, punctuation,
+# whitespace), then merges byte pairs *inside* each piece. Between a letter and a space that
+# starts the next word there is always a piece boundary, whatever comes before or after, so we
+# cut only there. (A cut after a newline looks just as natural but is not safe: `"\n\nEach"`
+# encodes as `"\n"`, `"\n"`, `"Each"`, while a block that ends in `"\n\n"` encodes it as
+# one token.)
+
+# %%
+#| export corpus
+"""Your own text as a corpus: files and folders, documents joined by <|endoftext|>, a
+train/val split by document, and tokens streamed to a memory-mapped uint16 file (as
+nanoGPT does), cached next to the data.
+
+Generated from Appendix A of the book.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from gpt2scratch import files, validation  # package modules (a module imports modules)
+from gpt2scratch.dataset import check_window_fits
+from gpt2scratch.tokenizer import gpt2_encoding
+
+TEXT_GLOBS = ("*.txt", "*.md", "*.py")  # what a folder contributes without a glob
+CACHE_DIR = ".gpt2scratch-cache"  # made next to the data
+BLOCK_BYTES = 1 << 20  # read and tokenise about 1 MB at a time
+
+
+class NotTextError(ValueError):
+    """A file that is not UTF-8 text: binary (a NUL byte), or another encoding."""
+
+
+# %% [markdown]
+# Finding the files:
+
+
+# %%
+#| export corpus
+def find_files(paths, glob: str | None = None) -> list[Path]:
+    """The files `paths` (a path or a list of them) name: a file as given, a folder as
+    every file under it matching `glob` (default *.txt, *.md, *.py), hidden ones aside.
+    """
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not paths:
+        raise ValueError("no data given: pass a file, a folder, or several files")
+    patterns = (glob,) if glob else TEXT_GLOBS
+    found: dict[Path, None] = {}
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        if path.is_file():
+            found[path] = None
+            continue
+        matches = {
+            f
+            for pattern in patterns
+            for f in path.rglob(pattern)
+            if f.is_file() and not _hidden(f.relative_to(path))
+        }
+        if not matches:
+            if not any(path.iterdir()):
+                raise ValueError(
+                    f"the folder {path} is empty: there is nothing to train on"
+                )
+            raise ValueError(
+                f"no file under {path} matches {' or '.join(patterns)}; "
+                "choose files with a glob pattern (--glob), e.g. '*.txt'"
+            )
+        found.update(dict.fromkeys(sorted(matches)))
+    return list(found)
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+# %% [markdown]
+# The reader yields the text of a file (or of a byte range of it) in pieces of about
+# `BLOCK_BYTES`, each cut before a space between two letters, and refuses a file that is not
+# UTF-8 text:
+
+
+# %%
+#| export corpus
+def safe_cut(data: bytes) -> int:
+    """The last offset i with data[i-1] an ASCII letter, data[i] a space and data[i+1]
+    an ASCII letter, or 0: GPT-2's pre-tokenizer always splits there."""
+    end = len(data) - 1
+    while (i := data.rfind(b" ", 1, end)) > 0:
+        if data[i - 1 : i].isalpha() and data[i + 1 : i + 2].isalpha():
+            return i
+        end = i
+    return 0
+
+
+def _decode(data: bytes, path: Path, offset: int) -> str:
+    if b"\0" in data:
+        at = offset + data.index(b"\0")
+        raise NotTextError(f"{path} is binary (a NUL byte at offset {at})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise NotTextError(
+            f"{path} is not UTF-8 text (invalid byte at offset {offset + err.start})"
+        ) from None
+
+
+def read_pieces(
+    path: str | Path, start: int = 0, stop: int | None = None, block: int = BLOCK_BYTES
+) -> Iterator[tuple[str, int]]:
+    """(text, bytes) pieces of the file's bytes [start, stop), each cut at a safe_cut,
+    so that encoding the pieces one by one gives the same tokens as the whole text."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = (os.fstat(f.fileno()).st_size if stop is None else stop) - start
+        carry, offset = b"", start
+        while True:
+            chunk = f.read(min(block, left)) if left > 0 else b""
+            left -= len(chunk)
+            data = carry + chunk
+            if not chunk:  # the end: what is left is the last piece
+                if data:
+                    yield _text(data, path, offset), len(data)
+                return
+            cut = safe_cut(data)
+            if cut == 0:  # no safe cut yet: keep reading (a file without words)
+                carry = data
+                continue
+            yield _text(data[:cut], path, offset), cut
+            carry, offset = data[cut:], offset + cut
+
+
+def _text(data: bytes, path: Path, offset: int) -> str:
+    text = _decode(data, path, offset)
+    return text.removeprefix("\ufeff") if offset == 0 else text  # a Windows BOM
+
+
+# %% [markdown]
+# The split takes whole documents; a single document is cut at 90% of its bytes (moved to the
+# start of a character), like chapter 5's cut of one text.
+
+
+# %%
+#| export corpus
+def split_documents(files: Sequence[Path], val_fraction: float = 0.1, seed: int = 0):
+    """(train, val) lists of (path, start, stop) byte ranges: whole files, shuffled with
+    `seed`, go to val until they hold `val_fraction` of the bytes (at least one file
+    each); a single file is cut at `1 - val_fraction` of its bytes."""
+    validation.check_number(
+        "val_fraction", val_fraction, minimum=0, maximum=1, min_open=True, max_open=True
+    )
+    sizes = {f: f.stat().st_size for f in files}
+    if len(files) == 1:
+        ((path, size),) = sizes.items()
+        cut = _char_start(path, int(size * (1 - val_fraction)))
+        return [(path, 0, cut)], [(path, cut, size)]
+    order = list(files)
+    random.Random(seed).shuffle(order)
+    val, held, goal = set(), 0, val_fraction * sum(sizes.values())
+    for f in order[:-1]:  # the last file of the shuffle always trains
+        if val and held >= goal:
+            break
+        val.add(f)
+        held += sizes[f]
+    return (
+        [(f, 0, sizes[f]) for f in files if f not in val],
+        [(f, 0, sizes[f]) for f in files if f in val],
+    )
+
+
+def _char_start(path: Path, offset: int) -> int:
+    """`offset`, moved forward past UTF-8 continuation bytes (10xxxxxx)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        tail = f.read(4)
+    return offset + next((i for i, b in enumerate(tail) if b & 0xC0 != 0x80), len(tail))
+
+
+# %% [markdown]
+# Tokenising streams each split's documents into its own `.bin` file; the file is written
+# atomically, so an interrupted run never leaves a half-written cache behind. A file that turns
+# out not to be text is rolled back out of the token file and named in `skipped`.
+
+# %%
+#| export corpus
+EOT_TEXT = "<|endoftext|>"
+
+
+def _write_tokens(ranges, out: Path, enc, bar, skipped: list) -> tuple[int, int]:
+    """Stream the ranges' tokens to `out` as uint16, <|endoftext|> between documents;
+    return (tokens, documents)."""
+    eot = np.array([enc.eot_token], dtype=np.uint16)
+    counts = [0, 0]
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            for path, start, stop in ranges:
+                mark, done = f.tell(), 0
+                try:
+                    if counts[1]:
+                        eot.tofile(f)
+                    for text, nbytes in read_pieces(path, start, stop):
+                        ids = enc.encode(text, allowed_special={EOT_TEXT})
+                        np.asarray(ids, dtype=np.uint16).tofile(f)
+                        bar.update(nbytes)
+                        done += nbytes
+                except NotTextError as err:
+                    f.seek(mark)
+                    f.truncate()  # take the file's partial tokens out again
+                    skipped.append(str(err))
+                    bar.update(stop - start - done)
+                    continue
+                counts[1] += 1
+            counts[0] = f.tell() // 2  # 2 bytes a token
+
+    files.atomic_write(out, write)
+    return counts[0], counts[1]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A tokenised corpus on disk: train.bin and val.bin (uint16) and corpus.json."""
+
+    folder: Path
+    files: int
+    documents: dict  # {"train": n, "val": n}
+    tokens: dict  # {"train": n, "val": n}
+    skipped: list  # one message per file that is not UTF-8 text
+
+    def ids(self, split: str) -> np.memmap:
+        """The split's token ids, memory-mapped: nothing is read until it is used."""
+        return np.memmap(self.folder / f"{split}.bin", dtype=np.uint16, mode="r")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Corpus:
+        meta = json.loads((Path(folder) / "corpus.json").read_text(encoding="utf-8"))
+        return cls(Path(folder), **meta)
+
+
+def _cache_key(files: Sequence[Path], val_fraction: float, seed: int) -> str:
+    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    key = json.dumps([stats, val_fraction, seed, "gpt2", 1]).encode()
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+# %% [markdown]
+# `prepare_corpus` ties the steps together, and returns the cached corpus when the same files
+# (same sizes and modification times) were tokenised with the same settings before:
+
+
+# %%
+#| export corpus
+def prepare_corpus(
+    paths,
+    glob: str | None = None,
+    *,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Corpus:
+    """Find the files, split them by document, and tokenise each split to a uint16
+    file in `cache_dir` (default: a .gpt2scratch-cache folder next to the data)."""
+    found = find_files(paths, glob)
+    validation.check_int("seed", seed)
+    if cache_dir is None:
+        parents = [str(f.resolve().parent) for f in found]
+        cache_dir = Path(os.path.commonpath(parents)) / CACHE_DIR
+    folder = Path(cache_dir) / _cache_key(found, val_fraction, seed)
+    if (folder / "corpus.json").is_file():
+        return Corpus.load(folder)
+    splits = split_documents(found, val_fraction, seed)
+    enc, skipped, counts = gpt2_encoding(), [], {}
+    assert enc.n_vocab <= 2**16, "uint16 holds ids below 65,536"
+    total = sum(stop - start for part in splits for _, start, stop in part)
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc="tokenizing",
+        disable=not progress,
+        file=sys.stderr,
+    ) as bar:
+        for name, part in zip(("train", "val"), splits):
+            counts[name] = _write_tokens(
+                part, folder / f"{name}.bin", enc, bar, skipped
+            )
+    if not any(docs for _, docs in counts.values()):
+        raise ValueError(
+            f"none of the {len(found)} files is UTF-8 text; the first: {skipped[0]}"
+        )
+    corpus = Corpus(
+        folder,
+        len(found),
+        {k: v[1] for k, v in counts.items()},
+        {k: v[0] for k, v in counts.items()},
+        skipped,
+    )
+    meta = json.dumps({k: v for k, v in asdict(corpus).items() if k != "folder"})
+    files.atomic_write(
+        folder / "corpus.json", lambda tmp: tmp.write_text(meta, encoding="utf-8")
+    )
+    return corpus
+
+
+# %% [markdown]
+# Training reads windows of `context_length + 1` tokens straight from the memory map:
+
+
+# %%
+#| export corpus
+class TokenWindows(Dataset):
+    """Windows of context_length + 1 ids over a 1-D token array (a memmap is read on
+    demand). Item i starts at i * context_length: chapter 2's GPTDataset with
+    stride = context_length, returning (inputs, targets) as int64 tensors."""
+
+    def __init__(self, token_ids, context_length: int):
+        self.context_length = validation.check_int(
+            "context_length", context_length, minimum=1
+        )
+        self.token_ids = token_ids  # (N,)
+        check_window_fits("token_ids", len(token_ids), self.context_length)  # chapter 2
+
+    def __len__(self) -> int:
+        return (len(self.token_ids) - 1) // self.context_length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"window {i} of {len(self)}")
+        start = i * self.context_length
+        window = self.token_ids[start : start + self.context_length + 1]
+        window = torch.from_numpy(window.astype(np.int64))  # (T + 1,)
+        return window[:-1], window[1:]
+
+
+# %% [markdown]
+# And the two loaders, with the checks a too-small corpus needs:
+
+
+# %%
+#| export corpus
+def corpus_loaders(
+    corpus: Corpus, context_length: int = 256, batch_size: int = 2, seed: int = 123
+) -> tuple[DataLoader, DataLoader]:
+    """(train, val) loaders over the corpus: train shuffled with `seed`, val in order."""
+    validation.check_int("batch_size", batch_size, minimum=1)
+    validation.check_int("context_length", context_length, minimum=1)
+    for split, n in corpus.tokens.items():
+        check_window_fits(f"the corpus's {split} split", n, context_length)
+    train_set = TokenWindows(corpus.ids("train"), context_length)
+    if len(train_set) < batch_size:
+        raise ValueError(
+            f"the train split has {len(train_set)} window(s) of "
+            f"{context_length} tokens, fewer than batch_size {batch_size}; "
+            "add text or lower the batch size or context length"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(
+        train_set, batch_size, shuffle=True, drop_last=True, generator=generator
+    )
+    val_set = TokenWindows(corpus.ids("val"), context_length)
+    return train_loader, DataLoader(val_set, batch_size, shuffle=False)
+
+
+# %% [markdown]
+# Two checks of the cut. Read in blocks of about 1,000 bytes, *The Verdict* gives the same tokens
+# as encoded whole; and a cut after a newline, which looks as natural, would change them.
+
+# %%
+story = workdir / "the-verdict.txt"
+story.write_text(verdict_text(), encoding="utf-8")
+pieces = [text for text, _ in read_pieces(story, block=1000)]
+ids = [i for text in pieces for i in tokenizer.encode(text)]
+assert ids == tokenizer.encode(verdict_text())
+print(f"{len(pieces)} pieces, {len(ids):,} tokens: the same tokens as the whole text")
+whole = tokenizer.encode("\n\nEach")
+cut = tokenizer.encode("\n\n") + tokenizer.encode("Each")
+print("whole:          ", [tokenizer.decode([i]) for i in whole])
+print("cut after \\n\\n:", [tokenizer.decode([i]) for i in cut])
+assert whole != cut
+
+
+# %% [markdown]
+# ## A.7 The course model
+#
+# Chapters 7 to 10 compare, sample and inspect "the chapter-5 model". They all get it from one
+# function, so that the phrase means one thing. When `make run` has left its checkpoint in
+# `runs/verdict`, that is the model. Otherwise (in CI, before you have run it, and always in
+# quick mode, so that `make test` sees the same model everywhere) the function trains a small
+# **stand-in** once (GPT-2 "mini", 4 epochs, about half a minute on a laptop CPU) with
+# [Chapter 5](05_training.ipynb)'s `prepare_run` and `train`, and caches it under `runs/`. Its
+# label says which one it is, and every output that uses it prints the label.
+
+# %%
+#| export course
+"""The course model: what chapters 7-10 call "the chapter-5 model".
+
+Generated from Appendix A of the book. `chapter5_model()` loads the checkpoint that
+`make run` saves in runs/verdict, else trains a small stand-in once and caches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gpt2scratch import checkpoint, data  # package modules (a module imports modules)
+from gpt2scratch.model import GPT2
+from gpt2scratch.pretrained import find_pretrained, load_pretrained
+from gpt2scratch.quickmode import is_quick
+from gpt2scratch.train import TrainSettings, pick_device, prepare_run, train
+
+COURSE_RUN = Path("runs") / "verdict"  # where `make run` saves the course model
+STANDIN = TrainSettings(  # small enough to train in well under a minute on 2 cores
+    model="mini", context_length=128, batch_size=4, dropout=0.0, lr=2e-3,
+    schedule="cosine", grad_clip=1.0, epochs=4, eval_iters=2,
+    progress=False, verbose=False,
+)  # fmt: skip
+
+
+@dataclass
+class CourseModel:
+    """The chapter-5 model as chapters 7-10 use it, with a label for their outputs."""
+
+    model: GPT2
+    label: str
+    standin: bool
+
+
+# %% [markdown]
+# The stand-in is cached under a name that hashes its recipe, so that changing `STANDIN`
+# trains a new one instead of loading a stale one. Both folders sit in the checkout that the
+# code runs from (`data.repo_root()`, section A.3), or in the current folder when the package
+# is installed without one.
+
+# %%
+#| export course
+def chapter5_model(device=None) -> CourseModel:
+    """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached).
+
+    Quick mode (`make test`) always takes the stand-in: the same model on every machine.
+    """
+    device = pick_device(device)
+    root = data.repo_root() or Path.cwd()
+    if not is_quick() and (root / COURSE_RUN / "latest.json").is_file():
+        model = checkpoint.load_checkpoint(root / COURSE_RUN, device=device).model
+        label = "chapter-5 model (make run: GPT-2 124M, runs/verdict)"
+        return CourseModel(model.eval(), label, standin=False)
+    recipe = json.dumps(asdict(STANDIN), sort_keys=True).encode()
+    cache = root / "runs" / f"chapter5-standin-{hashlib.sha256(recipe).hexdigest()[:8]}"
+    if (cache / "latest.json").is_file():
+        model = checkpoint.load_checkpoint(cache, device=device).model
+    else:
+        run = prepare_run(STANDIN, data.verdict_text(), device=device)
+        loaders = (run.train_loader, run.val_loader)
+        train(run.model, *loaders, run.optimizer, STANDIN, scheduler=run.scheduler)
+        model = run.model
+        checkpoint.save_checkpoint(cache, model)
+    label = (
+        f"stand-in chapter-5 model ({STANDIN.model} preset, {STANDIN.epochs} epochs; "
+        "`make run` trains the real one)"
+    )
+    return CourseModel(model.eval(), label, standin=True)
+
+
+# %% [markdown]
+# The model those chapters compare it with is OpenAI's GPT-2 124M from
+# [Chapter 7](07_pretrained.ipynb), when its weights are already on this machine: in the folder
+# that `GPT2SCRATCH_GPT2_DIR` names, or in the Hugging Face cache. Nothing is downloaded for it.
+
+# %%
+#| export course
+def local_gpt2(device=None) -> GPT2 | None:
+    """OpenAI's GPT-2 124M if its weights are on this machine ($GPT2SCRATCH_GPT2_DIR or
+    the Hugging Face cache; nothing is downloaded), else None."""
+    try:
+        config_file, _ = find_pretrained("gpt2", download=False)
+    except FileNotFoundError:
+        return None
+    return load_pretrained(config_file.parent, device=device)
+
+
+# %% [markdown]
 # ## What this appendix exported
 #
 # | module | what |
 # |---|---|
 # | `gpt2scratch.validation` | `check_int`, `check_number`, `check_bool` |
 # | `gpt2scratch.files` | `atomic_write` and the fsync helpers |
-# | `gpt2scratch.data` | `fetch_verified`, `check_sha256`, `verdict_text`, `load_text` |
+# | `gpt2scratch.data` | `fetch_verified`, `check_sha256`, `verdict_text`, `load_text`, `repo_root` |
 # | `gpt2scratch.checkpoint` | `save_checkpoint`, `load_checkpoint`, `read_manifest` |
+# | `gpt2scratch.measure` | `peak_memory_mb`, `page_faults`, `step_page_faults`, `keep_freed_memory` |
+# | `gpt2scratch.corpus` | `prepare_corpus`, `corpus_loaders`, `find_files`, `read_pieces` |
+# | `gpt2scratch.course` | `chapter5_model`, `local_gpt2`, `STANDIN`, `COURSE_RUN` |
 #
-# The tests in `tests/test_data.py` and `tests/test_checkpoint.py` cover what a notebook
-# cannot: no network, a truncated file, a `SIGKILL` in the middle of a save.
+# The tests in `tests/test_data.py`, `tests/test_checkpoint.py`, `tests/test_measure.py` and
+# `tests/test_corpus.py` cover what a notebook cannot: no network, a truncated file, a `SIGKILL`
+# in the middle of a save, a file that is not text.
 
 # %%
 import shutil

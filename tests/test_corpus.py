@@ -1,5 +1,5 @@
-"""gpt2scratch.corpus (chapter 09): files and folders, the split by document, streamed
-tokenising to a memory-mapped uint16 file, the cache, and the window dataset."""
+"""gpt2scratch.corpus (Appendix A; chapter 09 trains on it): files and folders, the split by
+document, streamed tokenising to a memory-mapped uint16 file, the cache, and the window dataset."""
 
 import os
 import subprocess
@@ -172,7 +172,7 @@ def test_peak_memory_does_not_grow_with_the_corpus(tmp_path):
         (folder / "big.txt").write_text(line * (mb * 2**20 // len(line)))
         code = (  # VmHWM, not ru_maxrss: that one counts pytest's memory at the fork
             "import sys, torch; from gpt2scratch.corpus import prepare_corpus; "
-            "from gpt2scratch.lora import peak_memory_mb; "
+            "from gpt2scratch.measure import peak_memory_mb; "
             "prepare_corpus(sys.argv[1], progress=False); "
             "print(peak_memory_mb(torch.device('cpu')))"
         )

@@ -232,8 +232,8 @@ def test_split_text_is_by_characters():
 
 def test_make_loaders_explains_short_splits():  # one token per character: easy counts
     tok = CharTokenizer()
-    with pytest.raises(ValueError, match=r"the train split \(90% of the text\) has 90 tokens, .* needs 257; "
-                                         r"the whole text has 100 tokens"):
+    with pytest.raises(ValueError, match=r"the train split \(90% of the text\) has 90 tokens, too short for "
+                                         r"one window of context_length 256, which needs 257 tokens"):
         make_loaders("x" * 100, tok, context_length=256)
     with pytest.raises(ValueError, match=r"the validation split \(10% of the text\) has 30 tokens, .* needs 33"):
         make_loaders("x" * 300, tok, context_length=32)

@@ -346,8 +346,8 @@ def _fast_path(args: argparse.Namespace):
     backward. The line says what --precision resolves to, and why."""
     import torch
 
-    from gpt2scratch.scale import (FastPath, check_batch_split, init_distributed,
-                                   keep_freed_memory, resolve_precision)
+    from gpt2scratch.measure import keep_freed_memory
+    from gpt2scratch.scale import FastPath, check_batch_split, init_distributed, resolve_precision
 
     info = init_distributed(args.device)
     dtype, why = resolve_precision(args.precision, info.device)  # a bad value stops here
@@ -426,7 +426,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _corpus_loaders(args: argparse.Namespace):
-    """Train/val loaders over the --data files and folders (chapter 09's corpus)."""
+    """Train/val loaders over the --data files and folders (Appendix A's corpus, chapter 09)."""
     from gpt2scratch.corpus import corpus_loaders, prepare_corpus
 
     corpus = prepare_corpus(args.data, args.glob, progress=not args.no_progress)

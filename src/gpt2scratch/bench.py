@@ -187,7 +187,7 @@ def bench_train(args) -> float:
         steps["HF compiled"] = make_step(torch.compile(hf_module, dynamic=False))
 
     if device.type == "cpu":  # chapter 11.2: stop re-faulting the big blocks every step
-        from gpt2scratch.scale import keep_freed_memory
+        from gpt2scratch.measure import keep_freed_memory
 
         print(f"keep_freed_memory() (glibc keeps freed blocks, for both models): "
               f"{keep_freed_memory()}")

@@ -1,11 +1,11 @@
-# Generated from chapters/09_lora.ipynb — edit the notebook, then `make export`. Do not edit by hand.
+# Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/09_lora.ipynb cell 31
+# %% chapters/A_engineering.ipynb cell 61
 """Your own text as a corpus: files and folders, documents joined by <|endoftext|>, a
 train/val split by document, and tokens streamed to a memory-mapped uint16 file (as
 nanoGPT does), cached next to the data.
 
-Generated from chapter 09 of the book.
+Generated from Appendix A of the book.
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from gpt2scratch import files, validation  # package modules (a module imports modules)
 from gpt2scratch.dataset import check_window_fits
-from gpt2scratch.files import atomic_write
 from gpt2scratch.tokenizer import gpt2_encoding
-from gpt2scratch.validation import check_int, check_number
 
 TEXT_GLOBS = ("*.txt", "*.md", "*.py")  # what a folder contributes without a glob
 CACHE_DIR = ".gpt2scratch-cache"  # made next to the data
@@ -44,7 +43,7 @@ class NotTextError(ValueError):
     """A file that is not UTF-8 text: binary (a NUL byte), or another encoding."""
 
 
-# %% chapters/09_lora.ipynb cell 33
+# %% chapters/A_engineering.ipynb cell 63
 def find_files(paths, glob: str | None = None) -> list[Path]:
     """The files `paths` (a path or a list of them) name: a file as given, a folder as
     every file under it matching `glob` (default *.txt, *.md, *.py), hidden ones aside.
@@ -83,7 +82,7 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-# %% chapters/09_lora.ipynb cell 35
+# %% chapters/A_engineering.ipynb cell 65
 def safe_cut(data: bytes) -> int:
     """The last offset i with data[i-1] an ASCII letter, data[i] a space and data[i+1]
     an ASCII letter, or 0: GPT-2's pre-tokenizer always splits there."""
@@ -138,12 +137,12 @@ def _text(data: bytes, path: Path, offset: int) -> str:
     return text.removeprefix("\ufeff") if offset == 0 else text  # a Windows BOM
 
 
-# %% chapters/09_lora.ipynb cell 37
+# %% chapters/A_engineering.ipynb cell 67
 def split_documents(files: Sequence[Path], val_fraction: float = 0.1, seed: int = 0):
     """(train, val) lists of (path, start, stop) byte ranges: whole files, shuffled with
     `seed`, go to val until they hold `val_fraction` of the bytes (at least one file
     each); a single file is cut at `1 - val_fraction` of its bytes."""
-    check_number(
+    validation.check_number(
         "val_fraction", val_fraction, minimum=0, maximum=1, min_open=True, max_open=True
     )
     sizes = {f: f.stat().st_size for f in files}
@@ -173,7 +172,7 @@ def _char_start(path: Path, offset: int) -> int:
     return offset + next((i for i, b in enumerate(tail) if b & 0xC0 != 0x80), len(tail))
 
 
-# %% chapters/09_lora.ipynb cell 39
+# %% chapters/A_engineering.ipynb cell 69
 EOT_TEXT = "<|endoftext|>"
 
 
@@ -204,7 +203,7 @@ def _write_tokens(ranges, out: Path, enc, bar, skipped: list) -> tuple[int, int]
                 counts[1] += 1
             counts[0] = f.tell() // 2  # 2 bytes a token
 
-    atomic_write(out, write)
+    files.atomic_write(out, write)
     return counts[0], counts[1]
 
 
@@ -234,7 +233,7 @@ def _cache_key(files: Sequence[Path], val_fraction: float, seed: int) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-# %% chapters/09_lora.ipynb cell 41
+# %% chapters/A_engineering.ipynb cell 71
 def prepare_corpus(
     paths,
     glob: str | None = None,
@@ -246,15 +245,15 @@ def prepare_corpus(
 ) -> Corpus:
     """Find the files, split them by document, and tokenise each split to a uint16
     file in `cache_dir` (default: a .gpt2scratch-cache folder next to the data)."""
-    files = find_files(paths, glob)
-    check_int("seed", seed)
+    found = find_files(paths, glob)
+    validation.check_int("seed", seed)
     if cache_dir is None:
-        parents = [str(f.resolve().parent) for f in files]
+        parents = [str(f.resolve().parent) for f in found]
         cache_dir = Path(os.path.commonpath(parents)) / CACHE_DIR
-    folder = Path(cache_dir) / _cache_key(files, val_fraction, seed)
+    folder = Path(cache_dir) / _cache_key(found, val_fraction, seed)
     if (folder / "corpus.json").is_file():
         return Corpus.load(folder)
-    splits = split_documents(files, val_fraction, seed)
+    splits = split_documents(found, val_fraction, seed)
     enc, skipped, counts = gpt2_encoding(), [], {}
     assert enc.n_vocab <= 2**16, "uint16 holds ids below 65,536"
     total = sum(stop - start for part in splits for _, start, stop in part)
@@ -272,30 +271,32 @@ def prepare_corpus(
             )
     if not any(docs for _, docs in counts.values()):
         raise ValueError(
-            f"none of the {len(files)} files is UTF-8 text; the first: {skipped[0]}"
+            f"none of the {len(found)} files is UTF-8 text; the first: {skipped[0]}"
         )
     corpus = Corpus(
         folder,
-        len(files),
+        len(found),
         {k: v[1] for k, v in counts.items()},
         {k: v[0] for k, v in counts.items()},
         skipped,
     )
     meta = json.dumps({k: v for k, v in asdict(corpus).items() if k != "folder"})
-    atomic_write(
+    files.atomic_write(
         folder / "corpus.json", lambda tmp: tmp.write_text(meta, encoding="utf-8")
     )
     return corpus
 
 
-# %% chapters/09_lora.ipynb cell 43
+# %% chapters/A_engineering.ipynb cell 73
 class TokenWindows(Dataset):
     """Windows of context_length + 1 ids over a 1-D token array (a memmap is read on
     demand). Item i starts at i * context_length: chapter 2's GPTDataset with
     stride = context_length, returning (inputs, targets) as int64 tensors."""
 
     def __init__(self, token_ids, context_length: int):
-        self.context_length = check_int("context_length", context_length, minimum=1)
+        self.context_length = validation.check_int(
+            "context_length", context_length, minimum=1
+        )
         self.token_ids = token_ids  # (N,)
         check_window_fits("token_ids", len(token_ids), self.context_length)  # chapter 2
 
@@ -311,13 +312,13 @@ class TokenWindows(Dataset):
         return window[:-1], window[1:]
 
 
-# %% chapters/09_lora.ipynb cell 45
+# %% chapters/A_engineering.ipynb cell 75
 def corpus_loaders(
     corpus: Corpus, context_length: int = 256, batch_size: int = 2, seed: int = 123
 ) -> tuple[DataLoader, DataLoader]:
     """(train, val) loaders over the corpus: train shuffled with `seed`, val in order."""
-    check_int("batch_size", batch_size, minimum=1)
-    check_int("context_length", context_length, minimum=1)
+    validation.check_int("batch_size", batch_size, minimum=1)
+    validation.check_int("context_length", context_length, minimum=1)
     for split, n in corpus.tokens.items():
         check_window_fits(f"the corpus's {split} split", n, context_length)
     train_set = TokenWindows(corpus.ids("train"), context_length)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 __all__ = [
     "VERDICT_URL", "VERDICT_SHA256", "VERDICT_FILENAME", "ChecksumMismatchError",
-    "DataUnavailableError", "data_dir", "sha256_file", "check_sha256", "fetch_verified",
-    "verdict_path", "verdict_text", "load_text",
+    "DataUnavailableError", "repo_root", "data_dir", "sha256_file", "check_sha256",
+    "fetch_verified", "verdict_path", "verdict_text", "load_text",
 ]
 
 import hashlib
@@ -40,7 +40,7 @@ class DataUnavailableError(RuntimeError):
 
 
 # %% chapters/A_engineering.ipynb cell 17
-def _repo_root() -> Path | None:
+def repo_root() -> Path | None:
     """The checkout this code sits in, or None when the package is pip-installed."""
     # in the package: src/gpt2scratch/ -> the repo; in a notebook: chapters/ -> the repo
     here = Path(globals().get("__file__", Path.cwd() / "notebook")).resolve()
@@ -57,7 +57,7 @@ def data_dir() -> Path:
     env = os.environ.get("GPT2SCRATCH_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    root = _repo_root()
+    root = repo_root()
     return root / "data" if root else Path.home() / ".cache" / "gpt2scratch"
 
 
@@ -70,7 +70,7 @@ def _mirror_dir() -> Path | None:
     if path.is_absolute() or path.is_dir():
         return path
     # notebooks run in chapters/: `data-mirror` may mean <repo>/data-mirror
-    root = _repo_root()
+    root = repo_root()
     return root / path if root is not None and (root / path).is_dir() else path
 
 

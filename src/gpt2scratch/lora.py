@@ -14,13 +14,12 @@ from __future__ import annotations
 __all__ = [
     "LoRALinear", "DEFAULT_TARGETS", "lora_layers", "count_parameters", "find_targets",
     "apply_lora", "merge_lora", "ADAPTER_FILE", "CONFIG_FILE", "adapter_state",
-    "save_adapter", "load_adapter", "load_base", "train_and_save", "peak_memory_mb",
+    "save_adapter", "load_adapter", "load_base", "train_and_save",
     "finetune_and_measure",
 ]
 
 import json
 import math
-import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +31,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from gpt2scratch.checkpoint import LATEST, MANIFEST, load_checkpoint
+from gpt2scratch.corpus import Corpus, corpus_loaders
 from gpt2scratch.files import atomic_write
+from gpt2scratch.measure import peak_memory_mb
 from gpt2scratch.pretrained import load_pretrained
 from gpt2scratch.train import History, Run, TrainSettings, prepare_run, set_seed, train
 from gpt2scratch.validation import check_int, check_number
@@ -266,7 +267,7 @@ def load_adapter(
     return model
 
 
-# %% chapters/09_lora.ipynb cell 47
+# %% chapters/09_lora.ipynb cell 32
 def load_base(base: str | Path) -> nn.Module:
     """The model in one of our checkpoint folders (chapter 5), else pretrained weights:
     a name such as "gpt2" or a Hugging Face folder (chapter 7)."""
@@ -321,20 +322,7 @@ def train_and_save(
     return run, history
 
 
-# %% chapters/09_lora.ipynb cell 49
-def peak_memory_mb(device: torch.device) -> float:
-    """This process's peak memory so far: CUDA's peak allocation; else the resident
-    high-water mark (VmHWM: ru_maxrss would count the parent's memory at fork)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/status") as f:  # Linux
-            kib = next(line for line in f if line.startswith("VmHWM:")).split()[1]
-        return int(kib) / 1024
-    except (OSError, StopIteration):  # macOS: ru_maxrss is in bytes there
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
+# %% chapters/09_lora.ipynb cell 34
 def finetune_and_measure(
     base: str, corpus_dir: str, *, rank: int | None, lr: float, steps: int,
     alpha: float = 16.0, batch_size: int = 8, context_length: int = 128,
@@ -344,9 +332,6 @@ def finetune_and_measure(
     """Fine-tune the checkpoint `base` on a tokenised corpus folder for `steps` steps
     (>= 3), fully (rank None) or with LoRA, and measure it. Run it in a fresh process,
     so that the peak memory it reports is this run's."""
-    # reimport-ok: corpus.py is exported by this chapter too, and lora.py needs it
-    from gpt2scratch.corpus import Corpus, corpus_loaders
-
     corpus = Corpus.load(corpus_dir)
     loaders = corpus_loaders(corpus, context_length, batch_size, seed)
     settings = TrainSettings(

@@ -12,17 +12,15 @@ through `wrap=` and a sampler that gives each process its share of every global 
 from __future__ import annotations
 
 __all__ = [
-    "train_flops_per_token", "mfu", "matmul_rate", "keep_freed_memory", "page_faults",
-    "step_page_faults", "FastPath", "padded_vocab_size", "FastGPT2", "make_backward",
-    "mean_over_processes", "set_adamw_kernel", "LADDER", "ladder", "time_fast_paths",
-    "PRECISIONS", "cpu_bf16_flags", "bf16_units", "resolve_precision", "DistInfo",
-    "init_distributed", "epoch_seed", "ShardedSampler", "shard_loader",
-    "check_batch_split", "make_wrap", "train_distributed",
+    "train_flops_per_token", "mfu", "matmul_rate", "FastPath", "padded_vocab_size",
+    "FastGPT2", "make_backward", "mean_over_processes", "set_adamw_kernel", "LADDER",
+    "ladder", "time_fast_paths", "PRECISIONS", "cpu_bf16_flags", "bf16_units",
+    "resolve_precision", "DistInfo", "init_distributed", "epoch_seed", "ShardedSampler",
+    "shard_loader", "check_batch_split", "make_wrap", "train_distributed",
 ]
 
 import atexit
 import contextlib
-import ctypes
 import os
 import statistics
 import time
@@ -82,52 +80,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-# %% chapters/11_scaling.ipynb cell 17
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse (Linux only; False elsewhere).
-
-    On a CPU, PyTorch takes every activation and gradient from malloc, and glibc maps
-    blocks over 32 MB (the logits, the embedding's gradient) fresh from the kernel and
-    unmaps them when freed: every page is faulted in and zeroed again at the next step.
-    Raising the mmap and trim thresholds keeps those pages for the next step.
-    """
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
-    mmap_ok = mallopt(M_MMAP_THRESHOLD, 1 << 30)  # 1 GiB
-    return bool(mmap_ok) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def page_faults() -> int:
-    """Minor page faults of this process so far (Linux/macOS): pages the kernel mapped."""
-    import resource  # Unix only
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-# %% chapters/11_scaling.ipynb cell 18
-def step_page_faults(config: GPT2Config, steps: int = 4, keep: bool = False) -> list:
-    """[page faults, seconds] of each training step after the first (B=2, fused AdamW),
-    with glibc's defaults, or after `keep_freed_memory()` if `keep`."""
-    if keep:
-        keep_freed_memory()
-    torch.manual_seed(0)
-    model = GPT2(config)
-    opt = torch.optim.AdamW(model.parameters(), lr=4e-4, fused=True)
-    x = torch.randint(0, config.vocab_size, (2, config.context_length + 1))
-    out = []
-    for _ in range(steps):
-        f0, t0 = page_faults(), time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()).backward()
-        opt.step()
-        out.append([page_faults() - f0, time.perf_counter() - t0])
-    return out[1:]
-
-
-# %% chapters/11_scaling.ipynb cell 22
+# %% chapters/11_scaling.ipynb cell 20
 @dataclass(frozen=True)
 class FastPath:
     """Which parts of the fast path a run uses. `FastPath.auto(device, precision)`: all
@@ -171,7 +124,7 @@ def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
     return -(-vocab_size // multiple) * multiple
 
 
-# %% chapters/11_scaling.ipynb cell 28
+# %% chapters/11_scaling.ipynb cell 26
 class FastGPT2(nn.Module):
     """Trains a GPT2 through a padded LM head, with the loss inside the module.
 
@@ -204,7 +157,7 @@ class FastGPT2(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
-# %% chapters/11_scaling.ipynb cell 31
+# %% chapters/11_scaling.ipynb cell 29
 def make_backward(fast: FastPath, device) -> Callable:
     """The `backward=` seam of `train()`: forward and backward of one batch, in
     `fast.accum_steps` micro-batches, under bf16 autocast and the attention kernel that
@@ -255,7 +208,7 @@ def set_adamw_kernel(optimizer: torch.optim.Optimizer, fused: bool) -> None:
         group["fused"], group["foreach"] = (True, None) if fused else (None, True)
 
 
-# %% chapters/11_scaling.ipynb cell 34
+# %% chapters/11_scaling.ipynb cell 32
 LADDER = (  # each rung adds one part of the fast path to the one before
     ("fp32, math attention, foreach AdamW", {}),
     ("+ bf16 autocast", {"bf16": True}),
@@ -297,7 +250,7 @@ def _timed_step(config, fast, inputs, targets, device, seed) -> Callable[[], flo
     return step
 
 
-# %% chapters/11_scaling.ipynb cell 35
+# %% chapters/11_scaling.ipynb cell 33
 def time_fast_paths(
     config: GPT2Config,
     paths: dict[str, FastPath],
@@ -343,7 +296,7 @@ def time_fast_paths(
     return results
 
 
-# %% chapters/11_scaling.ipynb cell 41
+# %% chapters/11_scaling.ipynb cell 39
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
@@ -391,7 +344,7 @@ def resolve_precision(requested: str, device) -> tuple[torch.dtype, str]:
     return (torch.bfloat16 if ok else torch.float32), f"auto: {units}"
 
 
-# %% chapters/11_scaling.ipynb cell 55
+# %% chapters/11_scaling.ipynb cell 53
 @dataclass(frozen=True)
 class DistInfo:
     """This process's place in the run: rank r of world_size, on `device`."""
@@ -438,7 +391,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
-# %% chapters/11_scaling.ipynb cell 57
+# %% chapters/11_scaling.ipynb cell 55
 class ShardedSampler(Sampler[int]):
     """This process's rows of every global batch.
 
@@ -493,7 +446,7 @@ def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
     )
 
 
-# %% chapters/11_scaling.ipynb cell 59
+# %% chapters/11_scaling.ipynb cell 57
 def check_batch_split(
     batch_size: int, world_size: int = 1, accum_steps: int = 1
 ) -> int:
@@ -510,7 +463,7 @@ def check_batch_split(
     return batch_size // (world_size * accum_steps)
 
 
-# %% chapters/11_scaling.ipynb cell 62
+# %% chapters/11_scaling.ipynb cell 60
 def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
     """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
     -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""

@@ -15,8 +15,7 @@ __all__ = [
     "make_loaders", "rng_state", "set_rng_state", "preserved_rng", "evaluate",
     "NonFiniteLossError", "StepResult", "autograd_backward", "train_step", "History",
     "epoch_batches", "in_order", "TrainSettings", "RECIPE", "train", "WarmupCosine",
-    "warmup_cosine", "Run", "prepare_run", "COURSE_RUN", "STANDIN", "CourseModel",
-    "chapter5_model",
+    "warmup_cosine", "Run", "prepare_run",
 ]
 
 import math
@@ -38,7 +37,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
 from gpt2scratch.checkpoint import load_checkpoint, read_manifest, save_checkpoint
-from gpt2scratch.dataset import create_dataloader
+from gpt2scratch.dataset import check_window_fits, create_dataloader
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.tokenizer import gpt2_encoding
 from gpt2scratch.validation import check_int, check_number
@@ -144,10 +143,8 @@ def make_loaders(
 ) -> tuple[DataLoader, DataLoader]:
     """Train and validation loaders over a 90/10 character split of `text`."""
     train_text, val_text = split_text(text, train_ratio)
-    # noqa: E731
     encode = lambda s: tokenizer.encode(s, allowed_special={"<|endoftext|>"})
     train_ids, val_ids = encode(train_text), encode(val_text)
-    total = len(train_ids) + len(val_ids)
     need = (
         context_length + 1
     )  # a window is context_length inputs + 1 more token for the last target
@@ -155,13 +152,9 @@ def make_loaders(
         ("train", train_ids, train_ratio),
         ("validation", val_ids, 1 - train_ratio),
     ):
-        if len(part) < need:
-            raise ValueError(
-                f"the {name} split ({ratio:.0%} of the text) has {len(part)} tokens, "
-                f"but one window of context_length {context_length} needs {need}; "
-                f"the whole text has {total} tokens. "
-                "Use a longer text or a smaller context length"
-            )
+        check_window_fits(
+            f"the {name} split ({ratio:.0%} of the text)", len(part), context_length
+        )
     windows = (len(train_ids) - need) // context_length + 1
     if windows < batch_size:
         raise ValueError(
@@ -775,56 +768,3 @@ def prepare_run(
         total = settings.epochs * len(loaders[0])
         scheduler = warmup_cosine(optimizer, max(1, total // 10), total, 0.1)
     return Run(settings, config, device, model, optimizer, scheduler, *loaders)
-
-
-# %% chapters/05_training.ipynb cell 106
-import hashlib  # noqa: E402
-import json  # noqa: E402
-
-from gpt2scratch.data import _repo_root, verdict_text  # noqa: E402
-from gpt2scratch.quickmode import is_quick  # noqa: E402
-
-COURSE_RUN = Path("runs") / "verdict"  # where `make run` saves the course model
-STANDIN = TrainSettings(  # small enough to train in well under a minute on 2 cores
-    model="mini", context_length=128, batch_size=4, dropout=0.0, lr=2e-3,
-    schedule="cosine", grad_clip=1.0, epochs=4, eval_iters=2,
-    progress=False, verbose=False,
-)
-
-
-@dataclass
-class CourseModel:
-    """The chapter-5 model as chapters 7-10 use it, with a label for their outputs."""
-
-    model: GPT2
-    label: str
-    standin: bool
-
-
-# %% chapters/05_training.ipynb cell 108
-def chapter5_model(device=None) -> CourseModel:
-    """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached).
-
-    Quick mode (`make test`) always takes the stand-in: the same model on every machine.
-    """
-    device = pick_device(device)
-    runs = (_repo_root() or Path.cwd()) / "runs"
-    if not is_quick() and (runs.parent / COURSE_RUN / "latest.json").is_file():
-        model = load_checkpoint(runs.parent / COURSE_RUN, device=device).model
-        label = "chapter-5 model (make run: GPT-2 124M, runs/verdict)"
-        return CourseModel(model.eval(), label, standin=False)
-    recipe = json.dumps(asdict(STANDIN), sort_keys=True).encode()
-    cache = runs / f"chapter5-standin-{hashlib.sha256(recipe).hexdigest()[:8]}"
-    if (cache / "latest.json").is_file():
-        model = load_checkpoint(cache, device=device).model
-    else:
-        run = prepare_run(STANDIN, verdict_text(), device=device)
-        loaders = (run.train_loader, run.val_loader)
-        train(run.model, *loaders, run.optimizer, STANDIN, scheduler=run.scheduler)
-        model = run.model
-        save_checkpoint(cache, model)
-    label = (
-        f"stand-in chapter-5 model ({STANDIN.model} preset, {STANDIN.epochs} epochs; "
-        "`make run` trains the real one)"
-    )
-    return CourseModel(model.eval(), label, standin=True)
