@@ -2031,7 +2031,7 @@ plt.show()
 # T = 0.5, 1.0 and 1.5 from the main run's model, and count the distinct tokens in each group.
 # How does the count change with T, and why?
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 # NBVAL_IGNORE_OUTPUT
 for temperature in (0.5, 1.0, 1.5):
     tokens = set()
@@ -2054,7 +2054,7 @@ for temperature in (0.5, 1.0, 1.5):
 # tiny model.
 
 
-# %% tags=["hide-input"]
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 # NBVAL_IGNORE_OUTPUT
 class EarlyStopping:
     def __init__(self, model, patience=3):
