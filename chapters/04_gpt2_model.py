@@ -808,7 +808,7 @@ assert abs(loss.item() - math.log(50257)) < 0.5
 # ### Checked against Hugging Face
 #
 # Is this really GPT-2? Hugging Face's `transformers` has an independent implementation,
-# `GPT2LMHeadModel`. `gpt2scratch.bench.hf_twin` builds one with our config and copies our
+# `GPT2LMHeadModel`. `gpt2scratch.bench_common.hf_twin` builds one with our config and copies our
 # weights into it (transposing the `Conv1D` matrices); both models must then give the same logits
 # for the same tokens. `transformers` is a development dependency, so this cell skips the check,
 # with one line, where it is not installed. The difference is float32 round-off, whose last digits
@@ -819,7 +819,7 @@ assert abs(loss.item() - math.log(50257)) < 0.5
 if importlib.util.find_spec("transformers") is None:
     print("transformers is not installed: skipped the comparison with Hugging Face")
 else:
-    from gpt2scratch.bench import hf_twin  # the weight mapping, ours -> GPT2LMHeadModel
+    from gpt2scratch.bench_common import hf_twin  # the weight mapping, ours -> GPT2LMHeadModel
 
     with warnings.catch_warnings():  # keep stderr clean: tqdm warns that Jupyter
         warnings.simplefilter("ignore")  # widgets are missing when transformers loads

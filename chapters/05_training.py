@@ -152,7 +152,9 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
 
 
 # %% [markdown]
-# `set_seed()` seeds every random number generator a training run touches.
+# `set_seed()` seeds every random number generator a training run touches; `epoch_seed()` gives
+# each epoch's shuffle a seed of its own, from the run's seed and the epoch alone (`train()` uses
+# it, and so do chapter 11's processes, which must all draw the same order).
 
 
 # %%
@@ -165,6 +167,11 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's shuffle: a function of (seed, epoch) alone."""
+    return (seed * 1_000_003 + epoch) % 2**63
 
 
 # %%
@@ -458,28 +465,31 @@ def evaluate(
     loader: Iterable,
     max_batches: int | None = None,
     device: torch.device | str | None = None,
+    per_token: bool = False,
 ) -> float:
     """Mean loss over the first `max_batches` batches of `loader` (all if None), in eval
-    mode (no dropout).
+    mode (no dropout): the mean of the batch means, or with `per_token` the mean over
+    every target token, so that a last, shorter batch weighs by its size.
 
     Restores the model's train/eval mode and every random state afterwards.
     """
     device = device if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total, n = 0.0, 0
+    total, weight, n = 0.0, 0, 0
     try:
         with preserved_rng():
             for inputs, targets in loader:
                 if max_batches is not None and n >= max_batches:
                     break
-                total += calc_loss_batch(model, inputs, targets, device).item()
-                n += 1
+                w = targets.numel() if per_token else 1
+                total += calc_loss_batch(model, inputs, targets, device).item() * w
+                weight, n = weight + w, n + 1
     finally:
         model.train(was_training)
     if n == 0:
         raise ValueError("the loader yielded no batches: nothing to evaluate")
-    return total / n
+    return total / weight
 
 
 # %%
@@ -651,7 +661,7 @@ def epoch_batches(loader: Iterable, seed: int, epoch: int) -> Iterator:
     """One epoch of `loader`, in a shuffle order that depends on (seed, epoch) only."""
     sampler = getattr(loader, "sampler", None)
     if isinstance(sampler, RandomSampler):
-        generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
+        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         sampler.generator = generator  # the permutation of this epoch
         loader.generator = (
             generator  # the loader's base seed: keep the global RNG out of it

@@ -999,11 +999,12 @@ assert not stable.loc[0]  # greedy loops
 # ```
 #
 # %%
-from gpt2scratch import bench  # the benchmark is hand-written, not a chapter's export
+# the benchmark is hand-written, not a chapter's export
+from gpt2scratch import bench, bench_generate
 
 with torch.device("meta"):
     gpt2_124m = GPT2(GPT2Config())
-n_bytes = bench.matmul_weight_bytes(gpt2_124m)
+n_bytes = bench_generate.matmul_weight_bytes(gpt2_124m)
 print(f"matmul weights of GPT-2 124M: {n_bytes // 4:,} numbers, {n_bytes / 1e6:.0f} MB")
 assert n_bytes // 4 == 12 * 12 * 768**2 + 50257 * 768  # blocks: 12 C^2 each; lm_head
 

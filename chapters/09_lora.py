@@ -563,7 +563,7 @@ print(json.loads((work / "demo-adapter" / CONFIG_FILE).read_text())["targets"])
 # NBVAL_IGNORE_OUTPUT
 from peft import LoraConfig, get_peft_model  # a test dependency, like transformers
 
-from gpt2scratch.bench import hf_twin
+from gpt2scratch.bench_common import hf_twin
 
 # transformers 5.24 warns (FutureWarning) about a name it deprecated itself, inside peft
 warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")

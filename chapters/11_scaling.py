@@ -38,9 +38,11 @@
 # 6. **The benchmark**: `python -m gpt2scratch bench train --device cuda`, ours against
 #    Hugging Face's `GPT2LMHeadModel`, eager and compiled.
 #
-# The code is exported to `gpt2scratch/scale.py`. It plugs into chapter 5's `train()` through
-# the two seams that chapter left for it: `wrap=` (the module to train through) and
-# `backward=` (how one batch fills the gradients). `python -m gpt2scratch train` uses it.
+# The code is exported to two modules: `gpt2scratch/scale.py`, the fast path on one device
+# (sections 11.1 to 11.4), and `gpt2scratch/ddp.py`, many processes with DDP (section 11.5).
+# It plugs into chapter 5's `train()` through the two seams that chapter left for it: `wrap=`
+# (the module to train through) and `backward=` (how one batch fills the gradients).
+# `python -m gpt2scratch train` uses it.
 #
 # This book is built on a CPU. The cells below detect the device: without a GPU they run on the
 # CPU at a tiny size and say so, and the GPU figures are read from the JSON files that
@@ -88,22 +90,20 @@ print({k: v for k, v in SIZES.items()})
 
 # %%
 #| export
-"""Scaling up: the fast path on a GPU, and many GPUs with PyTorch's DDP.
+"""Scaling up: the fast path on one device, and what it is measured against.
 
 Generated from chapter 11 of the book. The fast path (bf16 autocast, flash attention,
 torch.compile, fused AdamW, a vocabulary padded to a multiple of 128, gradient
-accumulation) plugs into `train()` through its `wrap=` and `backward=` seams; DDP
-through `wrap=` and a sampler that gives each process its share of every global batch.
+accumulation) plugs into `train()` through its `wrap=` and `backward=` seams; FLOPs per
+token, the peak matmul rate and MFU measure it. Many processes: `gpt2scratch.ddp`.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -111,13 +111,39 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.quickmode import ENV, is_quick
-from gpt2scratch.train import History, pick_device, train
 from gpt2scratch.validation import check_bool, check_int
+
+# %%
+#| export ddp
+"""Many processes with PyTorch's DDP: each trains a replica on its share of every global
+batch, and the gradients are averaged by an all-reduce (section 11.5 of chapter 11).
+
+Generated from chapter 11 of the book. It plugs into `train()` through the `wrap=` seam
+(GPT2 -> FastGPT2 -> torch.compile -> DistributedDataParallel) and a sampler that gives
+each process its rows of the same global batches; `gpt2scratch.scale` is the fast path
+each process runs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+
+from gpt2scratch.model import GPT2
+from gpt2scratch.scale import FastGPT2, FastPath, make_backward, set_adamw_kernel
+from gpt2scratch.train import History, epoch_seed, pick_device, train
+from gpt2scratch.validation import check_int
 
 # %% [markdown]
 # ## 11.1 Counting the work: FLOPs per token and MFU
@@ -157,10 +183,18 @@ def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float
     return tokens_per_s * flops_per_token / peak_flops
 
 
+PEAK_MATMUL_N = {"cuda": 8192, "cpu": 2048}  # the n of matmul_rate's square matmul
+
+
 def matmul_rate(device, dtype=torch.float32, n: int | None = None, reps: int = 5):
-    """The best FLOP/s of an (n, n) @ (n, n) matmul on `device`: the peak we divide by."""
+    """The best FLOP/s of an (n, n) @ (n, n) matmul on `device`: the peak we divide by.
+
+    n is PEAK_MATMUL_N's unless given: 8192 on a GPU, 2048 on a CPU, large enough for
+    the kernel's full rate (a 1024 matmul leaves a CPU's bf16 units short of theirs),
+    small enough to time in a second or so. `bench` measures its peaks here too.
+    """
     device = torch.device(device)
-    n = n or (8192 if device.type == "cuda" else 1024)
+    n = n or PEAK_MATMUL_N["cuda" if device.type == "cuda" else "cpu"]
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     best = float("inf")
     for _ in range(reps + 1):  # the first is a warm-up
@@ -224,9 +258,9 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-peak_cpu = matmul_rate("cpu", torch.float32, n=1024)
+peak_cpu, n = matmul_rate("cpu", torch.float32), PEAK_MATMUL_N["cpu"]
 print(
-    f"this CPU: {peak_cpu / 1e9:,.0f} GFLOP/s (float32, best of 5 1024x1024 matmuls, "
+    f"this CPU: {peak_cpu / 1e9:,.0f} GFLOP/s (float32, best of 5 {n}x{n} matmuls, "
     f"{torch.get_num_threads()} threads, on a machine shared with other jobs)"
 )
 assert peak_cpu > 0
@@ -913,9 +947,10 @@ print(f"this CPU: {cpu_bf16_flags()}")
 for requested in PRECISIONS:
     dtype, why = resolve_precision(requested, "cpu")
     print(f"  {requested:>4} -> {str(dtype).removeprefix('torch.')} ({why})")
-rates = {d: matmul_rate("cpu", d, n=1024) for d in (torch.float32, torch.bfloat16)}
+rates = {d: matmul_rate("cpu", d) for d in (torch.float32, torch.bfloat16)}
+n = PEAK_MATMUL_N["cpu"]
 print(
-    f"1024x1024 matmul: float32 {rates[torch.float32] / 1e9:,.0f} GFLOP/s, bfloat16 "
+    f"{n}x{n} matmul: float32 {rates[torch.float32] / 1e9:,.0f} GFLOP/s, bfloat16 "
     f"{rates[torch.bfloat16] / 1e9:,.0f} GFLOP/s (best of 5 each, one after the other)"
 )
 assert all(rate > 0 for rate in rates.values())
@@ -1133,7 +1168,7 @@ plt.show()
 
 
 # %%
-#| export
+#| export ddp
 @dataclass(frozen=True)
 class DistInfo:
     """This process's place in the run: rank r of world_size, on `device`."""
@@ -1175,22 +1210,18 @@ def _leave_group() -> None:
         dist.destroy_process_group()
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of an epoch's shuffle (the formula of chapter 5's `epoch_batches`)."""
-    return (seed * 1_000_003 + epoch) % 2**63
-
-
 # %% [markdown]
 # **Sharding the data.** Each process must see a different share of every batch, and together
 # they must see what one process would. `ShardedSampler` draws one permutation of the windows per
-# epoch, from the seed and the epoch alone (so every process draws the same one), cuts it into
-# global batches, and hands rank r its slice of each. The number of steps per epoch is the number
-# of global batches, whatever the number of processes: a checkpoint written by 2 processes
-# resumes on 1 or 4, at the same step of the same epoch.
+# epoch, from the seed and the epoch alone (chapter 5's `epoch_seed`, the seed of
+# `epoch_batches`, so every process draws the same one), cuts it into global batches, and
+# hands rank r its slice of each. The number of steps per epoch is the number of global
+# batches, whatever the number of processes: a checkpoint written by 2 processes resumes on 1
+# or 4, at the same step of the same epoch.
 
 
 # %%
-#| export
+#| export ddp
 class ShardedSampler(Sampler[int]):
     """This process's rows of every global batch.
 
@@ -1251,7 +1282,7 @@ def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
 
 
 # %%
-#| export
+#| export ddp
 def check_batch_split(
     batch_size: int, world_size: int = 1, accum_steps: int = 1
 ) -> int:
@@ -1292,7 +1323,7 @@ for world in (1, 2, 4):
 
 
 # %%
-#| export
+#| export ddp
 def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
     """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
     -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""

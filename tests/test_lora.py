@@ -162,7 +162,7 @@ def test_logits_equal_peft_on_hf_gpt2():
     pytest.importorskip("peft")
     from peft import LoraConfig, get_peft_model
 
-    from gpt2scratch.bench import hf_twin
+    from gpt2scratch.bench_common import hf_twin
 
     torch.manual_seed(0)
     config = GPT2Config.preset("mini", context_length=64, dropout=0.0)

@@ -216,7 +216,7 @@ def test_forward_errors(tiny):
 def test_matches_huggingface_gpt2():
     """Same weights (copied, Conv1D transposed) -> same logits and same gradients as HF's GPT2LMHeadModel."""
     pytest.importorskip("transformers")
-    from gpt2scratch.bench import hf_twin
+    from gpt2scratch.bench_common import hf_twin
 
     torch.manual_seed(0)
     ours = GPT2(TINY)

@@ -1,6 +1,7 @@
 """Tests for gpt2scratch.scale (chapter 11): the fast path computes what chapter 5 computes.
 
-Timings are never asserted. DDP across processes is in tests/test_ddp.py.
+Also the parts of gpt2scratch.ddp that one process can check (the sampler, the batch split, a
+world of one). Timings are never asserted. DDP across processes is in tests/test_ddp.py.
 """
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.ddp import DistInfo, ShardedSampler, check_batch_split, init_distributed
 from gpt2scratch.scale import (
-    DistInfo,
     FastGPT2,
     FastPath,
-    ShardedSampler,
-    check_batch_split,
-    init_distributed,
     ladder,
     make_backward,
     mfu,
@@ -138,11 +136,14 @@ def test_math_and_default_attention_agree():
 
 
 def test_flops_and_mfu():
-    bench = pytest.importorskip("gpt2scratch.bench")
+    config = GPT2Config()  # 124M
     with torch.device("meta"):
-        model = GPT2(GPT2Config())
-    for T in (256, 1024):
-        assert train_flops_per_token(GPT2Config(), T) == bench.train_flops_per_token(model, T)
+        model = GPT2(config)
+    n_matmul = model.num_params(non_embedding=True) + config.vocab_size * config.d_model
+    assert n_matmul == 85_056_000 + 38_597_376  # the blocks and ln_f, then the LM head
+    for T in (256, 1024):  # 6N, plus q·kᵀ and att·v over the full T×T square
+        expected = 6 * n_matmul + 12 * config.n_layers * T * config.d_model
+        assert train_flops_per_token(config, T) == expected
     assert mfu(1000.0, 1e9, 4e12) == pytest.approx(0.25)
 
 

@@ -163,6 +163,18 @@ def test_evaluate_restores_mode_and_every_random_state():
         evaluate(model, [])
 
 
+def test_evaluate_means_batches_or_every_token():
+    model, _ = fresh()
+    x = torch.randint(0, VOCAB, (4, 17), generator=torch.Generator().manual_seed(3))
+    batches = [(x[:3, :-1], x[:3, 1:]), (x[3:, :-1], x[3:, 1:])]  # 3 rows, then 1
+    with torch.no_grad():
+        means = [calc_loss_batch(model.eval(), a, b).item() for a, b in batches]
+        every_token = calc_loss_batch(model, x[:, :-1], x[:, 1:]).item()
+    assert evaluate(model, batches) == pytest.approx(sum(means) / 2, abs=1e-6)  # the default
+    assert evaluate(model, batches, per_token=True) == pytest.approx(every_token, abs=1e-6)
+    assert abs(sum(means) / 2 - every_token) > 1e-3  # the two weightings differ here
+
+
 def test_rng_state_round_trip_and_preserved_rng():
     set_seed(5)
     state = rng_state()

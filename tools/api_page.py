@@ -14,9 +14,12 @@ import pkgutil
 import re
 import sys
 
-HAND_WRITTEN = {"__main__": "the command line", "bench": "the benchmarks",
-                "quickmode": "quick mode for the chapters"}
-SKIP = {"__main__"}  # a program, not an API: `python -m gpt2scratch --help` documents it
+HAND_WRITTEN = {"__main__": "the command line", "bench": "the benchmarks' command",
+                "bench_common": "what the benchmarks share", "bench_train": "a benchmark",
+                "bench_generate": "a benchmark", "bench_precision": "a benchmark",
+                "bench_backward": "a benchmark", "quickmode": "quick mode for the chapters"}
+# A program, not an API: `python -m gpt2scratch --help` documents it.
+SKIP = {"__main__", "cli_train", "cli_use"}
 GENERATED = re.compile(r"^# Generated from chapters/(?P<nb>[\w.-]+)\.ipynb")
 
 

@@ -1,30 +1,27 @@
 # Generated from chapters/11_scaling.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
 # %% chapters/11_scaling.ipynb cell 4
-"""Scaling up: the fast path on a GPU, and many GPUs with PyTorch's DDP.
+"""Scaling up: the fast path on one device, and what it is measured against.
 
 Generated from chapter 11 of the book. The fast path (bf16 autocast, flash attention,
 torch.compile, fused AdamW, a vocabulary padded to a multiple of 128, gradient
-accumulation) plugs into `train()` through its `wrap=` and `backward=` seams; DDP
-through `wrap=` and a sampler that gives each process its share of every global batch.
+accumulation) plugs into `train()` through its `wrap=` and `backward=` seams; FLOPs per
+token, the peak matmul rate and MFU measure it. Many processes: `gpt2scratch.ddp`.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "train_flops_per_token", "mfu", "matmul_rate", "FastPath", "padded_vocab_size",
-    "FastGPT2", "make_backward", "mean_over_processes", "set_adamw_kernel", "LADDER",
-    "ladder", "time_fast_paths", "PRECISIONS", "cpu_bf16_flags", "bf16_units",
-    "resolve_precision", "DistInfo", "init_distributed", "epoch_seed", "ShardedSampler",
-    "shard_loader", "check_batch_split", "make_wrap", "train_distributed",
+    "train_flops_per_token", "mfu", "PEAK_MATMUL_N", "matmul_rate", "FastPath",
+    "padded_vocab_size", "FastGPT2", "make_backward", "mean_over_processes",
+    "set_adamw_kernel", "LADDER", "ladder", "time_fast_paths", "PRECISIONS",
+    "cpu_bf16_flags", "bf16_units", "resolve_precision",
 ]
 
-import atexit
 import contextlib
-import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -32,16 +29,13 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.quickmode import ENV, is_quick
-from gpt2scratch.train import History, pick_device, train
 from gpt2scratch.validation import check_bool, check_int
 
 
-# %% chapters/11_scaling.ipynb cell 6
+# %% chapters/11_scaling.ipynb cell 7
 def train_flops_per_token(config: GPT2Config, seq_len: int) -> float:
     """Matmul FLOPs of one training step per token: 6N + 12·L·T·C.
 
@@ -60,10 +54,18 @@ def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float
     return tokens_per_s * flops_per_token / peak_flops
 
 
+PEAK_MATMUL_N = {"cuda": 8192, "cpu": 2048}  # the n of matmul_rate's square matmul
+
+
 def matmul_rate(device, dtype=torch.float32, n: int | None = None, reps: int = 5):
-    """The best FLOP/s of an (n, n) @ (n, n) matmul on `device`: the peak we divide by."""
+    """The best FLOP/s of an (n, n) @ (n, n) matmul on `device`: the peak we divide by.
+
+    n is PEAK_MATMUL_N's unless given: 8192 on a GPU, 2048 on a CPU, large enough for
+    the kernel's full rate (a 1024 matmul leaves a CPU's bf16 units short of theirs),
+    small enough to time in a second or so. `bench` measures its peaks here too.
+    """
     device = torch.device(device)
-    n = n or (8192 if device.type == "cuda" else 1024)
+    n = n or PEAK_MATMUL_N["cuda" if device.type == "cuda" else "cpu"]
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     best = float("inf")
     for _ in range(reps + 1):  # the first is a warm-up
@@ -80,7 +82,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-# %% chapters/11_scaling.ipynb cell 20
+# %% chapters/11_scaling.ipynb cell 21
 @dataclass(frozen=True)
 class FastPath:
     """Which parts of the fast path a run uses. `FastPath.auto(device, precision)`: all
@@ -124,7 +126,7 @@ def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
     return -(-vocab_size // multiple) * multiple
 
 
-# %% chapters/11_scaling.ipynb cell 26
+# %% chapters/11_scaling.ipynb cell 27
 class FastGPT2(nn.Module):
     """Trains a GPT2 through a padded LM head, with the loss inside the module.
 
@@ -157,7 +159,7 @@ class FastGPT2(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
-# %% chapters/11_scaling.ipynb cell 29
+# %% chapters/11_scaling.ipynb cell 30
 def make_backward(fast: FastPath, device) -> Callable:
     """The `backward=` seam of `train()`: forward and backward of one batch, in
     `fast.accum_steps` micro-batches, under bf16 autocast and the attention kernel that
@@ -208,7 +210,7 @@ def set_adamw_kernel(optimizer: torch.optim.Optimizer, fused: bool) -> None:
         group["fused"], group["foreach"] = (True, None) if fused else (None, True)
 
 
-# %% chapters/11_scaling.ipynb cell 32
+# %% chapters/11_scaling.ipynb cell 33
 LADDER = (  # each rung adds one part of the fast path to the one before
     ("fp32, math attention, foreach AdamW", {}),
     ("+ bf16 autocast", {"bf16": True}),
@@ -250,7 +252,7 @@ def _timed_step(config, fast, inputs, targets, device, seed) -> Callable[[], flo
     return step
 
 
-# %% chapters/11_scaling.ipynb cell 33
+# %% chapters/11_scaling.ipynb cell 34
 def time_fast_paths(
     config: GPT2Config,
     paths: dict[str, FastPath],
@@ -296,7 +298,7 @@ def time_fast_paths(
     return results
 
 
-# %% chapters/11_scaling.ipynb cell 39
+# %% chapters/11_scaling.ipynb cell 40
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
@@ -342,184 +344,3 @@ def resolve_precision(requested: str, device) -> tuple[torch.dtype, str]:
     if is_quick():
         return torch.float32, f"auto: quick mode, {ENV}=1, pins fp32"
     return (torch.bfloat16 if ok else torch.float32), f"auto: {units}"
-
-
-# %% chapters/11_scaling.ipynb cell 53
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in the run: rank r of world_size, on `device`."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0  # rank within this machine: which GPU to use
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the one process that logs and writes checkpoints."""
-        return self.rank == 0
-
-
-def init_distributed(device=None) -> DistInfo:
-    """Join the process group that `torchrun` describes in the environment (RANK,
-    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT): NCCL between GPUs, gloo between
-    CPU processes. Without torchrun: a world of one, no process group.
-    """
-    device = pick_device(device)
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return DistInfo(device=device)
-    env = {k: int(os.environ.get(k, 0)) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    rank, world, local = env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"]
-    if device.type == "cuda":
-        device = torch.device("cuda", local)  # one GPU per process
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=rank, world_size=world)
-        atexit.register(_leave_group)
-    return DistInfo(rank, world, local, device)
-
-
-def _leave_group() -> None:
-    """At exit: leave the process group cleanly, unless the program already did."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of an epoch's shuffle (the formula of chapter 5's `epoch_batches`)."""
-    return (seed * 1_000_003 + epoch) % 2**63
-
-
-# %% chapters/11_scaling.ipynb cell 55
-class ShardedSampler(Sampler[int]):
-    """This process's rows of every global batch.
-
-    An epoch is a permutation of the n windows that depends on (seed, epoch) only, the
-    same in every process, cut into global batches of `global_batch` rows; rank r takes
-    rows [r·g, (r+1)·g) of each, g = global_batch / world_size. The epoch has
-    n // global_batch steps whatever the world size, so a checkpoint resumes on any
-    number of processes, and the processes together see what one process would.
-    """
-
-    def __init__(self, n: int, global_batch: int, rank=0, world_size=1, seed=123):
-        check_int("n", n, minimum=0)
-        check_int("world_size", world_size, minimum=1)
-        check_int("rank", rank, minimum=0)
-        if rank >= world_size:
-            raise ValueError(f"rank must be < world_size {world_size}, got {rank}")
-        check_int("global_batch", global_batch, minimum=1)
-        if global_batch % world_size:
-            raise ValueError(
-                f"the batch size {global_batch} does not split evenly over "
-                f"{world_size} processes; use a multiple of {world_size}"
-            )
-        self.n, self.global_batch, self.seed = n, global_batch, check_int("seed", seed)
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
-        self.per_rank = global_batch // world_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch  # chapter 5's epoch_batches calls this
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        order = torch.randperm(self.n, generator=generator)  # the same in every process
-        for b in range(self.n // self.global_batch):
-            start = b * self.global_batch + self.rank * self.per_rank
-            yield from order[start : start + self.per_rank].tolist()
-
-    def __len__(self) -> int:
-        return self.n // self.global_batch * self.per_rank
-
-
-def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
-    """`loader` (batches of B rows, shuffled) as this process's share: B / world rows
-    of each of the same global batches."""
-    B = loader.batch_size
-    sampler = ShardedSampler(len(loader.dataset), B, info.rank, info.world_size, seed)
-    return DataLoader(
-        loader.dataset,
-        batch_size=sampler.per_rank,
-        sampler=sampler,
-        collate_fn=loader.collate_fn,
-        generator=torch.Generator(),  # keep the global RNG out of the loader's seed
-    )
-
-
-# %% chapters/11_scaling.ipynb cell 57
-def check_batch_split(
-    batch_size: int, world_size: int = 1, accum_steps: int = 1
-) -> int:
-    """The micro-batch: `batch_size` rows per optimizer step split over `world_size`
-    processes and `accum_steps` micro-batches each; ValueError unless they divide."""
-    for name, value in (("batch_size", batch_size), ("world_size", world_size)):
-        check_int(name, value, minimum=1)
-    check_int("accum_steps", accum_steps, minimum=1)
-    if batch_size % (world_size * accum_steps):
-        raise ValueError(
-            f"batch_size {batch_size} does not split into {world_size} process(es) x "
-            f"{accum_steps} micro-batch(es); use a multiple of {world_size * accum_steps}"
-        )
-    return batch_size // (world_size * accum_steps)
-
-
-# %% chapters/11_scaling.ipynb cell 60
-def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
-    """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
-    -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""
-
-    def wrap(model: GPT2) -> nn.Module:
-        runner = FastGPT2(model, pad_vocab=fast.pad_vocab)
-        if fast.compile:
-            runner = torch.compile(runner)
-        if info.world_size > 1:
-            on_gpu = info.device.type == "cuda"
-            ids = [info.device.index] if on_gpu else None
-            runner = DistributedDataParallel(runner, device_ids=ids)
-        return runner
-
-    return wrap
-
-
-def train_distributed(
-    model,
-    train_loader,
-    val_loader,
-    optimizer,
-    settings,
-    *,
-    info: DistInfo,
-    fast: FastPath | None = None,
-    checkpoint_dir=None,
-    **kwargs,
-) -> History:
-    """chapter 5's `train()` on this process's share of the data, through the fast path:
-    only rank 0 logs and writes checkpoints; every process resumes from `resume_from`.
-    """
-    fast = fast or FastPath.auto(info.device)
-    set_adamw_kernel(optimizer, fast.fused_adamw)
-    if info.world_size > 1 or (dist.is_available() and dist.is_initialized()):
-        if not isinstance(getattr(train_loader, "sampler", None), RandomSampler):
-            raise ValueError(
-                "DDP shards chapter 5's shuffled DataLoader; got a loader "
-                f"with {type(getattr(train_loader, 'sampler', None)).__name__}"
-            )
-        train_loader = shard_loader(train_loader, info, settings.seed)
-    if not info.is_main:
-        quiet = dict(verbose=False, progress=False, sample_prompt=None)
-        settings, checkpoint_dir = replace(settings, **quiet), None
-    history = train(
-        model,
-        train_loader,
-        val_loader,
-        optimizer,
-        settings,
-        device=info.device,
-        checkpoint_dir=checkpoint_dir,
-        wrap=make_wrap(fast, info),
-        backward=make_backward(fast, info.device),
-        **kwargs,
-    )
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()  # rank 0 may still be writing its last checkpoint
-    return history
