@@ -928,7 +928,6 @@ assert grad_diff <= 1e-5 * x_scale and proj_diff <= 1e-5 * proj_scale
 # projecting reproduces the fused output.
 
 # %%
-# NBVAL_IGNORE_OUTPUT
 with torch.no_grad():
     w = fused.attention_weights(x)  # (4, 12, 64, 64)
     _, _, v = fused._qkv(x)  # (4, 12, 64, 64) values
@@ -942,10 +941,8 @@ print(
     "| future weights all zero:",
     bool((w[..., causal] == 0).all()),
 )
-print(
-    f"max abs diff forward vs weights @ values: {(y_from_w - y_fused).abs().max():.1e}"
-)
 assert rows_sum_to_1 and (y_from_w - y_fused).abs().max() <= 1e-5
+print("max abs diff forward vs weights @ values <= 1e-5")
 
 # %% [markdown]
 # ## Looking at attention maps
