@@ -166,38 +166,16 @@ class GenerationMixin:
     """Gives GPT2 its `generate` method; chapter 8's gpt2scratch.generation does the work."""
 
     def generate(
-        self,
-        prompt: str | torch.Tensor,
-        max_new_tokens: int | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        eos_id: int | None = None,
-        generator: torch.Generator | None = None,
-        *,
-        max_length: int | None = None,
-        tokenizer=None,
-        seed: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
+        self, prompt: str | torch.Tensor, max_new_tokens: int | None = None, **options
     ):
-        """Continue `prompt`, a string or (B, T) ids, by at most max_length (alias
-        max_new_tokens) NEW tokens; temperature 0 is greedy. Hugging Face's max_length
-        counts the prompt too. See gpt2scratch.generation.generate for every argument.
+        """Continue `prompt`, a string or (B, T) ids, by at most max_new_tokens (alias
+        max_length) NEW tokens; Hugging Face's max_length counts the prompt too.
+        `options` (temperature=1.0, 0 is greedy; top_k, top_p, seed, eos_id, ...) go to
+        gpt2scratch.generation.generate, which lists them all.
         """
         from gpt2scratch.generation import generate  # lazy: chapter 8's module
 
-        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-        return generate(
-            self,
-            prompt,
-            max_new_tokens,
-            eos_id=eos_id,
-            generator=generator,
-            max_length=max_length,
-            tokenizer=tokenizer,
-            use_cache=use_cache,
-            **sampling,
-        )
+        return generate(self, prompt, max_new_tokens, **options)
 
 
 # %% chapters/04_gpt2_model.ipynb cell 46
