@@ -262,4 +262,6 @@ def test_bench_generate_json(tmp_path, capsys):
     row = figures["results"]["fp32"]
     assert {"no cache", "ours", "HF"} <= set(row) and row["best_hf"] == "HF"
     assert row["weight_bytes"] == 4 * (1 * 12 * 768 * 768 + 50257 * 768)  # one block + lm_head
+    assert "per decode step, prefill excluded" in out and set(row["per_step_s"]) == {"ours", "HF"}
+    assert all(t > 0 for t in row["per_step_s"].values())
     assert out.rstrip().splitlines()[-1].startswith("ours/HF tok/s = ")

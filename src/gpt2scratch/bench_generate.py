@@ -128,9 +128,15 @@ def bench_generate(args) -> float:
         print(f"[{dtype_name}] same weights: greedy continuations identical: {same}"
               + ("" if same else " (" + ", ".join(f"{k}: {torch.equal(v, outs['HF'])}" for k, v in outs.items()) + ")"))
 
-        fns = [timer(fn, device) for fn in contenders.values()]
+        # ours and HF for 1 new token too, in the same rounds: a decode step is
+        # (t(n) - t(1)) / (n - 1), the prompt's prefill excluded
+        firsts = {k: fn for k, fn in _generate_contenders(ours, hf, prompt, 1, on_gpu).items()
+                  if k in ("ours", "HF") and n > 1}
+        fns = [timer(fn, device) for fn in [*contenders.values(), *firsts.values()]]
         median_rounds(fns, args.warmup)
-        times = dict(zip(contenders, median_rounds(fns, args.steps)))
+        timed = median_rounds(fns, args.steps)
+        times = dict(zip(contenders, timed))
+        first_times = dict(zip(firsts, timed[len(contenders):]))
         weight_bytes = matmul_weight_bytes(ours, 2 if dtype_name == "bf16" else 4)
         bound = bandwidth / weight_bytes
         print(f"[{dtype_name}] matmul weights {weight_bytes / 1e6:.1f} MB read per token "
@@ -159,6 +165,13 @@ def bench_generate(args) -> float:
         print(f"[{dtype_name}] {best_ours}/{best_hf} per-round ratios: " + " ".join(f"{r:.2f}" for r in ratios))
         print(f"[{dtype_name}] ours reaches {row[best_ours]['fraction_of_bound']:.1%} of the bandwidth bound "
               f"and {row[best_ours]['tok_s'] * alone:.1%} of the matmuls-alone rate")
+        if first_times:
+            steps = {k: (statistics.median(times[k]) - statistics.median(ts)) / (n - 1)
+                     for k, ts in first_times.items()}
+            figures[dtype_name]["per_step_s"] = steps
+            print(f"[{dtype_name}] per decode step, prefill excluded ((t({n}) - t(1)) / {n - 1}): "
+                  + ", ".join(f"{k} {t * 1e3:.2f} ms = {alone / t:.1%} of the matmuls-alone rate"
+                              for k, t in steps.items()))
         del ours, hf, contenders, fns
     if args.json:
         import transformers
