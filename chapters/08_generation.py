@@ -30,8 +30,9 @@
 #
 # 1. **temperature**: `softmax(logits / T)`, from greedy ($T = 0$) to nearly uniform, drawn on a
 #    toy vocabulary;
-# 2. **top-k** and **top-p** (nucleus) sampling, alone and combined, first on the toy vocabulary,
-#    then on the trained model of [Chapter 5](05_training.ipynb);
+# 2. **top-k**, **top-p** (nucleus) and **min-p** sampling, alone and combined, first on the toy
+#    vocabulary, then on the trained model of [Chapter 5](05_training.ipynb), with the knobs in
+#    one checked settings object;
 # 3. the **KV cache**: what the loop recomputes, how to keep it instead, why GPT-2's absolute
 #    positions force us to crop and recompute when the context window is full, and a proof that
 #    the cache changes no token;
@@ -49,12 +50,13 @@
 
 # %%
 #| export
-"""Sampling (temperature, top-k, top-p), the decode loop with a KV cache, and the text
-wrapper behind `GPT2.generate` (Chapter 8 of the book)."""
+"""Sampling (temperature, top-k, top-p, min-p), the decode loop with a KV cache, and the
+text wrapper behind `GPT2.generate` (Chapter 8 of the book)."""
 
 from __future__ import annotations
 
 from contextlib import closing
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -139,61 +141,177 @@ for T in temperatures:
     print(f"T = {T:<4}: entropy {entropy:.2f} bits, tail mass {p[4:].sum().item():.3f}")
 
 # %% [markdown]
-# ## 8.2 Top-k and top-p: cut the tail, then sample
+# ## 8.2 Top-k, top-p and min-p: cut the tail, then sample
 #
 # Temperature alone cannot stop a sample from landing in the long tail: with 50,257 tokens, even
-# tiny probabilities add up. Two filters cut the tail before sampling:
+# tiny probabilities add up. Three filters cut the tail before sampling:
 #
 # * **top-k** keeps the $k$ highest-scoring tokens (ties at the $k$-th score included) and sets
 #   the others' logits to $-\infty$;
 # * **top-p**, or *nucleus* sampling (Holtzman et al., 2019), sorts the tokens by probability and
 #   keeps the smallest prefix whose probabilities sum to at least $p$. Unlike top-k, the number
-#   of tokens it keeps adapts to the distribution: few when the model is sure, many when it is not.
+#   of tokens it keeps adapts to the distribution: few when the model is sure, many when it is not;
+# * **min-p** (Nguyen et al., 2024) keeps the tokens whose probability is at least $p_\min$ times
+#   that of the likeliest token: it too adapts, with a threshold that rises with the model's
+#   confidence.
 #
-# Both act on the tempered logits, temperature first, as in Hugging Face's `generate`. Top-p is
-# the less obvious one; here it is on its own:
+# All three act on the tempered logits, temperature first, then top-k, top-p and min-p, as in
+# Hugging Face's `generate`, and each keeps at least `min_keep` tokens (Hugging Face's
+# `min_tokens_to_keep`, 1 by default). Top-k and min-p are one comparison each:
 
 
 # %%
 #| export
-def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep, per row of (B, V) logits, the smallest set of likeliest tokens whose
-    probabilities sum to >= top_p; the others get -inf. The top token always stays."""
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
-    probs = F.softmax(sorted_logits, dim=-1)
-    before = probs.cumsum(dim=-1) - probs  # mass of the likelier tokens
-    sorted_logits = sorted_logits.masked_fill(before >= top_p, float("-inf"))
-    return logits.scatter(-1, order, sorted_logits)  # back to vocabulary order
+def top_k_filter(logits: torch.Tensor, top_k: int, min_keep: int = 1) -> torch.Tensor:
+    """Keep, per row of (B, V) logits, the max(top_k, min_keep) highest (ties with the
+    last one included); the others get -inf."""
+    k = min(max(top_k, min_keep), logits.shape[-1])
+    kth = torch.topk(logits, k).values[:, -1:]  # (B, 1) the k-th largest logit
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float, min_keep: int = 1) -> torch.Tensor:
+    """Keep, per row of (B, V) logits, the tokens at least min_p times as likely as the
+    likeliest, and at least the min_keep likeliest; the others get -inf."""
+    probs = F.softmax(logits, dim=-1)
+    drop = probs < min_p * probs.amax(dim=-1, keepdim=True)  # the top one always stays
+    if min_keep > 1:
+        likeliest = torch.topk(logits, min(min_keep, logits.shape[-1])).indices
+        drop = drop.scatter(-1, likeliest, False)
+    return logits.masked_fill(drop, float("-inf"))
 
 
 # %% [markdown]
-# Then the function that the loop calls once per step. It returns one token id per row:
+# Top-p needs a running sum of probabilities, and where it stops is decided by rounding. Summed
+# from the likeliest token down in float32, the sum near 1 moves in steps too coarse for the
+# tail: over 50,257 tokens with $p = 0.999$, such a filter kept less than 0.999 of the mass. And
+# the test "the mass of the likelier tokens is still below $p$" put a float32 subtraction
+# (`cumsum - probs`) right at the boundary: on the probabilities `[0.3, 0.1, 0.1, 0.5]` with
+# $p = 0.8$ it found 0.5 + 0.3 a hair below 0.8 and kept a 0.1 token as well. So the filter below
+# works the other way round, as Hugging Face's `TopPLogitsWarper` does: it sorts the tokens from
+# the *least* likely up and sums the tail, in float64, so that tiny probabilities add up exactly.
+# A token goes when it and every less likely token together hold at most $1 - p$: the tokens
+# above it then hold at least $p$ without it. The tail's mass is rounded to float32, the
+# precision of the logits, before that comparison, so that a sum that is $1 - p$ up to float32
+# round-off counts as $1 - p$:
+
+
+# %%
+#| export
+def top_p_filter(logits: torch.Tensor, top_p: float, min_keep: int = 1) -> torch.Tensor:
+    """Keep, per row of (B, V) logits, the smallest set of likeliest tokens whose
+    probabilities sum to >= top_p, and at least min_keep tokens; the others get -inf."""
+    ascending, order = torch.sort(logits, dim=-1)  # (B, V): the least likely first
+    probs = F.softmax(ascending, dim=-1, dtype=torch.float64)
+    tail = probs.cumsum(dim=-1).float()  # mass of each token and all less likely ones
+    drop = tail <= 1 - top_p  # the likelier tokens hold >= top_p without these
+    drop[:, -min_keep:] = False  # the min_keep likeliest always stay
+    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+
+
+# %% [markdown]
+# Hugging Face's own test of its warper uses that example; it keeps exactly 0.5 and 0.3, and so
+# does ours. At $p = 0.999$ on random logits over 50,257 tokens, the kept mass reaches $p$, and
+# dropping the least likely kept token would fall below it:
+
+# %%
+example = torch.tensor([[0.3, 0.1, 0.1, 0.5]]).log()
+kept = top_p_filter(example, 0.8).exp()  # exp(-inf) = 0: the removed tokens
+print("top-p 0.8 of [0.3, 0.1, 0.1, 0.5] keeps",
+      [round(x, 3) for x in kept[0].tolist()])
+assert torch.allclose(kept, torch.tensor([[0.3, 0.0, 0.0, 0.5]]))
+wide = torch.randn(4, 50257, generator=torch.Generator().manual_seed(0)) * 3  # 4 rows
+probs = F.softmax(wide.double(), dim=-1)
+keep = top_p_filter(wide, 0.999) > float("-inf")
+mass = (probs * keep).sum(-1)  # float64: the kept mass per row
+smallest = probs.masked_fill(~keep, 1).amin(-1)  # the least likely kept token
+print(f"p = 0.999, 4 rows of 50,257: kept mass >= 0.999: {(mass >= 0.999).tolist()}")
+print(f"  without the least likely kept token < 0.999: {(mass - smallest < 0.999).tolist()}")
+assert (mass >= 0.999).all() and (mass - smallest < 0.999).all()
+
+# %% [markdown]
+# The knobs travel together in one frozen object, `SamplingSettings`, which checks its values
+# when it is made (with the shared checks of [Appendix A](A_engineering.ipynb)): a loop can then
+# use it at every step without checking again, and a new knob is one more field here. Its
+# `filter` method applies the temperature and the three filters in order:
+
+
+# %%
+#| export
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How `sample_next` picks the next token; frozen, and checked when made.
+
+    temperature 0 is greedy (the argmax; the filters then change nothing). Otherwise
+    the logits are divided by the temperature, then filtered in Hugging Face's order:
+    top_k keeps the k likeliest tokens, top_p the smallest set whose probabilities
+    reach top_p, min_p those at least min_p times as likely as the likeliest; each
+    filter keeps at least min_tokens_to_keep tokens. None (or top_p 1, min_p 0)
+    switches a filter off.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    min_tokens_to_keep: int = 1
+
+    def __post_init__(self):
+        checked = {
+            "temperature": check_number("temperature", self.temperature, minimum=0),
+            "top_k": check_int("top_k", self.top_k, minimum=1, none_ok=True),
+            "top_p": check_number(
+                "top_p", self.top_p, minimum=0, maximum=1, min_open=True, none_ok=True
+            ),
+            "min_p": check_number(
+                "min_p", self.min_p, minimum=0, maximum=1, none_ok=True
+            ),
+            "min_tokens_to_keep": check_int(
+                "min_tokens_to_keep", self.min_tokens_to_keep, minimum=1
+            ),
+        }
+        for name, value in checked.items():  # frozen: each field is set once, checked
+            object.__setattr__(self, name, value)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def filter(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, V) logits -> the tempered, filtered logits that sampling draws from
+        (greedy: the top logits only)."""
+        if self.greedy:
+            return logits.masked_fill(logits < logits.amax(-1, keepdim=True), float("-inf"))
+        logits = logits / self.temperature  # < 1 sharpens, > 1 flattens
+        keep = self.min_tokens_to_keep
+        if self.top_k is not None:
+            logits = top_k_filter(logits, self.top_k, keep)
+        if self.top_p is not None and self.top_p < 1:
+            logits = top_p_filter(logits, self.top_p, keep)
+        if self.min_p:  # None or 0: no cut
+            logits = min_p_filter(logits, self.min_p, keep)
+        return logits
+
+
+# %% [markdown]
+# Then the function that the loop calls once per step. It returns one token id per row; when
+# the settings are greedy, it skips the softmax over the vocabulary altogether:
 
 
 # %%
 #| export
 def sample_next(
     logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    settings: SamplingSettings | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """(B, V) logits -> (B, 1) next token ids.
-
-    Temperature 0 is greedy (the argmax; top_k and top_p then change nothing). Otherwise
-    a sample from softmax(logits / temperature), restricted to the top_k likeliest
-    tokens and then to the top_p nucleus. `generator` makes the draw repeatable.
-    """
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)  # greedy
-    logits = logits / temperature  # < 1 sharpens the distribution, > 1 flattens it
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k).values[:, -1:]  # (B, 1) k-th largest logit
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1:
-        logits = top_p_filter(logits, top_p)
-    probs = F.softmax(logits, dim=-1)  # (B, V)
+    """(B, V) logits -> (B, 1) next token ids: the argmax when `settings` (default
+    SamplingSettings()) is greedy, else a draw from softmax(settings.filter(logits)).
+    `generator` makes the draw repeatable."""
+    settings = SamplingSettings() if settings is None else settings
+    if settings.greedy:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = F.softmax(settings.filter(logits), dim=-1)  # (B, V)
     return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
 
 
@@ -203,34 +321,30 @@ def sample_next(
 
 # %%
 rows = {
-    "T=1": {},
-    "top-k=3": dict(top_k=3),
-    "top-p=0.9": dict(top_p=0.9),
-    "top-k=3, top-p=0.7": dict(top_k=3, top_p=0.7),
+    "T=1": SamplingSettings(),
+    "top-k=3": SamplingSettings(top_k=3),
+    "top-p=0.9": SamplingSettings(top_p=0.9),
+    "min-p=0.2": SamplingSettings(min_p=0.2),
+    "top-k=3, top-p=0.7": SamplingSettings(top_k=3, top_p=0.7),
 }
 
 
-def filtered(logits: torch.Tensor, top_k=None, top_p=None) -> torch.Tensor:
-    """The distribution sample_next draws from at T = 1, for plotting."""
-    logits = logits[None].clone()  # (1, V)
-    if top_k is not None:
-        kth = torch.topk(logits, top_k).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None:
-        logits = top_p_filter(logits, top_p)
-    return F.softmax(logits, dim=-1)[0]
+def filtered(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
+    """The distribution sample_next draws from, for plotting: (V,) -> (V,)."""
+    return F.softmax(settings.filter(logits[None]), dim=-1)[0]
 
 
 cumulative = [round(x, 3) for x in F.softmax(toy, dim=-1).cumsum(0).tolist()]
 print("mass of the likeliest words, cumulated:", cumulative)
-for name, kw in rows.items():
-    p = filtered(toy, **kw)
+for name, settings in rows.items():
+    p = filtered(toy, settings)
     kept = [w for w, x in zip(words, p.tolist()) if x > 0]
     print(f"{name:<19} keeps {len(kept)}: {', '.join(kept)}")
 
 # %% [markdown]
 # With $p = 0.9$ the nucleus needs four words: "mat", "floor" and "sofa" hold 0.879 of the mass,
-# short of 0.9, and "roof" brings it to 0.947. Combined, top-k runs first and top-p
+# short of 0.9, and "roof" brings it to 0.947. Min-p at 0.2 keeps the words at least a fifth as
+# likely as "mat", which are the same three as top-k's. Combined, top-k runs first and top-p
 # then works on what is left, renormalised. Sampling from these distributions many times, with a
 # seeded generator so that the counts are repeatable, shows the filters at work:
 
@@ -238,18 +352,19 @@ for name, kw in rows.items():
 gen = torch.Generator().manual_seed(123)
 n_draws = 10_000
 counts = {}
-for name, kw in rows.items():
-    draws = sample_next(toy.expand(n_draws, 8), generator=gen, **kw)  # (n, 1)
+for name, settings in rows.items():
+    draws = sample_next(toy.expand(n_draws, 8), settings, gen)  # (n, 1)
     counts[name] = torch.bincount(draws[:, 0], minlength=8) / n_draws
     print(f"{name:<19}", " ".join(f"{x:.3f}" for x in counts[name].tolist()))
-    expected = filtered(toy, **kw)
+    expected = filtered(toy, settings)
     assert (counts[name] - expected).abs().max() < 0.02  # sampling matches the formula
-assert sample_next(toy[None], temperature=0).item() == 0  # greedy: "mat"
+greedy = SamplingSettings(temperature=0)
+assert sample_next(toy[None], greedy).item() == 0  # greedy: "mat"
 
 # %%
-fig, axes = plt.subplots(1, len(rows), figsize=(14, 2.8), sharey=True)
-for ax, (name, kw) in zip(axes, rows.items()):
-    ax.bar(words, filtered(toy, **kw).numpy(), color="C0", label="formula")
+fig, axes = plt.subplots(1, len(rows), figsize=(15, 2.8), sharey=True)
+for ax, (name, settings) in zip(axes, rows.items()):
+    ax.bar(words, filtered(toy, settings).numpy(), color="C0", label="formula")
     ax.plot(words, counts[name].numpy(), "k.", label=f"{n_draws:,} samples")
     ax.set_title(name)
     ax.tick_params(axis="x", rotation=90)
@@ -301,7 +416,7 @@ assert abs(F.softmax(logits, -1).sum().item() - 1) < 1e-4
 fig, ax = plt.subplots(figsize=(9, 3.5))
 for T, color in [(0.7, "C0"), (1.0, "C1"), (1.2, "C2")]:
     p = F.softmax(logits / T, dim=-1).sort(descending=True).values
-    n90 = int((p.cumsum(0) - p < 0.9).sum())
+    n90 = int((top_p_filter(logits[None] / T, 0.9) > float("-inf")).sum())
     ax.plot(range(1, 51), p[:50].numpy(), color=color, label=f"T = {T} (nucleus {n90})")
     if n90 <= 50:
         ax.axvline(n90, color=color, ls=":")
@@ -333,8 +448,9 @@ plt.show()
 # `GPT2.forward` two optional arguments for this: `cache`, one entry per block with an
 # `update(k, v, start_pos)` method, and `start_pos`, the absolute position of the first token
 # passed in. The attention layer hands its new keys and values to `update` and gets back the keys,
-# values and mask to attend over. Everything else is here. The cache is **preallocated** to the
-# context length, so a step writes into it in place and allocates nothing:
+# values and mask to attend over. Everything else is here. The cache is **preallocated** (to the
+# positions a run can fill, at most the context length), so a step writes into it in place and
+# allocates nothing:
 
 
 # %%
@@ -363,12 +479,12 @@ class LayerKV:
                 f"the cache holds {self.k.shape[2]} positions; cannot write {T} "
                 f"at start_pos={start_pos}"
             )
-        self.k[:, :, start_pos:end] = k  # in place: nothing new is allocated
-        self.v[:, :, start_pos:end] = v
+        self.k.narrow(2, start_pos, T).copy_(k)  # in place: nothing new is allocated
+        self.v.narrow(2, start_pos, T).copy_(v)
         mask = None  # one new token: it may see every position so far
         if T > 1:  # query i sits at start_pos + i: it sees keys 0..start_pos + i
             mask = torch.ones(T, end, dtype=torch.bool, device=k.device).tril(start_pos)
-        return self.k[:, :, :end], self.v[:, :, :end], mask
+        return self.k.narrow(2, 0, end), self.v.narrow(2, 0, end), mask
 
 
 class KVCache:
@@ -452,22 +568,22 @@ def decode(
     model,
     idx: torch.Tensor,
     max_new_tokens: int,
+    settings: SamplingSettings | None = None,
     *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
 ):
-    """Yield max_new_tokens (B, 1) tensors of next ids for the (B, T) prompt idx.
+    """Yield max_new_tokens (B, 1) tensors of next ids for the (B, T) prompt idx, each
+    picked by sample_next with `settings` (default SamplingSettings()).
 
     The model sees the last context_length tokens. With the cache it runs on the new
     token only; when the cache is full it crops and recomputes (absolute positions).
     Runs in eval mode and restores the model's mode when the generator finishes.
     """
     ctx = model.config.context_length
-    cache = KVCache(model, idx.shape[0]) if use_cache else None
     window = idx[:, -ctx:]  # the tokens the model sees
+    n_pos = min(ctx, window.shape[1] + max_new_tokens)  # positions this run can fill
+    cache = KVCache(model, idx.shape[0], n_pos) if use_cache else None
     new, pos = window, 0  # run `new` at positions pos..; the cache holds 0..pos-1
     was_training = model.training
     model.eval()  # no dropout while generating
@@ -475,7 +591,7 @@ def decode(
         for _ in range(max_new_tokens):
             with torch.inference_mode():
                 logits = next_logits(model, new, cache, pos)  # (B, V)
-                next_id = sample_next(logits, temperature, top_k, top_p, generator)
+                next_id = sample_next(logits, settings, generator)
             yield next_id  # (B, 1)
             pos += new.shape[1]
             window = torch.cat([window, next_id.to(window.dtype)], dim=1)
@@ -502,7 +618,8 @@ for settings in [dict(temperature=0), dict(temperature=1.0, top_k=50, top_p=0.95
     outs = {}
     for use_cache in (False, True):
         gen = torch.Generator().manual_seed(123)
-        steps = decode(small, start, 40, use_cache=use_cache, generator=gen, **settings)
+        steps = decode(small, start, 40, SamplingSettings(**settings), generator=gen,
+                       use_cache=use_cache)
         outs[use_cache] = torch.cat(list(steps), dim=1)  # (1, 40)
     same = torch.equal(outs[False], outs[True])
     print(f"{settings}: identical with and without the cache: {same}")
@@ -553,7 +670,7 @@ print(f"{course.label}, greedy, prompt {prompt_ids.shape[1]} tokens, batch 1")
 for n in lengths:
     times = {False: [], True: []}
     for use_cache in [False, True, True, False]:  # interleaved, each twice
-        run = decode(model, prompt_ids, n, temperature=0, use_cache=use_cache)
+        run = decode(model, prompt_ids, n, greedy, use_cache=use_cache)
         times[use_cache].append(seconds(lambda: list(run)))
     t_no, t_yes = min(times[False]), min(times[True])
     print(
@@ -564,8 +681,8 @@ for n in lengths:
 # %% [markdown]
 # In theory the speed-up grows with the number of tokens: without the cache, step $t$ processes
 # $P + t$ positions ($P$ is the prompt), so the total work grows with the square of the length;
-# with it, every step costs about the same. In the run stored above it barely grows, and stays
-# far below what counting positions predicts. For a model this small, a step's time goes mostly to the fixed cost of calling some
+# with it, every step costs about the same. In the run stored above it stays far below what
+# counting positions predicts. For a model this small, a step's time goes mostly to the fixed cost of calling some
 # hundred small operations, which the cache does not remove; and past 128 − 8 = 120 new tokens
 # (the window of 128 positions less the 8-token prompt) the stand-in's window is full, after which
 # both loops recompute it. Section 8.6
@@ -584,13 +701,14 @@ for n in lengths:
 # %%
 #| export
 def generate_ids(
-    model, idx, max_new_tokens, *, eos_id=None, **sampling
+    model, idx, max_new_tokens, *, eos_id=None, **decoding
 ) -> torch.Tensor:
     """(B, T) ids -> (B, T + n) ids, n <= max_new_tokens: fewer only when every row has
-    produced `eos_id`; a finished row is padded with `eos_id`."""
+    produced `eos_id`; a finished row is padded with `eos_id`. `decoding`: decode's
+    settings, generator and use_cache."""
     done = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
     out = [idx]
-    with closing(decode(model, idx, max_new_tokens, **sampling)) as steps:
+    with closing(decode(model, idx, max_new_tokens, **decoding)) as steps:
         for next_id in steps:
             if eos_id is not None:
                 next_id = next_id.masked_fill(done, eos_id)  # finished rows repeat eos
@@ -613,11 +731,11 @@ def _encode(model, prompt: str, tokenizer, eos_id):
 
 
 def generate_text(
-    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling
+    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **decoding
 ):
     """`prompt` + at most max_new_tokens new tokens of text, cut at <|endoftext|>."""
     tokenizer, eos_id, idx = _encode(model, prompt, tokenizer, eos_id)
-    new = generate_ids(model, idx, max_new_tokens, eos_id=eos_id, **sampling)
+    new = generate_ids(model, idx, max_new_tokens, eos_id=eos_id, **decoding)
     new = new[0, idx.shape[1] :].tolist()
     if eos_id in new:
         new = new[: new.index(eos_id)]
@@ -633,12 +751,12 @@ def generate_text(
 # %%
 #| export
 def stream_text(
-    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling
+    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **decoding
 ):
     """Yield the continuation of `prompt` piece by piece, as tokens are generated."""
     tokenizer, eos_id, idx = _encode(model, prompt, tokenizer, eos_id)
     new, shown = [], ""
-    with closing(decode(model, idx, max_new_tokens, **sampling)) as steps:
+    with closing(decode(model, idx, max_new_tokens, **decoding)) as steps:
         for next_id in steps:
             if next_id.item() == eos_id:
                 break
@@ -656,7 +774,10 @@ def stream_text(
 # Last, the argument checks and the entry point that `GPT2.generate` calls. The checks are
 # plumbing, with the shared helpers of [Appendix A](A_engineering.ipynb): a wrong type raises
 # `TypeError`, a wrong value `ValueError`, and the message names the value and what would be
-# valid. `seed=` becomes a `torch.Generator` on the model's device.
+# valid. `SamplingSettings` checks its own fields; `seed=` becomes a `torch.Generator` on the
+# model's device. `generate` takes the sampling settings as keywords and hands them to
+# `SamplingSettings`, so a new knob is a new field there and nothing here or in
+# [Chapter 4](04_gpt2_model.ipynb)'s method changes.
 
 
 # %%
@@ -682,16 +803,10 @@ def check_prompt(model, prompt, max_new_tokens, max_length) -> int:
     return n_new
 
 
-def check_sampling(
-    model, temperature, top_k, top_p, eos_id, generator, seed, use_cache
-) -> dict:
-    """Check the sampling arguments; return them as keywords for generate_ids."""
+def check_decoding(model, eos_id, generator, seed, use_cache) -> dict:
+    """Check the arguments of a run besides the sampling settings; return them as
+    keywords for generate_ids (a seed becomes a generator)."""
     vocab_size = model.config.vocab_size
-    temperature = check_number("temperature", temperature, minimum=0)
-    top_k = check_int("top_k", top_k, minimum=1, none_ok=True)
-    top_p = check_number(
-        "top_p", top_p, minimum=0, maximum=1, min_open=True, none_ok=True
-    )
     eos_id = check_int("eos_id", eos_id, minimum=0, none_ok=True)
     if eos_id is not None and eos_id >= vocab_size:
         raise ValueError(f"eos_id must be in [0, {vocab_size}), got {eos_id}")
@@ -704,12 +819,7 @@ def check_sampling(
     if seed is not None:  # the same seed, the same tokens
         generator = torch.Generator(model.wte.weight.device).manual_seed(seed)
     return dict(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        eos_id=eos_id,
-        generator=generator,
-        use_cache=check_bool("use_cache", use_cache),
+        eos_id=eos_id, generator=generator, use_cache=check_bool("use_cache", use_cache)
     )
 
 
@@ -719,16 +829,14 @@ def generate(
     model,
     prompt: str | torch.Tensor,
     max_new_tokens: int | None = None,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    eos_id: int | None = None,
-    generator: torch.Generator | None = None,
     *,
     max_length: int | None = None,
     tokenizer=None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
     seed: int | None = None,
-    top_p: float | None = None,
     use_cache: bool = True,
+    **sampling,
 ):
     """Continue `prompt` one token at a time; what `GPT2.generate` calls.
 
@@ -738,19 +846,18 @@ def generate(
     returns the prompt followed by at most `max_length` NEW tokens of text, stopping at
     <|endoftext|> (not included); GPT-2's tokenizer unless `tokenizer=` is given.
     `max_length` and `max_new_tokens` both count new tokens only; Hugging Face's
-    `max_length` counts the prompt too. Temperature 0 is greedy; `top_k` keeps the k
-    likeliest tokens, `top_p` the smallest set whose probabilities reach top_p;
+    `max_length` counts the prompt too. `sampling` holds the fields of SamplingSettings:
+    temperature (1.0; 0 is greedy), top_k, top_p, min_p, min_tokens_to_keep.
     `seed` (or a torch.Generator) makes sampling repeatable. `use_cache=False` runs
     the whole window at every step (same tokens, slower). The model sees the last
     context_length tokens; the result still starts with the whole prompt.
     """
     n_new = check_prompt(model, prompt, max_new_tokens, max_length)
-    sampling = check_sampling(
-        model, temperature, top_k, top_p, eos_id, generator, seed, use_cache
-    )
+    settings = SamplingSettings(**sampling)
+    run = check_decoding(model, eos_id, generator, seed, use_cache)
     if isinstance(prompt, str):
-        return generate_text(model, prompt, n_new, tokenizer, **sampling)
-    return generate_ids(model, prompt, n_new, **sampling)
+        return generate_text(model, prompt, n_new, tokenizer, settings=settings, **run)
+    return generate_ids(model, prompt, n_new, settings=settings, **run)
 
 
 # %% [markdown]
@@ -769,12 +876,13 @@ nucleus = model.generate(
 print(nucleus, "\n")
 gen = torch.Generator().manual_seed(123)  # what seed=123 makes
 pieces = list(
-    stream_text(model, "Justice is served when", 100, temperature=0.8, generator=gen)
+    stream_text(model, "Justice is served when", 100, generator=gen,
+                settings=SamplingSettings(temperature=0.8))
 )
 print(f"streamed in {len(pieces)} pieces, first {pieces[:4]}")
 assert "Justice is served when" + "".join(pieces) == brief
 assert brief == generate(
-    model, "Justice is served when", 100, 0.8, use_cache=False, seed=123
+    model, "Justice is served when", 100, temperature=0.8, use_cache=False, seed=123
 )
 
 # %% [markdown]
@@ -787,6 +895,8 @@ bad_arguments = [
     dict(top_k=0),
     dict(top_p=0.0),
     dict(top_p=1.5),
+    dict(min_p=-0.1),
+    dict(min_tokens_to_keep=0),
     dict(max_length=0),
     dict(use_cache="yes"),
 ]
@@ -1025,10 +1135,16 @@ assert code == 0
 # Read the line "the matmuls alone" before blaming the model. It times nothing but `F.linear`
 # of a one-row input through every weight matrix in turn: no attention, no LayerNorm, no
 # Python loop. On a CPU that is PyTorch's BLAS library (Intel's MKL in the standard wheels)
-# doing matrix-vector products, and it reads the weights more slowly than the plain
+# doing matrix-vector products, and on many CPUs it reads the weights more slowly than the plain
 # `x.sum()` sweep. That rate, not our code, is the ceiling of any PyTorch model on such a CPU, so
 # the benchmark prints both fractions: of the bandwidth bound, and of the matmuls-alone rate.
-# Here is the full 124M model, measured with the command above on the machine this book was
+# (A fraction above 100% of the bound is no paradox: the bound comes from a 1 GiB sweep through
+# memory, and a CPU whose last-level cache holds much of the two-layer model's 211 MB of weights
+# reads them faster than that.)
+# It also times one decode step alone, the prompt's prefill excluded (`(t(n) - t(1)) / (n - 1)`
+# for a call with $n$ new tokens), for ours and for Hugging Face's `generate`: what a step spends
+# beyond the matrix products goes to Python and to the small kernels between them (LayerNorm,
+# attention, the cache). Here is the full 124M model, measured with the command above on the machine this book was
 # built on, and saved to `benchmarks/generate_cpu.json`:
 
 # %% tags=["hide-input"]
@@ -1060,31 +1176,36 @@ def print_generate_bench(name: str) -> None:
 print_generate_bench("generate_cpu.json")
 
 # %% [markdown]
-# Why is the matrix-vector product so much slower than the sweep? Time both on one matrix the
-# size of `lm_head` (50,257 × 768 × 4 bytes = 154 MB, far larger than the CPU's caches), with one thread and with all of
-# them:
+# Is the matrix-vector product slower than the sweep? Time both on one matrix the size of
+# `lm_head` (50,257 × 768 × 4 bytes = 154 MB, larger than most CPUs' caches), with one thread
+# and with all of them:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 W = torch.randn(50257, 768)  # the size of lm_head
 x = torch.randn(1, 768)  # one row: batch 1, one token
 threads = torch.get_num_threads()
+rates = {}  # threads -> (GB/s of the product, GB/s of the sweep)
 for n in sorted({1, threads}):
     torch.set_num_threads(n)
     t_matvec = min(seconds(lambda: F.linear(x, W)) for _ in range(5))
     t_sweep = min(seconds(lambda: W.sum()) for _ in range(5))
-    print(
-        f"{n} thread(s): F.linear of one row reads {W.nbytes / t_matvec / 1e9:5.1f} GB/s, "
-        f"W.sum() {W.nbytes / t_sweep / 1e9:5.1f} GB/s"
-    )
+    rates[n] = W.nbytes / t_matvec / 1e9, W.nbytes / t_sweep / 1e9
+    print(f"{n} thread(s): F.linear of one row reads {rates[n][0]:5.1f} GB/s, "
+          f"W.sum() {rates[n][1]:5.1f} GB/s")
 torch.set_num_threads(threads)
+if threads > 1:
+    gains = [rates[threads][i] / rates[1][i] for i in (0, 1)]
+    print(f"{threads} threads against 1: the product x{gains[0]:.1f}, the sweep x{gains[1]:.1f}")
 
 # %% [markdown]
-# On the machine this book was built on, the sweep reads much faster with two threads than
-# with one, and the matrix-vector product does not speed up: MKL runs it on one core,
-# and one core cannot pull what the whole memory system can. Splitting the matrix's rows among
-# threads helps the products alone, but in the decode loop the hand-offs between threads cost
-# most of the gain (exercise 4). On a GPU the bound is a different story.
+# The sweep, which PyTorch splits among its threads, reads faster with two threads than with
+# one. Whether the matrix-vector product does too depends on the CPU: on some, MKL runs a
+# one-row product on one core, and one core cannot pull what the whole memory system can; on
+# others it splits the product as well (the last line above says which). Where it does not,
+# splitting the matrix's rows among threads by hand helps the products alone, but in the decode
+# loop the hand-offs between threads cost most of the gain (exercise 4). On a GPU the bound is a
+# different story.
 
 # %% [markdown]
 # ## 8.7 On a GPU: a static cache, replayed as a CUDA graph
@@ -1150,10 +1271,9 @@ class StaticDecoder:
         return self.logits
 
     @torch.no_grad()
-    def generate(
-        self, idx: torch.Tensor, max_new_tokens: int, **sampling
-    ) -> torch.Tensor:
-        """(B, T) ids -> (B, T + max_new_tokens); the whole run must fit the cache."""
+    def generate(self, idx, max_new_tokens: int, settings=None, generator=None):
+        """(B, T) ids -> (B, T + max_new_tokens), picked by sample_next(logits, settings,
+        generator); the whole run must fit the cache."""
         T, max_len = idx.shape[1], self.cache.k.shape[3]
         if T + max_new_tokens > max_len:
             raise ValueError(
@@ -1162,7 +1282,7 @@ class StaticDecoder:
         logits = next_logits(self.model, idx, self.cache, 0)  # the prompt, at once
         out = [idx]
         for pos in range(T, T + max_new_tokens):
-            out.append(sample_next(logits, **sampling))  # (B, 1)
+            out.append(sample_next(logits, settings, generator))  # (B, 1)
             if pos + 1 < T + max_new_tokens:
                 logits = self.step(out[-1], pos)
         return torch.cat(out, dim=1)
@@ -1174,7 +1294,8 @@ static = StaticDecoder(small, max_len=16, graph=False)  # CPU: the same path, ea
 for settings in [dict(temperature=0), dict(temperature=1.0, top_p=0.9)]:
     ref = small.generate(start, 11, seed=123, **settings)
     gen = torch.Generator().manual_seed(123)
-    same = torch.equal(static.generate(start, 11, generator=gen, **settings), ref)
+    out = static.generate(start, 11, SamplingSettings(**settings), gen)
+    same = torch.equal(out, ref)
     print(f"{settings}: StaticDecoder == generate: {same}")
     assert same
 
@@ -1207,15 +1328,18 @@ print_generate_bench("generate_cuda.json")
 #
 # * **Temperature** divides the logits before the softmax: $T < 1$ sharpens the distribution,
 #   $T > 1$ flattens it, $T = 0$ is greedy. **Top-k** keeps the $k$ likeliest tokens; **top-p**
-#   keeps the smallest set whose probabilities reach $p$, so the number of candidates adapts to
-#   how sure the model is. `sample_next` applies them in that order, and a seeded
-#   `torch.Generator` (or `seed=`) makes every sample repeatable.
+#   keeps the smallest set whose probabilities reach $p$, and **min-p** the tokens at least
+#   $p_\min$ times as likely as the top one, so the number of candidates adapts to how sure the
+#   model is. Top-p sums the tail from the least likely token up, in float64, so that it keeps
+#   what Hugging Face's warper keeps. One frozen `SamplingSettings` holds the knobs and checks
+#   them once; `sample_next` applies them in that order, and a seeded `torch.Generator` (or
+#   `seed=`) makes every sample repeatable.
 # * The **trade-off is one curve**: as $T$ rises, distinct-1, distinct-2 and the number of
 #   unique tokens rise, and the model's log-probability of its own samples falls. Greedy
 #   decoding loops. The measured rule (little repetition, no less plausible than real text)
 #   gives the range printed in section 8.5, to compare with the brief's 0.7 to 1.2.
-# * The **KV cache** keeps every block's keys and values, preallocated to the context length,
-#   so that each step runs the model on one token. It changes no token: the outputs with and
+# * The **KV cache** keeps every block's keys and values, preallocated (at most to the context
+#   length), so that each step runs the model on one token. It changes no token: the outputs with and
 #   without it are identical, for greedy decoding and seeded sampling, and across the context
 #   boundary, where GPT-2's absolute positions force a crop and a recomputation.
 # * At batch 1 a cached step reads every weight once: the memory bandwidth sets the speed limit.
@@ -1312,8 +1436,8 @@ print(
 # its tokens differ from those of a model that always sees the full window.
 # ```
 #
-# **4. Two cores, one product.** MKL computes the one-row `F.linear` of section 8.6 on one core.
-# Split `W`'s rows in two halves, compute one half in a helper thread
+# **4. Two cores, one product.** On some CPUs MKL computes the one-row `F.linear` of section 8.6
+# on one core. Split `W`'s rows in two halves, compute one half in a helper thread
 # (`concurrent.futures.ThreadPoolExecutor`; PyTorch releases Python's lock inside its kernels)
 # and the other in the main thread, and concatenate. Is it faster? Are the numbers the same?
 
@@ -1340,8 +1464,9 @@ assert torch.allclose(split, plain, rtol=0, atol=1e-5)  # equal up to float32 ro
 # %% [markdown]
 # ```{admonition} Solution
 # :class: dropdown
-# On two cores the split product reads faster than the plain one, because each core streams its
-# own half. The two results agree up to float32 rounding. Whether they are bit-identical depends
+# Where MKL runs the product on one core, the split product reads faster than the plain one,
+# because each core streams its own half; where MKL already splits it, the gain is small. The
+# two results agree up to float32 rounding. Whether they are bit-identical depends
 # on the CPU and the thread count: with one thread per product, a split at a multiple of 64 rows
 # gave identical bits on the machine that wrote this chapter, but where MKL splits the full
 # product across its own threads it sums some dot products in another order, and the last bits

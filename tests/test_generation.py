@@ -6,13 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2scratch.generation import (
-    KVCache, decode, generate_ids, next_logits, sample_next, stream_text, top_p_filter,
+    KVCache, SamplingSettings, decode, generate_ids, next_logits, sample_next, stream_text, top_p_filter,
 )
 from gpt2scratch.model import GPT2, GPT2Config
 from cli_run import run_main as _cli  # tests/cli_run.py
 from conftest import CharTokenizer, tiny_config
 
 TINY = tiny_config()
+GREEDY = SamplingSettings(temperature=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,12 +42,13 @@ def naive_greedy(model, idx, n):
 # --------------------------------------------------------------------------- sample_next
 def test_sample_next_greedy_top_k_and_cold():
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 5.0, 0.0]])
-    assert sample_next(logits, temperature=0).tolist() == [[0], [2]]
-    assert sample_next(logits, 0, top_k=1, top_p=0.1).tolist() == [[0], [2]]  # greedy ignores filters
+    assert sample_next(logits, GREEDY).tolist() == [[0], [2]]
+    filters = SamplingSettings(temperature=0, top_k=1, top_p=0.1, min_p=0.5)
+    assert sample_next(logits, filters).tolist() == [[0], [2]]  # greedy ignores the filters
     g = torch.Generator().manual_seed(0)
-    draws = sample_next(logits[:1].expand(500, 4), top_k=2, generator=g)
+    draws = sample_next(logits[:1].expand(500, 4), SamplingSettings(top_k=2), g)
     assert set(draws.flatten().tolist()) == {0, 1}
-    cold = sample_next(logits[:1].expand(500, 4), temperature=0.05, generator=g)
+    cold = sample_next(logits[:1].expand(500, 4), SamplingSettings(temperature=0.05), g)
     assert set(cold.flatten().tolist()) == {0}
 
 
@@ -61,7 +63,7 @@ def test_top_p_keeps_the_smallest_nucleus():
     assert kept(1.0) == [True, True, True, True]
     assert kept(1e-9) == [True, False, False, False]  # the top token always stays
     g = torch.Generator().manual_seed(0)
-    draws = sample_next(logits.expand(2000, 4), top_p=0.8, generator=g)
+    draws = sample_next(logits.expand(2000, 4), SamplingSettings(top_p=0.8), g)
     freq = torch.bincount(draws[:, 0], minlength=4) / 2000
     assert freq[2:].sum() == 0 and abs(freq[0].item() - 0.5 / 0.8) < 0.04  # renormalised
 
@@ -82,7 +84,8 @@ def test_filters_property(values, top_p, top_k, temperature):
     assert kept_mass >= top_p - 1e-5 or len(dropped) == 0
     assert len(kept) == 1 or kept_mass - kept.min().item() < top_p + 1e-5  # the smallest such set
     g = torch.Generator().manual_seed(0)
-    tok = sample_next(torch.tensor([values]), temperature, min(top_k, len(values)), top_p, g).item()
+    settings_ = SamplingSettings(temperature, min(top_k, len(values)), top_p)
+    tok = sample_next(torch.tensor([values]), settings_, g).item()
     assert 0 <= tok < len(values)
 
 
@@ -141,7 +144,7 @@ def test_cache_is_preallocated_and_overflow_is_refused(tiny):
 def test_decode_yields_one_column_per_step_and_restores_mode():
     torch.manual_seed(0)
     m = GPT2(tiny_config(dropout=0.5)).train()
-    steps = list(decode(m, torch.tensor([[1, 2]]), 7, temperature=0))
+    steps = list(decode(m, torch.tensor([[1, 2]]), 7, GREEDY))
     assert len(steps) == 7 and all(s.shape == (1, 1) for s in steps)
     assert m.training
     m.eval()
@@ -151,9 +154,9 @@ def test_decode_yields_one_column_per_step_and_restores_mode():
 # --------------------------------------------------------------------------- the API
 def test_generate_ids_stops_at_eos_and_pads(tiny):
     idx = torch.tensor([[1, 2, 3], [7, 8, 9]])
-    greedy = generate_ids(tiny, idx, 6, temperature=0)
+    greedy = generate_ids(tiny, idx, 6, settings=GREEDY)
     eos = greedy[0, 3].item()
-    out = generate_ids(tiny, idx, 6, temperature=0, eos_id=eos)
+    out = generate_ids(tiny, idx, 6, settings=GREEDY, eos_id=eos)
     assert (out[0, 3:] == eos).all()
     row1 = greedy[1, 3:].tolist()
     stop = row1.index(eos) + 1 if eos in row1 else 6
@@ -163,7 +166,7 @@ def test_generate_ids_stops_at_eos_and_pads(tiny):
 def test_stream_text_joins_to_generate(tiny):
     tok = CharTokenizer()
     text = tiny.generate("Hello", max_length=30, temperature=1.0, seed=7, tokenizer=tok, top_p=0.95)
-    pieces = list(stream_text(tiny, "Hello", 30, tok, temperature=1.0, top_k=None, top_p=0.95,
+    pieces = list(stream_text(tiny, "Hello", 30, tok, settings=SamplingSettings(top_p=0.95),
                               generator=torch.Generator().manual_seed(7)))
     assert "Hello" + "".join(pieces) == text
     assert len(pieces) >= 1
@@ -188,7 +191,7 @@ def test_stream_text_holds_split_characters(monkeypatch):
 
     monkeypatch.setattr(gen, "decode", fake_decode)
     m = GPT2(GPT2Config(vocab_size=256, context_length=16, d_model=16, n_layers=1, n_heads=2))
-    pieces = list(stream_text(m, "a", 8, ByteTokenizer(), temperature=0))
+    pieces = list(stream_text(m, "a", 8, ByteTokenizer(), settings=GREEDY))
     assert "".join(pieces) == "éééé" and not any(p.endswith("\ufffd") for p in pieces)
     assert len(pieces) == 4
 
@@ -227,6 +230,12 @@ def test_cli_generate_top_p_no_cache_and_stream(tmp_path, capsys):
     for extra in ([], ["--no-cache"], ["--stream"], ["--stream", "--no-cache"]):
         code, out, err = _cli(base + extra, capsys)
         assert code == 0 and out.rstrip("\n") == expected, (extra, err)
+    min_p = ["--min-p", "0.3", "--min-tokens-to-keep", "2"]  # chapter 8's newest knobs
+    expected = model.generate("Hello", max_length=20, temperature=0.9, top_p=0.9, seed=3, min_p=0.3,
+                              min_tokens_to_keep=2)
+    for extra in ([], ["--stream"]):
+        code, out, err = _cli(base + min_p + extra, capsys)
+        assert code == 0 and out.rstrip("\n") == expected, (extra, err)
 
 
 # --top-p out of range: tests/test_bad_inputs.py
@@ -241,7 +250,7 @@ def test_static_decoder_matches_generate(tiny, settings_):
     dec = StaticDecoder(tiny, batch_size=2, graph=False)
     idx = torch.randint(0, 97, (2, 4), generator=torch.Generator().manual_seed(4))
     for _ in range(2):  # reusable: a second run overwrites the cache
-        out = dec.generate(idx, 12, generator=torch.Generator().manual_seed(9), **settings_)
+        out = dec.generate(idx, 12, SamplingSettings(**settings_), torch.Generator().manual_seed(9))
         assert torch.equal(out, tiny.generate(idx, 12, seed=9, **settings_))
     with pytest.raises(ValueError, match="exceed the cache"):
         dec.generate(idx, 13)

@@ -396,7 +396,7 @@ def _gpu_check_static(net, ids, n, label, dtype):
     ids = ids.to(_dev)
     dec = StaticDecoder(net, max_len=ids.shape[1] + n)
     assert (dec.graph is not None) == (_dev.type == "cuda"), "a CUDA graph on CUDA only"
-    ours = dec.generate(ids, n, temperature=0)
+    ours = dec.generate(ids, n, SamplingSettings(temperature=0))
     ref = net.generate(ids, n, temperature=0)
     same = torch.equal(ours, ref)
     if not same:
@@ -408,8 +408,8 @@ def _gpu_check_static(net, ids, n, label, dtype):
         print(f"{label} {dtype}: greedy tokens part at {k}, top-2 margin {margin:.2e}")
         assert margin < tol, f"{label} {dtype}: not a near-tie (margin {margin} >= {tol})"
     sampled = torch.equal(
-        dec.generate(ids, n, generator=torch.Generator(_dev).manual_seed(123),
-                     temperature=1.0, top_p=0.9),
+        dec.generate(ids, n, SamplingSettings(temperature=1.0, top_p=0.9),
+                     torch.Generator(_dev).manual_seed(123)),
         net.generate(ids, n, seed=123, temperature=1.0, top_p=0.9))
     print(f"gpu_check ch08: {label} {dtype} on {_dev}: CUDA graph {dec.graph is not None}; "
           f"greedy identical {same}; top-p sample identical {sampled}")

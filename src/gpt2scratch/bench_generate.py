@@ -67,7 +67,7 @@ def matmuls_alone_seconds(model: GPT2, reps: int = 5) -> float:
 
 def _generate_contenders(ours: GPT2, hf, prompt: torch.Tensor, n: int, on_gpu: bool) -> dict:
     """The greedy generate() calls that bench generate times, by name; each returns the ids."""
-    from gpt2scratch.generation import StaticDecoder
+    from gpt2scratch.generation import SamplingSettings, StaticDecoder
 
     def hf_generate(**kw):
         return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
@@ -81,7 +81,7 @@ def _generate_contenders(ours: GPT2, hf, prompt: torch.Tensor, n: int, on_gpu: b
         def ours_static():
             if not hasattr(ours_static, "decoder"):  # captures the CUDA graph once
                 ours_static.decoder = StaticDecoder(ours, max_len=prompt.shape[1] + n)
-            return ours_static.decoder.generate(prompt, n, temperature=0)
+            return ours_static.decoder.generate(prompt, n, SamplingSettings(temperature=0))
 
         contenders["ours static+graph"] = ours_static
     contenders["HF"] = lambda: hf_generate(use_cache=True)

@@ -58,25 +58,28 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict, fields
+
+    from gpt2scratch.generation import SamplingSettings
     from gpt2scratch.train import pick_device
 
+    # the sampling flags are named after SamplingSettings' fields; checked before the model loads
+    settings = SamplingSettings(**{f.name: getattr(args, f.name) for f in fields(SamplingSettings)})
     device = pick_device(args.device)
     model = _load_model(args, device)
     if args.stream:
-        from gpt2scratch.generation import check_prompt, check_sampling, stream_text
+        from gpt2scratch.generation import check_decoding, check_prompt, stream_text
 
         n_new = check_prompt(model, args.prompt, None, args.max_length)
-        sampling = check_sampling(model, args.temperature, args.top_k, args.top_p, None, None,
-                                  args.seed, not args.no_cache)
+        run = check_decoding(model, None, None, args.seed, not args.no_cache)
     else:
-        text = model.generate(args.prompt, max_length=args.max_length, temperature=args.temperature,
-                              top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                              use_cache=not args.no_cache)
+        text = model.generate(args.prompt, max_length=args.max_length, seed=args.seed,
+                              use_cache=not args.no_cache, **asdict(settings))
     if not args.stream:
         print(text)
         return 0
     print(args.prompt, end="", flush=True)
-    for piece in stream_text(model, args.prompt, n_new, **sampling):
+    for piece in stream_text(model, args.prompt, n_new, settings=settings, **run):
         print(piece, end="", flush=True)
     print()
     return 0

@@ -1,18 +1,19 @@
 # Generated from chapters/08_generation.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
 # %% chapters/08_generation.ipynb cell 2
-"""Sampling (temperature, top-k, top-p), the decode loop with a KV cache, and the text
-wrapper behind `GPT2.generate` (Chapter 8 of the book)."""
+"""Sampling (temperature, top-k, top-p, min-p), the decode loop with a KV cache, and the
+text wrapper behind `GPT2.generate` (Chapter 8 of the book)."""
 
 from __future__ import annotations
 
 __all__ = [
-    "top_p_filter", "sample_next", "LayerKV", "KVCache", "next_logits", "decode",
-    "generate_ids", "generate_text", "stream_text", "check_prompt", "check_sampling",
-    "generate", "StaticDecoder",
+    "top_k_filter", "min_p_filter", "top_p_filter", "SamplingSettings", "sample_next",
+    "LayerKV", "KVCache", "next_logits", "decode", "generate_ids", "generate_text",
+    "stream_text", "check_prompt", "check_decoding", "generate", "StaticDecoder",
 ]
 
 from contextlib import closing
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,43 +23,110 @@ from gpt2scratch.validation import check_bool, check_int, check_number
 
 
 # %% chapters/08_generation.ipynb cell 10
-def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep, per row of (B, V) logits, the smallest set of likeliest tokens whose
-    probabilities sum to >= top_p; the others get -inf. The top token always stays."""
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
-    probs = F.softmax(sorted_logits, dim=-1)
-    before = probs.cumsum(dim=-1) - probs  # mass of the likelier tokens
-    sorted_logits = sorted_logits.masked_fill(before >= top_p, float("-inf"))
-    return logits.scatter(-1, order, sorted_logits)  # back to vocabulary order
+def top_k_filter(logits: torch.Tensor, top_k: int, min_keep: int = 1) -> torch.Tensor:
+    """Keep, per row of (B, V) logits, the max(top_k, min_keep) highest (ties with the
+    last one included); the others get -inf."""
+    k = min(max(top_k, min_keep), logits.shape[-1])
+    kth = torch.topk(logits, k).values[:, -1:]  # (B, 1) the k-th largest logit
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float, min_keep: int = 1) -> torch.Tensor:
+    """Keep, per row of (B, V) logits, the tokens at least min_p times as likely as the
+    likeliest, and at least the min_keep likeliest; the others get -inf."""
+    probs = F.softmax(logits, dim=-1)
+    drop = probs < min_p * probs.amax(dim=-1, keepdim=True)  # the top one always stays
+    if min_keep > 1:
+        likeliest = torch.topk(logits, min(min_keep, logits.shape[-1])).indices
+        drop = drop.scatter(-1, likeliest, False)
+    return logits.masked_fill(drop, float("-inf"))
 
 
 # %% chapters/08_generation.ipynb cell 12
+def top_p_filter(logits: torch.Tensor, top_p: float, min_keep: int = 1) -> torch.Tensor:
+    """Keep, per row of (B, V) logits, the smallest set of likeliest tokens whose
+    probabilities sum to >= top_p, and at least min_keep tokens; the others get -inf."""
+    ascending, order = torch.sort(logits, dim=-1)  # (B, V): the least likely first
+    probs = F.softmax(ascending, dim=-1, dtype=torch.float64)
+    tail = probs.cumsum(dim=-1).float()  # mass of each token and all less likely ones
+    drop = tail <= 1 - top_p  # the likelier tokens hold >= top_p without these
+    drop[:, -min_keep:] = False  # the min_keep likeliest always stay
+    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+
+
+# %% chapters/08_generation.ipynb cell 16
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How `sample_next` picks the next token; frozen, and checked when made.
+
+    temperature 0 is greedy (the argmax; the filters then change nothing). Otherwise
+    the logits are divided by the temperature, then filtered in Hugging Face's order:
+    top_k keeps the k likeliest tokens, top_p the smallest set whose probabilities
+    reach top_p, min_p those at least min_p times as likely as the likeliest; each
+    filter keeps at least min_tokens_to_keep tokens. None (or top_p 1, min_p 0)
+    switches a filter off.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    min_tokens_to_keep: int = 1
+
+    def __post_init__(self):
+        checked = {
+            "temperature": check_number("temperature", self.temperature, minimum=0),
+            "top_k": check_int("top_k", self.top_k, minimum=1, none_ok=True),
+            "top_p": check_number(
+                "top_p", self.top_p, minimum=0, maximum=1, min_open=True, none_ok=True
+            ),
+            "min_p": check_number(
+                "min_p", self.min_p, minimum=0, maximum=1, none_ok=True
+            ),
+            "min_tokens_to_keep": check_int(
+                "min_tokens_to_keep", self.min_tokens_to_keep, minimum=1
+            ),
+        }
+        for name, value in checked.items():  # frozen: each field is set once, checked
+            object.__setattr__(self, name, value)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def filter(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, V) logits -> the tempered, filtered logits that sampling draws from
+        (greedy: the top logits only)."""
+        if self.greedy:
+            return logits.masked_fill(logits < logits.amax(-1, keepdim=True), float("-inf"))
+        logits = logits / self.temperature  # < 1 sharpens, > 1 flattens
+        keep = self.min_tokens_to_keep
+        if self.top_k is not None:
+            logits = top_k_filter(logits, self.top_k, keep)
+        if self.top_p is not None and self.top_p < 1:
+            logits = top_p_filter(logits, self.top_p, keep)
+        if self.min_p:  # None or 0: no cut
+            logits = min_p_filter(logits, self.min_p, keep)
+        return logits
+
+
+# %% chapters/08_generation.ipynb cell 18
 def sample_next(
     logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    settings: SamplingSettings | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """(B, V) logits -> (B, 1) next token ids.
-
-    Temperature 0 is greedy (the argmax; top_k and top_p then change nothing). Otherwise
-    a sample from softmax(logits / temperature), restricted to the top_k likeliest
-    tokens and then to the top_p nucleus. `generator` makes the draw repeatable.
-    """
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)  # greedy
-    logits = logits / temperature  # < 1 sharpens the distribution, > 1 flattens it
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k).values[:, -1:]  # (B, 1) k-th largest logit
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1:
-        logits = top_p_filter(logits, top_p)
-    probs = F.softmax(logits, dim=-1)  # (B, V)
+    """(B, V) logits -> (B, 1) next token ids: the argmax when `settings` (default
+    SamplingSettings()) is greedy, else a draw from softmax(settings.filter(logits)).
+    `generator` makes the draw repeatable."""
+    settings = SamplingSettings() if settings is None else settings
+    if settings.greedy:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = F.softmax(settings.filter(logits), dim=-1)  # (B, V)
     return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
 
 
-# %% chapters/08_generation.ipynb cell 24
+# %% chapters/08_generation.ipynb cell 30
 class LayerKV:
     """One block's keys and values, preallocated: k and v are (B, H, max_len, hd)."""
 
@@ -83,12 +151,12 @@ class LayerKV:
                 f"the cache holds {self.k.shape[2]} positions; cannot write {T} "
                 f"at start_pos={start_pos}"
             )
-        self.k[:, :, start_pos:end] = k  # in place: nothing new is allocated
-        self.v[:, :, start_pos:end] = v
+        self.k.narrow(2, start_pos, T).copy_(k)  # in place: nothing new is allocated
+        self.v.narrow(2, start_pos, T).copy_(v)
         mask = None  # one new token: it may see every position so far
         if T > 1:  # query i sits at start_pos + i: it sees keys 0..start_pos + i
             mask = torch.ones(T, end, dtype=torch.bool, device=k.device).tril(start_pos)
-        return self.k[:, :, :end], self.v[:, :, :end], mask
+        return self.k.narrow(2, 0, end), self.v.narrow(2, 0, end), mask
 
 
 class KVCache:
@@ -120,7 +188,7 @@ class KVCache:
         return self.k.nbytes + self.v.nbytes
 
 
-# %% chapters/08_generation.ipynb cell 28
+# %% chapters/08_generation.ipynb cell 34
 def next_logits(model, new_ids: torch.Tensor, cache=None, start_pos=0) -> torch.Tensor:
     """(B, V) float32 logits for the token after the last of new_ids (B, T), which sit
     at positions start_pos..; the cache holds the positions before them."""
@@ -132,22 +200,22 @@ def decode(
     model,
     idx: torch.Tensor,
     max_new_tokens: int,
+    settings: SamplingSettings | None = None,
     *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
 ):
-    """Yield max_new_tokens (B, 1) tensors of next ids for the (B, T) prompt idx.
+    """Yield max_new_tokens (B, 1) tensors of next ids for the (B, T) prompt idx, each
+    picked by sample_next with `settings` (default SamplingSettings()).
 
     The model sees the last context_length tokens. With the cache it runs on the new
     token only; when the cache is full it crops and recomputes (absolute positions).
     Runs in eval mode and restores the model's mode when the generator finishes.
     """
     ctx = model.config.context_length
-    cache = KVCache(model, idx.shape[0]) if use_cache else None
     window = idx[:, -ctx:]  # the tokens the model sees
+    n_pos = min(ctx, window.shape[1] + max_new_tokens)  # positions this run can fill
+    cache = KVCache(model, idx.shape[0], n_pos) if use_cache else None
     new, pos = window, 0  # run `new` at positions pos..; the cache holds 0..pos-1
     was_training = model.training
     model.eval()  # no dropout while generating
@@ -155,7 +223,7 @@ def decode(
         for _ in range(max_new_tokens):
             with torch.inference_mode():
                 logits = next_logits(model, new, cache, pos)  # (B, V)
-                next_id = sample_next(logits, temperature, top_k, top_p, generator)
+                next_id = sample_next(logits, settings, generator)
             yield next_id  # (B, 1)
             pos += new.shape[1]
             window = torch.cat([window, next_id.to(window.dtype)], dim=1)
@@ -168,15 +236,16 @@ def decode(
         model.train(was_training)
 
 
-# %% chapters/08_generation.ipynb cell 36
+# %% chapters/08_generation.ipynb cell 42
 def generate_ids(
-    model, idx, max_new_tokens, *, eos_id=None, **sampling
+    model, idx, max_new_tokens, *, eos_id=None, **decoding
 ) -> torch.Tensor:
     """(B, T) ids -> (B, T + n) ids, n <= max_new_tokens: fewer only when every row has
-    produced `eos_id`; a finished row is padded with `eos_id`."""
+    produced `eos_id`; a finished row is padded with `eos_id`. `decoding`: decode's
+    settings, generator and use_cache."""
     done = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
     out = [idx]
-    with closing(decode(model, idx, max_new_tokens, **sampling)) as steps:
+    with closing(decode(model, idx, max_new_tokens, **decoding)) as steps:
         for next_id in steps:
             if eos_id is not None:
                 next_id = next_id.masked_fill(done, eos_id)  # finished rows repeat eos
@@ -199,25 +268,25 @@ def _encode(model, prompt: str, tokenizer, eos_id):
 
 
 def generate_text(
-    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling
+    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **decoding
 ):
     """`prompt` + at most max_new_tokens new tokens of text, cut at <|endoftext|>."""
     tokenizer, eos_id, idx = _encode(model, prompt, tokenizer, eos_id)
-    new = generate_ids(model, idx, max_new_tokens, eos_id=eos_id, **sampling)
+    new = generate_ids(model, idx, max_new_tokens, eos_id=eos_id, **decoding)
     new = new[0, idx.shape[1] :].tolist()
     if eos_id in new:
         new = new[: new.index(eos_id)]
     return prompt + tokenizer.decode(new)
 
 
-# %% chapters/08_generation.ipynb cell 38
+# %% chapters/08_generation.ipynb cell 44
 def stream_text(
-    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **sampling
+    model, prompt, max_new_tokens, tokenizer=None, *, eos_id=None, **decoding
 ):
     """Yield the continuation of `prompt` piece by piece, as tokens are generated."""
     tokenizer, eos_id, idx = _encode(model, prompt, tokenizer, eos_id)
     new, shown = [], ""
-    with closing(decode(model, idx, max_new_tokens, **sampling)) as steps:
+    with closing(decode(model, idx, max_new_tokens, **decoding)) as steps:
         for next_id in steps:
             if next_id.item() == eos_id:
                 break
@@ -231,7 +300,7 @@ def stream_text(
         yield text[len(shown) :]
 
 
-# %% chapters/08_generation.ipynb cell 40
+# %% chapters/08_generation.ipynb cell 46
 def check_prompt(model, prompt, max_new_tokens, max_length) -> int:
     """Check the prompt and its length argument; return the number of new tokens."""
     if max_new_tokens is not None and max_length is not None:
@@ -253,16 +322,10 @@ def check_prompt(model, prompt, max_new_tokens, max_length) -> int:
     return n_new
 
 
-def check_sampling(
-    model, temperature, top_k, top_p, eos_id, generator, seed, use_cache
-) -> dict:
-    """Check the sampling arguments; return them as keywords for generate_ids."""
+def check_decoding(model, eos_id, generator, seed, use_cache) -> dict:
+    """Check the arguments of a run besides the sampling settings; return them as
+    keywords for generate_ids (a seed becomes a generator)."""
     vocab_size = model.config.vocab_size
-    temperature = check_number("temperature", temperature, minimum=0)
-    top_k = check_int("top_k", top_k, minimum=1, none_ok=True)
-    top_p = check_number(
-        "top_p", top_p, minimum=0, maximum=1, min_open=True, none_ok=True
-    )
     eos_id = check_int("eos_id", eos_id, minimum=0, none_ok=True)
     if eos_id is not None and eos_id >= vocab_size:
         raise ValueError(f"eos_id must be in [0, {vocab_size}), got {eos_id}")
@@ -275,30 +338,23 @@ def check_sampling(
     if seed is not None:  # the same seed, the same tokens
         generator = torch.Generator(model.wte.weight.device).manual_seed(seed)
     return dict(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        eos_id=eos_id,
-        generator=generator,
-        use_cache=check_bool("use_cache", use_cache),
+        eos_id=eos_id, generator=generator, use_cache=check_bool("use_cache", use_cache)
     )
 
 
-# %% chapters/08_generation.ipynb cell 41
+# %% chapters/08_generation.ipynb cell 47
 def generate(
     model,
     prompt: str | torch.Tensor,
     max_new_tokens: int | None = None,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    eos_id: int | None = None,
-    generator: torch.Generator | None = None,
     *,
     max_length: int | None = None,
     tokenizer=None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
     seed: int | None = None,
-    top_p: float | None = None,
     use_cache: bool = True,
+    **sampling,
 ):
     """Continue `prompt` one token at a time; what `GPT2.generate` calls.
 
@@ -308,22 +364,21 @@ def generate(
     returns the prompt followed by at most `max_length` NEW tokens of text, stopping at
     <|endoftext|> (not included); GPT-2's tokenizer unless `tokenizer=` is given.
     `max_length` and `max_new_tokens` both count new tokens only; Hugging Face's
-    `max_length` counts the prompt too. Temperature 0 is greedy; `top_k` keeps the k
-    likeliest tokens, `top_p` the smallest set whose probabilities reach top_p;
+    `max_length` counts the prompt too. `sampling` holds the fields of SamplingSettings:
+    temperature (1.0; 0 is greedy), top_k, top_p, min_p, min_tokens_to_keep.
     `seed` (or a torch.Generator) makes sampling repeatable. `use_cache=False` runs
     the whole window at every step (same tokens, slower). The model sees the last
     context_length tokens; the result still starts with the whole prompt.
     """
     n_new = check_prompt(model, prompt, max_new_tokens, max_length)
-    sampling = check_sampling(
-        model, temperature, top_k, top_p, eos_id, generator, seed, use_cache
-    )
+    settings = SamplingSettings(**sampling)
+    run = check_decoding(model, eos_id, generator, seed, use_cache)
     if isinstance(prompt, str):
-        return generate_text(model, prompt, n_new, tokenizer, **sampling)
-    return generate_ids(model, prompt, n_new, **sampling)
+        return generate_text(model, prompt, n_new, tokenizer, settings=settings, **run)
+    return generate_ids(model, prompt, n_new, settings=settings, **run)
 
 
-# %% chapters/08_generation.ipynb cell 68
+# %% chapters/08_generation.ipynb cell 74
 class StaticDecoder:
     """Decoding with static shapes: one KVCache, the position as a tensor, and on CUDA
     the one-token step captured once as a CUDA graph and replayed (section 8.7)."""
@@ -365,10 +420,9 @@ class StaticDecoder:
         return self.logits
 
     @torch.no_grad()
-    def generate(
-        self, idx: torch.Tensor, max_new_tokens: int, **sampling
-    ) -> torch.Tensor:
-        """(B, T) ids -> (B, T + max_new_tokens); the whole run must fit the cache."""
+    def generate(self, idx, max_new_tokens: int, settings=None, generator=None):
+        """(B, T) ids -> (B, T + max_new_tokens), picked by sample_next(logits, settings,
+        generator); the whole run must fit the cache."""
         T, max_len = idx.shape[1], self.cache.k.shape[3]
         if T + max_new_tokens > max_len:
             raise ValueError(
@@ -377,7 +431,7 @@ class StaticDecoder:
         logits = next_logits(self.model, idx, self.cache, 0)  # the prompt, at once
         out = [idx]
         for pos in range(T, T + max_new_tokens):
-            out.append(sample_next(logits, **sampling))  # (B, 1)
+            out.append(sample_next(logits, settings, generator))  # (B, 1)
             if pos + 1 < T + max_new_tokens:
                 logits = self.step(out[-1], pos)
         return torch.cat(out, dim=1)
