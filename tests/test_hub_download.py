@@ -214,8 +214,6 @@ def test_offline_with_an_empty_cache_says_what_to_do(hub, tmp_path):
     assert hub.requests == []  # offline means no request, not a failed one
 
 
-@pytest.mark.xfail(strict=True, reason="pretrained._hub_files trusts hf_hub_download, which checks "
-                   "only the length: a corrupt body of the right length loads (issue 22, part 4)")
 def test_a_download_whose_sha256_differs_is_refused_and_not_cached(served, tmp_path):
     hub = LocalHub(served, corrupt=True)
     try:

@@ -18,6 +18,7 @@ __all__ = [
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gpt2scratch import files
+from gpt2scratch.data import ChecksumMismatchError, check_sha256
 from gpt2scratch.model import GPT2, HF_NAMES, GPT2Config
 
 
@@ -99,6 +101,8 @@ def _hub_files(repo: str, download: bool) -> tuple[Path, Path]:
                     path = hub.hf_hub_download(repo, filename, cache_dir=cache)
                 except Exception as err:  # no network, no such file, ...
                     reason = f"the download failed ({type(err).__name__})"
+                else:
+                    _check_lfs_blob(Path(path), f"{repo}/{filename}")
         if not path:
             raise FileNotFoundError(
                 f"{repo}/{filename} is not in the Hugging Face cache ({cache}) and "
@@ -108,6 +112,20 @@ def _hub_files(repo: str, download: bool) -> tuple[Path, Path]:
             )
         found.append(Path(path))
     return found[0], found[1]
+
+
+def _check_lfs_blob(path: Path, what: str) -> None:
+    """The hub names an LFS file's blob by its sha256 (a git file's by its sha1): check a
+    downloaded blob against its name. A corrupt one leaves the cache, so a retry fetches it
+    again."""
+    blob = path.resolve()
+    if re.fullmatch("[0-9a-f]{64}", blob.name):
+        try:
+            check_sha256(blob, blob.name, fix=f"It was removed from the cache: load {what} again")
+        except ChecksumMismatchError:
+            path.unlink(missing_ok=True)
+            blob.unlink(missing_ok=True)
+            raise
 
 
 # %% chapters/07_pretrained.ipynb cell 19
