@@ -474,7 +474,7 @@ GPT2_SPLIT_PATTERN = (
     r"| ?\p{N}+"  # digits, likewise
     r"| ?[^\s\p{L}\p{N}]+"  # anything else but whitespace, likewise
     r"|\s+(?!\S)"  # whitespace, but leave its last space to the word after it
-    r"|\s+"  # whitespace at the very end
+    r"|\s+"  # the rest: whitespace that \s+(?!\S) leaves, e.g. "\n" before a word
 )
 
 # %%
