@@ -12,7 +12,7 @@ CHAPTER_PY = $(if $(NB),chapters/$(NB).py,$(shell $(PYTHON) tools/chapters.py py
 NBVAL := --nbval --nbval-current-env --nbval-cell-timeout 600 --nbval-sanitize-with chapters/sanitize.cfg
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install run test test-portable lab execute export check sync book book-test clean
+.PHONY: install run test quick-base test-portable lab execute export check sync book book-test clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,13 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(MAKE) --no-print-directory check
 	$(PY) -m pytest -q -m "not browser" tests
+	$(MAKE) --no-print-directory quick-base
 	GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) chapters
+
+## Chapters 7-10's pretrained base in quick mode (Appendix A.8), trained once before the chapters
+## run so that none of them pays for it (cached in runs/, keyed by its recipe).
+quick-base: $(VENV)/.installed
+	GPT2SCRATCH_QUICK=1 $(PY) -c "from gpt2scratch.base_model import train_base; print('quick base:', train_base())"
 
 ## The chapters under nbval again, computing the way other CPUs do, so that an output whose digits
 ## depend on the machine fails here rather than on a reader's laptop. Each variant changes float
@@ -50,7 +56,7 @@ test: $(VENV)/.installed-dev
 ## AVX-512). Two pytest workers of one thread each keep it about as fast as the chapters in `make test`.
 PORTABLE := "OMP_NUM_THREADS=1" \
   $(if $(filter x86_64 amd64 AMD64,$(shell uname -m)),"OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2")
-test-portable: $(VENV)/.installed-dev
+test-portable: $(VENV)/.installed-dev quick-base
 	for settings in $(PORTABLE); do \
 	  echo "== every chapter under nbval with $$settings"; \
 	  env $$settings GPT2SCRATCH_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile $(NBVAL) chapters; \

@@ -93,7 +93,8 @@ def pretrained_model(device=None) -> CourseModel:
         return CourseModel(gpt2.eval(), "GPT-2 124M (OpenAI's weights)", standin=False)
     folder = train_base(device=device)
     model = load_pretrained(folder, device=device)
-    size = f"d_model {model.config.d_model}, {model.config.n_layers} layers"
+    layers = model.config.n_layers
+    size = f"d_model {model.config.d_model}, {layers} layer{'s' * (layers != 1)}"
     quick = "quick " if is_quick() else ""
     label = f"{quick}Shakespeare base ({size}; Appendix A.8)"
     return CourseModel(model.eval(), label, standin=True, folder=folder)

@@ -128,7 +128,7 @@ def _check_lfs_blob(path: Path, what: str) -> None:
             raise
 
 
-# %% chapters/07_pretrained.ipynb cell 19
+# %% chapters/07_pretrained.ipynb cell 22
 def config_from_hf(hf: dict, source="config.json") -> GPT2Config:
     """Our GPT2Config from Hugging Face's GPT-2 config.json (a dict); a ValueError
     lists every setting our GPT2 cannot represent."""
@@ -183,7 +183,7 @@ def config_to_hf(config: GPT2Config, dtype: torch.dtype = torch.float32) -> dict
     }
 
 
-# %% chapters/07_pretrained.ipynb cell 25
+# %% chapters/07_pretrained.ipynb cell 28
 CONV1D = (  # HF stores these (in, out): transpose
     "attn.c_attn.weight",
     "attn.c_proj.weight",
@@ -246,7 +246,7 @@ def from_hf(tensors: dict, model: GPT2, source="checkpoint") -> dict:
     return state
 
 
-# %% chapters/07_pretrained.ipynb cell 27
+# %% chapters/07_pretrained.ipynb cell 30
 def read_weights(file, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file; of a pickle only with allow_pickle=True."""
     file = Path(file)
@@ -296,7 +296,7 @@ def load_pretrained(name_or_path, dtype=None, device=None, allow_pickle=False) -
     return model.to(device or "cpu").eval()
 
 
-# %% chapters/07_pretrained.ipynb cell 44
+# %% chapters/07_pretrained.ipynb cell 49
 def save_pretrained(model: GPT2, directory) -> Path:
     """Write `model` as config.json + model.safetensors in Hugging Face's
     GPT2LMHeadModel layout; return the folder.
