@@ -1057,16 +1057,19 @@ with torch.device("meta"):  # shapes only: costs no memory
     medium = GPT2(GPT2Config.preset("gpt2-medium"))
 n = medium.num_params()
 tensors_stored = len(medium.state_dict()) - 1  # lm_head.weight is wte.weight
+masks = medium.config.n_layers * medium.config.context_length**2 * 4  # attn.bias
 print(f"gpt2-medium: {n:,} parameters in {tensors_stored} stored tensors, "
-      f"{n * 4 / 1e9:.2f} GB in float32")
+      f"{n * 4 / 1e9:.2f} GB in float32; the hub's file adds {medium.config.n_layers} "
+      f"masks: {(n * 4 + masks) / 1e9:.2f} GB")
 
 # %% [markdown]
 # ```{admonition} Solution
 # :class: dropdown
 # The `meta` device builds the model's shapes without allocating them: 354,823,168 parameters in
-# 292 tensors, 1.42 GB of float32 (plus the JSON header). `config_from_hf` and the
-# presets of chapter 4 agree on the sizes, so this is what `load_pretrained("gpt2-medium")` would
-# allocate.
+# 292 tensors, 1.42 GB of float32 (plus the JSON header). That is what
+# `load_pretrained("gpt2-medium")` would allocate, and what our `save_pretrained` would write.
+# The file on the hub is larger, 1.52 GB, because OpenAI's export also stores one `attn.bias`
+# causal mask per layer, 24 buffers of $1024 \times 1024$ floats that the model rebuilds anyway.
 # ```
 #
 # **2. Half the bytes.** Load the checkpoint with `dtype=torch.bfloat16`. How far do the logits
@@ -1087,7 +1090,8 @@ assert half.lm_head.weight is half.wte.weight
 # %% [markdown]
 # ```{admonition} Solution
 # :class: dropdown
-# bfloat16 keeps float32's exponent but only 8 bits of mantissa, so every weight is rounded to
+# bfloat16 keeps float32's exponent but only 7 stored mantissa bits (8 with the implicit leading
+# one), so every weight is rounded to
 # about 2–3 significant digits, and the logits move with them (by up to 0.011 on the stand-in,
 # whose logits are small); the most likely token still agrees at most positions (99.2% here),
 # and where it changes the two candidates were nearly tied. For inference that is usually

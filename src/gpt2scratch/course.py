@@ -84,7 +84,7 @@ def local_gpt2(device=None) -> GPT2 | None:
     return load_pretrained(config_file.parent, device=device)
 
 
-# %% chapters/A_engineering.ipynb cell 98
+# %% chapters/A_engineering.ipynb cell 104
 def pretrained_model(device=None) -> CourseModel:
     """OpenAI's GPT-2 124M if it is on this machine, else the Shakespeare base (trained
     once by `base_model.train_base`; quick mode: its tiny quick recipe)."""
