@@ -23,14 +23,15 @@
 #
 # 1. a **word tokenizer**: split on spaces and punctuation, number the words;
 # 2. **byte-pair encoding (BPE)**, with a trainer written from scratch and run on a short story,
-#    and a plot of what a bigger vocabulary buys;
+#    a plot of what a bigger vocabulary buys, and a file to keep the trained tokenizer in;
 # 3. **GPT-2's own tokenizer**, rebuilt from its two published files, and checked against OpenAI's
 #    `tiktoken` on the whole story and on a list of nasty edge cases (the test suite adds random
 #    Unicode strings on every run).
 #
-# The cells marked `#| export` become two modules: `gpt2scratch.tokenizer`, GPT-2's tokenizer,
-# which the rest of the book imports, and `gpt2scratch.tokenizer_basics`, the tokenizers we build
-# on the way and the pieces GPT-2's reuses. Before any of that we need text, and a tokenizer to
+# The cells marked `#| export` become three modules: `gpt2scratch.tokenizer`, GPT-2's tokenizer,
+# which the rest of the book imports; `gpt2scratch.tokenizer_basics`, the tokenizers we build
+# on the way and the pieces GPT-2's reuses; and `gpt2scratch.tokenizer_io`, the file that keeps a
+# trained tokenizer. Before any of that we need text, and a tokenizer to
 # check ourselves against.
 
 # %%
@@ -175,7 +176,11 @@ assert n_gpt2 == 5145
 # %%
 #| export tokenizer_basics
 """Tokenizers built from a text: words, then byte-pair encoding (BPE) trained from
-scratch; and the pieces that GPT-2's tokenizer (`gpt2scratch.tokenizer`) reuses."""
+scratch; and the pieces that GPT-2's tokenizer (`gpt2scratch.tokenizer`) reuses.
+
+About 450 lines, past the house's 400, and still one idea: the tokenizers that chapter
+1 trains from a text, with what using them needs (special tokens, batches). Their file
+format, the other idea, is `gpt2scratch.tokenizer_io`."""
 
 from __future__ import annotations
 
@@ -183,10 +188,12 @@ import heapq
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import regex
 
+from gpt2scratch.tokenizer_io import read_bpe_model, write_bpe_files  # section 2's end
 from gpt2scratch.validation import check_int
 
 ENDOFTEXT = "<|endoftext|>"
@@ -549,7 +556,7 @@ def utf8_bytes(text: str) -> bytes:
 
 def check_ids(ids: Iterable[int], n_vocab: int) -> list[int]:
     """ids as a list of ints in [0, n_vocab); else an error that names the bad one."""
-    if isinstance(ids, (str, bytes)):
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
         kind = type(ids).__name__
         raise TypeError(f"decode expects a sequence of token ids (ints), got {kind}")
     out = []
@@ -568,12 +575,12 @@ def check_ids(ids: Iterable[int], n_vocab: int) -> list[int]:
 
 # %%
 #| export tokenizer_basics
-class BPETokenizer:
+class ByteLevelBPE:
     """Byte-level BPE: GPT-2-style pre-tokenization, then learned merges inside chunks.
 
     `merges` maps a pair of ids to the new id it becomes; ids 0..255 are the raw bytes
     and merge ids are 256, 257, ... in the order they were learned (lower ids apply
-    first).
+    first). Ordinary text only: `BPETokenizer` adds special tokens.
     """
 
     def __init__(
@@ -606,7 +613,8 @@ class BPETokenizer:
             ids = merge_pair(ids, pair, self.merges[pair])
         return ids
 
-    def encode(self, text: str) -> list[int]:
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Token ids of `text`, special-token text included, as ordinary text."""
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
         chunks = self._split.findall(text)
@@ -625,13 +633,151 @@ class BPETokenizer:
 # exact:
 
 # %%
-bpe60 = BPETokenizer(merges_naive)
-ids = bpe60.encode(text)
+bpe60 = ByteLevelBPE(merges_naive)
+ids = bpe60.encode_ordinary(text)
 print(f"60 merges: {len(ids):,} tokens for {len(text.encode('utf-8')):,} bytes")
-print(
-    [bpe60.decode([i]) for i in bpe60.encode("Jack Gisburn had given up his painting.")]
-)
+jack = bpe60.encode_ordinary("Jack Gisburn had given up his painting.")
+print([bpe60.decode([i]) for i in jack])
 assert bpe60.decode(ids) == text
+
+# %% [markdown]
+# That is all of BPE. A tokenizer that leaves this notebook, trained on your own text, needs a
+# little more, and we borrow the names of two libraries you will meet: special tokens registered
+# with `register_special_tokens`, as in Andrej Karpathy's minbpe; `encode_batch` and
+# `decode_batch`, as in tiktoken; and `save` and `load`, which come at the end of this section.
+#
+# Special tokens work as in section 1: cut out of the text first, one id each, the ids after the
+# merges. Text that *contains* one is the caller's decision, because it may come from a user who
+# typed `<|endoftext|>`. minbpe offers four answers: `"all"` encodes every special token as its id,
+# a set of them only those, `"none"` encodes them as ordinary text, and `"none_raise"`, the
+# default, refuses the text. `split_specials` applies these rules, and `check_new_specials` checks
+# what `register_special_tokens` is given:
+
+
+# %%
+#| export tokenizer_basics
+def check_new_specials(
+    special_tokens: dict[str, int], known: dict[str, int], n_vocab: int
+) -> dict[str, int]:
+    """The entries of `special_tokens` (text -> id) that `known` lacks, checked: new
+    non-empty texts at the next free ids, n_vocab, n_vocab + 1, ... in any order."""
+    if not isinstance(special_tokens, dict):
+        kind = type(special_tokens).__name__
+        raise TypeError(f"special_tokens must be a dict of text -> id, got {kind}")
+    new = {t: i for t, i in special_tokens.items() if known.get(t) != i}
+    for token, i in new.items():
+        if not isinstance(token, str) or not token or token in known:
+            raise ValueError(f"{token!r} is not a new special token (a non-empty str)")
+        check_int(f"the id of {token!r}", i)
+    free = list(range(n_vocab, n_vocab + len(new)))
+    if sorted(new.values()) != free:
+        raise ValueError(f"new special tokens take the next free ids {free}; got {new}")
+    return new
+
+
+def split_specials(
+    text: str, specials: Iterable[str], allowed_special: Iterable[str] | str
+) -> list[str]:
+    """`text` cut around the special tokens `allowed_special` allows (odd positions).
+
+    minbpe's rules: "all" allows every special token, a set of them those only (the
+    others are ordinary text), "none" none, and "none_raise" none and refuses text
+    that holds one.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"encode expects a str, got {type(text).__name__}")
+    specials = set(specials)
+    if allowed_special in ("none", "none_raise"):
+        found = sorted(s for s in specials if s in text)
+        if found and allowed_special == "none_raise":
+            raise ValueError(
+                f"text contains the special token {found[0]!r}; pass allowed_special="
+                "'all' (or a set naming it) to encode it as its id, or 'none' to "
+                "encode it as ordinary text"
+            )
+        return [text]
+    if allowed_special == "all":
+        allowed_special = specials
+    elif isinstance(allowed_special, str) or not isinstance(allowed_special, Iterable):
+        error = ValueError if isinstance(allowed_special, str) else TypeError
+        raise error(
+            "allowed_special must be 'all', 'none', 'none_raise' or a set of special "
+            f"tokens, got {allowed_special!r}"
+        )
+    if unknown := set(allowed_special) - specials:
+        raise ValueError(
+            f"allowed_special names {', '.join(sorted(map(repr, unknown)))}, which "
+            f"are not special tokens; the special tokens are {sorted(specials)}"
+        )
+    allowed = set(allowed_special)
+    return special_token_splitter(allowed).split(text) if allowed else [text]
+
+
+# %% [markdown]
+# `BPETokenizer` adds them to `ByteLevelBPE`, as `GPT2Tokenizer` will add GPT-2's one special token
+# to its BPE in section 3:
+
+
+# %%
+#| export tokenizer_basics
+class BPETokenizer(ByteLevelBPE):
+    """Byte-level BPE with special tokens, batches, and `save` / `load`.
+
+    `special_tokens` (text -> id) take the ids after the merges; `encode` cuts them out
+    of the text before pre-tokenization, and `decode` maps them back to their text.
+    """
+
+    def __init__(
+        self,
+        merges: dict[tuple[int, int], int],
+        pattern: str = GPT2_SPLIT_PATTERN,
+        special_tokens: dict[str, int] | None = None,
+    ):
+        super().__init__(merges, pattern)
+        self.special_tokens: dict[str, int] = {}
+        self.register_special_tokens(special_tokens or {})
+
+    def register_special_tokens(self, special_tokens: dict[str, int]) -> None:
+        """Add special tokens (text -> id), as minbpe does, at the next free ids."""
+        new = check_new_specials(special_tokens, self.special_tokens, self.n_vocab)
+        self.special_tokens.update(new)
+        self.vocab.update({i: utf8_bytes(token) for token, i in new.items()})
+
+    def encode(
+        self, text: str, *, allowed_special: Iterable[str] | str = "none_raise"
+    ) -> list[int]:
+        """Token ids of `text`; special tokens by minbpe's rules (`split_specials`)."""
+        parts = split_specials(text, self.special_tokens, allowed_special)
+        ids = []
+        for k, part in enumerate(parts):
+            # Odd parts are allowed special tokens; even parts are ordinary text.
+            ids += [self.special_tokens[part]] if k % 2 else self.encode_ordinary(part)
+        return ids
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        allowed_special: Iterable[str] | str = "none_raise",
+    ) -> list[list[int]]:
+        """`encode` each text, as tiktoken's `encode_batch` does (in one thread)."""
+        if isinstance(texts, str):
+            raise TypeError("encode_batch expects a list of str, got a str: use encode")
+        return [self.encode(t, allowed_special=allowed_special) for t in texts]
+
+    def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
+        """`decode` each list of ids, as tiktoken's `decode_batch` does."""
+        return [self.decode(ids) for ids in batch]
+
+    def save(self, prefix: str | Path) -> tuple[Path, Path]:
+        """Write prefix.model (what `load` reads) and prefix.vocab (for people)."""
+        return write_bpe_files(prefix, self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> BPETokenizer:
+        """The tokenizer that `save` wrote to `path` (its .model file)."""
+        return cls(*read_bpe_model(path))
+
 
 # %% [markdown]
 # ### Making training fast
@@ -698,17 +844,26 @@ def _merge_in_chunks(
 # %%
 #| export tokenizer_basics
 def train_bpe(
-    text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN
+    text: str | Iterable[str], vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN
 ) -> BPETokenizer:
     """Learn byte-level BPE merges on `text` until there are `vocab_size` tokens.
 
-    Ties between equally frequent pairs go to the smallest pair (deterministic).
-    Stops early (smaller vocabulary) when every chunk has become a single token.
+    `text` may be several texts (the files of a corpus, read one at a time), each
+    pre-tokenized on its own. Ties between equally frequent pairs go to the smallest
+    pair (deterministic). Stops early (smaller vocabulary) when every chunk has become
+    a single token.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    texts = [text] if isinstance(text, str) else text
+    if isinstance(text, bytes) or not isinstance(texts, Iterable):
+        kind = type(text).__name__
+        raise TypeError(f"text must be a str or an iterable of str, got {kind}")
     check_int("vocab_size", vocab_size, minimum=256)  # the 256 byte tokens come first
-    chunk_counts = Counter(regex.findall(pattern, text))
+    chunk_counts: Counter = Counter()
+    for part in texts:
+        if not isinstance(part, str):
+            kind = type(part).__name__
+            raise TypeError(f"text must be a str or an iterable of str; it holds a {kind}")
+        chunk_counts.update(regex.findall(pattern, part))
     seqs = [
         list(utf8_bytes(chunk)) for chunk in chunk_counts
     ]  # one entry per distinct chunk
@@ -875,6 +1030,174 @@ plt.show()
 # against GPT-2's 3.84, because its late merges are words and names of this one story. GPT-2's
 # 50,257 tokens, learned on a large web corpus, get close to the held-out ceiling of 4.01. A
 # tokenizer, like a model, should be trained on far more text than it will be judged on.
+#
+# ### Keeping a trained tokenizer
+#
+# The merges are the whole tokenizer, so keeping one means writing them down. We use minbpe's
+# format, a plain-text `.model` file: a version line, the split pattern, the number of special
+# tokens and a line for each with its id, then one line per merge, the two ids it joins. A merge's
+# own id is its position: the merge on line `k` of the merges gets id `256 + k`. Beside it, a
+# `.vocab` file shows every token as text, for people to read. `load` never reads it, because a
+# token that ends in the middle of a UTF-8 character cannot be written as text without losing
+# bytes. Both files are written atomically, with `atomic_write` from
+# [Appendix A](A_engineering.ipynb), so a crash never leaves half a file behind.
+
+# %%
+#| export tokenizer_io
+"""A trained BPE tokenizer on disk: minbpe's `.model` format, which `load` reads, and
+a `.vocab` file beside it that lists every token for people to read."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+import regex
+
+from gpt2scratch.files import atomic_write
+
+MODEL_VERSION = "minbpe v1"  # the first line of a .model file
+
+
+def render_token(token: bytes) -> str:
+    """A token as readable text: bad UTF-8 as U+FFFD, control characters as \\uXXXX."""
+    text = token.decode("utf-8", errors="replace")
+    return "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c)[0] == "C" else c for c in text
+    )
+
+
+def write_bpe_files(prefix: str | Path, tokenizer) -> tuple[Path, Path]:
+    """Write a BPETokenizer's `prefix`.model and `prefix`.vocab (each atomically)."""
+    if str(prefix).endswith(("/", "\\")) or Path(prefix).is_dir():
+        raise ValueError(f"{prefix} is a folder; give a prefix such as {prefix}/tok")
+    specials = tokenizer.special_tokens
+    for text in [tokenizer.pattern, *specials]:
+        if "\n" in text or "\r" in text:
+            raise ValueError(f"{text!r} holds a line break; a .model file cannot")
+    merges = sorted(tokenizer.merges.items(), key=lambda kv: kv[1])
+    model = [MODEL_VERSION, tokenizer.pattern, str(len(specials))]
+    model += [f"{token} {i}" for token, i in specials.items()]
+    model += [f"{a} {b}" for (a, b), _ in merges]
+    shown = {i: render_token(token) for i, token in tokenizer.vocab.items()}
+    vocab = [f"[{shown[i]}] {i}" for i in range(256)]  # the bytes, then the merges:
+    vocab += [f"[{shown[a]}][{shown[b]}] -> [{shown[i]}] {i}" for (a, b), i in merges]
+    vocab += [f"[{shown[i]}] {i}" for i in specials.values()]
+    paths = Path(f"{prefix}.model"), Path(f"{prefix}.vocab")
+    for path, lines in zip(paths, [model, vocab]):
+        data = "".join(line + "\n" for line in lines).encode("utf-8")
+        atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
+    return paths
+
+
+# %% [markdown]
+# Reading is the careful half. A file may be cut short, edited by hand, or not a tokenizer at all,
+# and `read_bpe_model` says which file and which line is wrong, rather than failing later with a
+# `KeyError`:
+
+# %%
+#| export tokenizer_io
+def read_bpe_model(
+    path: str | Path,
+) -> tuple[dict[tuple[int, int], int], str, dict[str, int]]:
+    """(merges, pattern, special_tokens) of a .model file, every line checked."""
+    path = Path(path)
+    if path.is_dir():
+        inside = ", ".join(str(p) for p in sorted(path.glob("*.model"))) or "none"
+        raise IsADirectoryError(f"{path} is a folder; pass a .model file ({inside} here)")
+    if path.suffix != ".model":
+        raise ValueError(f"{path} is not a .model file (what BPETokenizer.save writes)")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such tokenizer file: {path}")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        where = f"byte {err.start}"
+        raise ValueError(f"{path} is not a .model file: not UTF-8 ({where})") from None
+    lines = [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")]
+
+    def bad(n: int, why: str) -> ValueError:
+        return ValueError(f"{path}, line {n}: {why}")
+
+    if lines[0] != MODEL_VERSION:
+        raise bad(1, f"expected {MODEL_VERSION!r}: this is not a tokenizer .model file")
+    if len(lines) < 3 or not re.fullmatch(r"\d+", lines[2], re.ASCII):
+        raise bad(3, "expected the number of special tokens")
+    pattern, n_specials = lines[1], int(lines[2])
+    if not pattern:  # it would cut every text into nothing
+        raise bad(2, "the split pattern is empty; (?s).+ means no pre-tokenization")
+    try:
+        regex.compile(pattern)
+    except regex.error as err:
+        raise bad(2, f"the split pattern {pattern!r} is not valid: {err}") from None
+    specials, merges = {}, {}
+    for n, line in enumerate(lines[3:], start=4):
+        if len(specials) < n_specials:
+            token, _, i = line.rpartition(" ")
+            if not token or token in specials or not re.fullmatch(r"\d+", i, re.ASCII):
+                raise bad(n, f"expected a new special token and its id, got {line!r}")
+            specials[token] = int(i)
+            continue
+        new_id, m = 256 + len(merges), re.fullmatch(r"(\d+) (\d+)", line, re.ASCII)
+        pair = (int(m[1]), int(m[2])) if m else (new_id, new_id)
+        if max(pair) >= new_id or pair in merges:
+            raise bad(
+                n, f"expected a new merge of two ids below {new_id}, got {line!r}"
+            )
+        merges[pair] = new_id
+    first = 256 + len(merges)
+    if len(specials) < n_specials:
+        raise bad(len(lines), f"the file ends before its {n_specials} special tokens")
+    if sorted(specials.values()) != list(range(first, first + n_specials)):
+        raise bad(4, f"the special tokens' ids must follow the merges: {first}, ...")
+    return merges, pattern, specials
+
+
+# %% [markdown]
+# Now keep the tokenizer we trained on the story, with `<|endoftext|>` registered after its 1,000
+# tokens. In your own notebook, save it into a folder you keep, such as `tokenizers/verdict`; here
+# a temporary folder keeps the repository clean.
+
+# %%
+import tempfile
+
+kept = BPETokenizer(bpe.merges, special_tokens={ENDOFTEXT: bpe.n_vocab})
+folder = tempfile.TemporaryDirectory()
+model_file, vocab_file = kept.save(Path(folder.name) / "verdict")
+model_lines = model_file.read_text(encoding="utf-8").splitlines()
+vocab_lines = vocab_file.read_text(encoding="utf-8").splitlines()
+print(f"{model_file.name}: {len(model_lines)} lines; the first five:")
+print(*model_lines[:5], sep="\n")
+print(f"{vocab_file.name}: {len(vocab_lines)} lines; the last three:")
+print(*vocab_lines[-3:], sep="\n")
+
+# %% [markdown]
+# `BPETokenizer.load` reads the `.model` file back. The loaded tokenizer must give the same ids as
+# the one we trained, on the story, on text it has never seen, and on two documents joined by the
+# special token; `encode_batch` must give what `encode` gives text by text:
+
+# %%
+loaded = BPETokenizer.load(model_file)
+docs = [text, unseen, f"The end.{ENDOFTEXT}A new story."]
+ids = loaded.encode_batch(docs, allowed_special="all")
+assert ids == kept.encode_batch(docs, allowed_special="all")
+assert ids == [kept.encode(doc, allowed_special="all") for doc in docs]
+assert ids[0] == bpe.encode(text)  # the tokenizer trained above, before it was saved
+assert loaded.decode_batch(ids) == docs
+print(f"identical ids for {len(docs)} texts, {sum(map(len, ids)):,} tokens; the last text:")
+print([loaded.decode([i]) for i in ids[-1]])
+try:
+    loaded.encode(docs[-1])  # allowed_special="none_raise", the default
+except ValueError as err:
+    print("ValueError:", err)
+folder.cleanup()
+
+# %% [markdown]
+# The command line does the same in one step, for a file or a folder of your own text:
+# `python -m gpt2scratch tokenizer train --data DIR --vocab-size N --out tok/` trains a tokenizer
+# and writes `tok/tokenizer.model` and `tok/tokenizer.vocab`.
 #
 # ## 3. GPT-2's tokenizer, rebuilt from its two files
 #
@@ -1419,6 +1742,9 @@ for bad in ["", [], [[6109, 3626]]]:
 # - Pre-tokenization keeps merges inside words, with the space at the front of a word.
 # - More merges give fewer tokens, with diminishing returns; on text the tokenizer was not trained
 #   on the gain is smaller still, so a vocabulary should be learned from far more text than ours.
+# - A trained tokenizer is its merges: `save` writes them in minbpe's plain-text format, `load`
+#   reads them back to the same ids, and `python -m gpt2scratch tokenizer train` trains and saves
+#   one on your own text.
 # - GPT-2's tokenizer is exactly that, with 50,000 merges, a printable byte alphabet for its files,
 #   and one special token. Our `GPT2Tokenizer` rebuilds it in a page of Python and gives
 #   tiktoken's ids on the whole story and every edge case; `gpt2_encoding()` is tiktoken's
@@ -1426,7 +1752,8 @@ for bad in ["", [], [[6109, 3626]]]:
 #
 # The package now exports GPT-2's tokenizer from `gpt2scratch.tokenizer` (`GPT2Tokenizer`,
 # `gpt2_encoding` and `encode_prompt`), and `SimpleTokenizer`, `train_bpe` and `BPETokenizer`
-# from `gpt2scratch.tokenizer_basics`.
+# (with `save` and `load`, whose file format is `gpt2scratch.tokenizer_io`) from
+# `gpt2scratch.tokenizer_basics`.
 #
 # Next: [Chapter 2 — Text to tensors](02_text_to_tensors.ipynb), which turns token ids into
 # training examples and vectors.

@@ -531,6 +531,13 @@ CLI = [
       "--batch-size must be >= 1, got 0", False, id="bench-backward-batch-size"),
     P(["bench", "backward", "--preset", "tiny", "--dropout", "2", "--no-memory"],
       "dropout must be finite and >= 0 and < 1, got 2.0", True, id="bench-backward-dropout"),
+    P(["tokenizer", "train", "--data", "{tmp}/nope", "--vocab-size", "300", "--out", "{tmp}/tok"],
+      "no such file or folder: {tmp}/nope", True, id="tokenizer-train-missing-data"),
+    P(["tokenizer", "train", "--data", "{tmp}/f.txt", "--vocab-size", "255", "--out", "{tmp}/tok"],
+      "--vocab-size must be >= 256, got 255", True, id="tokenizer-train-vocab-size"),
+    P(["tokenizer", "train", "--data", "{tmp}/f.txt", "--vocab-size", "300", "--out", "{tmp}/f.txt"],
+      "--out {tmp}/f.txt is a file", True, id="tokenizer-train-out-is-a-file"),
+    P(["tokenizer", "nope"], "invalid choice: 'nope'", False, id="tokenizer-unknown-command"),
     P(["bench", "nope"], "invalid choice: 'nope'", False, id="bench-unknown-benchmark"),
     P(["nope"], "invalid choice: 'nope'", False, id="unknown-subcommand"),
 ]

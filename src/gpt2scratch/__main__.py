@@ -9,11 +9,12 @@
     python -m gpt2scratch train --init gpt2 --data story.txt   # fine-tune pretrained GPT-2 (ch. 07)
     python -m gpt2scratch export --checkpoint runs/story --out hf/story   # a Hugging Face folder
     python -m gpt2scratch attention --checkpoint runs/verdict "Every effort moves you" --out attention.html
+    python -m gpt2scratch tokenizer train --data DIR --vocab-size 4096 --out tok/   # BPE (ch. 01)
     python -m gpt2scratch bench ...   # benchmarks (gpt2scratch.bench)
 
 This module holds the flags (`build_parser`), the error handler and `main()`; the commands live in
-`cli_train` (train, run) and `cli_use` (generate, eval, export, attention), the benchmarks in
-`bench`.
+`cli_train` (train, run, tokenizer train) and `cli_use` (generate, eval, export, attention), the
+benchmarks in `bench`.
 
 Errors are handled in one place, `main()`:
 - bad input (a bad value, a missing or non-UTF-8 file, a text too short for one window, a bad
@@ -33,7 +34,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from gpt2scratch.cli_train import PROMPT, cmd_run, cmd_train
+from gpt2scratch.cli_train import PROMPT, cmd_run, cmd_tokenizer_train, cmd_train
 from gpt2scratch.cli_use import cmd_attention, cmd_eval, cmd_export, cmd_generate
 
 PACKAGE = Path(__file__).resolve().parent
@@ -145,16 +146,12 @@ def _add_training_options(p: argparse.ArgumentParser, out: str | None,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gpt2scratch",
                                      description="GPT-2 from scratch: train, generate, benchmark.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,generate,run,eval,export,attention,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,generate,run,eval,export,attention,tokenizer,bench}")
 
     p = sub.add_parser("train", help="train a GPT-2 on a UTF-8 text file (90/10 split), saving checkpoints")
-    p.add_argument("--data", required=True, nargs="+", metavar="PATH",
-                   help="UTF-8 text to train on: a file (90/10 split), or several files and "
-                        "folders (every *.txt, *.md, *.py under a folder; split by document, "
-                        "tokens cached next to the data; chapter 09)")
-    p.add_argument("--glob", metavar="PATTERN", default=None,
-                   help="the files to take from a --data folder, e.g. '*.py' (default: *.txt, "
-                        "*.md and *.py)")
+    _add_text_data(p, "UTF-8 text to train on: a file (90/10 split), or several files and "
+                      "folders (every *.txt, *.md, *.py under a folder; split by document, "
+                      "tokens cached next to the data; chapter 09)")
     p.add_argument("--lora-rank", type=_positive_int, default=None, metavar="R",
                    help="fine-tune the --init weights with rank-R LoRA adapters on attn.c_attn "
                         "instead of all weights, and save just the adapter (chapter 09)")
@@ -215,8 +212,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer on your own text "
+                                         "(chapter 01): python -m gpt2scratch tokenizer train --help")
+    p = p.add_subparsers(dest="tokenizer_command", required=True, metavar="{train}").add_parser(
+        "train", help="learn BPE merges from UTF-8 text and save the tokenizer: OUT/tokenizer.model "
+                      "(BPETokenizer.load reads it) and OUT/tokenizer.vocab (every token, readable)")
+    _add_text_data(p, "UTF-8 text to train on: files, or folders (every *.txt, *.md, *.py "
+                      "under them, each file pre-tokenized on its own)")
+    p.add_argument("--vocab-size", required=True, type=_positive_int, metavar="N",
+                   help="tokens to learn: the 256 bytes, then merges up to N (at least 256; "
+                        "fewer when the text runs out of pairs)")
+    p.add_argument("--special", action="append", default=[], metavar="TOKEN",
+                   help="a special token to add after the merges, e.g. '<|endoftext|>' "
+                        "(repeat the flag for more)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the folder to write tokenizer.model and tokenizer.vocab into")
+    p.set_defaults(func=cmd_tokenizer_train)
+
     sub.add_parser("bench", help="benchmarks: python -m gpt2scratch bench --help", add_help=False)
     return parser
+
+
+def _add_text_data(p: argparse.ArgumentParser, data_help: str) -> None:
+    """--data PATH... and --glob PATTERN: the text files a command trains on."""
+    p.add_argument("--data", required=True, nargs="+", metavar="PATH", help=data_help)
+    p.add_argument("--glob", metavar="PATTERN", default=None,
+                   help="the files to take from a --data folder, e.g. '*.py' (default: *.txt, "
+                        "*.md and *.py)")
 
 
 def _add_model_source(p: argparse.ArgumentParser) -> None:
@@ -286,7 +308,7 @@ def _one_line(err: Exception) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = " ".join(argv[:2] if argv[:1] == ["bench"] else argv[:1])
+    command = " ".join(argv[:2] if argv[:1] in (["bench"], ["tokenizer"]) else argv[:1])
     try:  # the one place that turns an error into a message and an exit code
         if argv and argv[0] == "bench":
             from gpt2scratch import bench  # lazy: benchmarks pull in optional dependencies

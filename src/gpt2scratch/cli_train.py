@@ -240,3 +240,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = _train_and_report(args, text, "The Verdict")
     print(f"\nmake run took {(time.perf_counter() - t0) / 60:.1f} min")
     return code
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> int:
+    """Chapter 01's BPE trainer on your own text: a file, or the text files under folders
+    (read one at a time, skipping what is not UTF-8 text, as `train` does); writes
+    OUT/tokenizer.model and OUT/tokenizer.vocab."""
+    from gpt2scratch.corpus import NotTextError, find_files, read_pieces
+    from gpt2scratch.tokenizer_basics import train_bpe
+    from gpt2scratch.validation import check_int
+
+    check_int("--vocab-size", args.vocab_size, minimum=256)  # the 256 bytes come first
+    out = Path(args.out)
+    if out.is_file():
+        raise ValueError(f"--out {out} is a file; give the name of a folder to write")
+    files = find_files(args.data, args.glob)
+    skipped, read = [], {"files": 0, "chars": 0}
+
+    def texts():
+        for path in files:
+            try:
+                text = "".join(piece for piece, _ in read_pieces(path))
+            except NotTextError as err:
+                skipped.append(str(err))
+                continue
+            read["files"] += 1
+            read["chars"] += len(text)
+            yield text
+
+    t0 = time.perf_counter()
+    tokenizer = train_bpe(texts(), args.vocab_size)
+    seconds = time.perf_counter() - t0
+    for message in skipped:
+        print(f"warning: skipped {message}", file=sys.stderr)
+    if not read["chars"]:
+        raise ValueError(f"no text to train on in {', '.join(args.data)}: "
+                         + (f"none of the {len(files)} files is UTF-8 text" if skipped
+                            else "the files are empty"))
+    specials = list(dict.fromkeys(args.special))
+    tokenizer.register_special_tokens({t: tokenizer.n_vocab + k for k, t in enumerate(specials)})
+    model, vocab = tokenizer.save(out / "tokenizer")
+    print(f"trained on {read['files']} file(s), {read['chars']:,} characters, in {seconds:.1f} s: "
+          f"{tokenizer.n_vocab:,} tokens (256 bytes, {len(tokenizer.merges):,} merges, "
+          f"{len(specials)} special)")
+    if len(tokenizer.merges) < args.vocab_size - 256:
+        print(f"(fewer than --vocab-size {args.vocab_size}: every chunk of the text is one "
+              "token already)")
+    print(f"wrote {model} (the tokenizer) and {vocab} (every token, readable)")
+    print(f"load it: gpt2scratch.tokenizer_basics.BPETokenizer.load({str(model)!r})")
+    return 0

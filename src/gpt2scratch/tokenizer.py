@@ -88,7 +88,7 @@ def gpt2_encoding() -> tiktoken.Encoding:
     )
 
 
-# %% chapters/01_tokenizer.ipynb cell 65
+# %% chapters/01_tokenizer.ipynb cell 77
 @functools.lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character table (from OpenAI's encoder.py).
@@ -112,7 +112,7 @@ def bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-# %% chapters/01_tokenizer.ipynb cell 70
+# %% chapters/01_tokenizer.ipynb cell 82
 def read_gpt2_files(
     encoder_json: str | Path, vocab_bpe: str | Path
 ) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -123,7 +123,7 @@ def read_gpt2_files(
     return encoder, merges
 
 
-# %% chapters/01_tokenizer.ipynb cell 72
+# %% chapters/01_tokenizer.ipynb cell 84
 class GPT2BPE:
     """GPT-2's byte-level BPE on ordinary text: no special tokens (see GPT2Tokenizer).
 
@@ -182,7 +182,7 @@ class GPT2BPE:
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
 
-# %% chapters/01_tokenizer.ipynb cell 74
+# %% chapters/01_tokenizer.ipynb cell 86
 def _special_set(
     value: Iterable[str] | str, name: str, specials: Iterable[str]
 ) -> set[str]:
@@ -236,7 +236,7 @@ def allowed_specials(
     return allowed
 
 
-# %% chapters/01_tokenizer.ipynb cell 76
+# %% chapters/01_tokenizer.ipynb cell 88
 class GPT2Tokenizer(GPT2BPE):
     """GPT-2's tokenizer: byte-level BPE plus special tokens, with tiktoken's rules.
 
@@ -298,7 +298,7 @@ class GPT2Tokenizer(GPT2BPE):
         return ids
 
 
-# %% chapters/01_tokenizer.ipynb cell 93
+# %% chapters/01_tokenizer.ipynb cell 105
 def encode_prompt(
     prompt, tokenizer=None, name: str = "prompt"
 ) -> tuple[list[int], object]:
