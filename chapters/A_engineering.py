@@ -2083,8 +2083,8 @@ BASE = BaseRecipe(d_model=384, n_layers=6, n_heads=6, context_length=256,
                   batch_size=8, steps=1950, lr=1e-3, warmup=97, eval_every=100,
                   eval_iters=10)  # fmt: skip; 2.9 epochs, ~28 min on 2 cores in bf16
 QUICK_BASE = BaseRecipe(d_model=32, n_layers=1, n_heads=2, context_length=64,
-                        batch_size=8, steps=40, lr=3e-3, warmup=4, eval_every=40,
-                        eval_iters=2, final_eval_batches=20)  # fmt: skip
+                        batch_size=4, steps=30, lr=3e-3, warmup=3, eval_every=30,
+                        eval_iters=2, final_eval_batches=10)  # fmt: skip
 
 
 # %% [markdown]
