@@ -172,7 +172,39 @@ for call in (
 #
 # `tempfile.mkstemp` creates the temp file private to its owner (mode `0600`), so before the
 # rename we give it the permissions an ordinary new file gets under the user's umask.
-# `atomic_write` is the one writer that data downloads and checkpoints share.
+# `atomic_write` is the one writer that data downloads and checkpoints share. The figure shows the
+# sequence, and what a crash at each point leaves; a checkpoint (section A.4) adds one more
+# atomic write at the end, the `latest.json` pointer, so that a reader never follows a pointer to
+# a half-written folder.
+
+# %%
+import matplotlib.pyplot as plt
+
+steps = [
+    ("write the bytes\nto .name.XXXX.tmp", "old file intact;\ntemp file removed"),
+    ("fsync(temp file)", "old file intact"),
+    ("os.replace(tmp, path)", "the rename is atomic:\nold or new, never half"),
+    ("fsync(folder)", "new file, and the\nrename is durable"),
+    ("checkpoints only:\nlatest.json, atomically",
+     "the pointer moves to\nthe finished folder"),
+]
+fig, ax = plt.subplots(figsize=(10, 2.6))
+for i, (action, after_crash) in enumerate(steps):
+    color = "C2" if i < 4 else "C1"
+    ax.add_patch(plt.Rectangle((i * 2, 1), 1.6, 0.9, color=color, alpha=0.25))
+    ax.text(i * 2 + 0.8, 1.45, action, ha="center", va="center", fontsize=9)
+    ax.text(i * 2 + 0.8, 0.45, after_crash, ha="center", va="center", fontsize=8,
+            color="0.3")  # fmt: skip
+    if i:
+        arrow = dict(arrowstyle="->")
+        ax.annotate("", (i * 2, 1.45), (i * 2 - 0.4, 1.45), arrowprops=arrow)
+ax.text(-0.1, 0.45, "a crash\nafter it:", ha="right", va="center", fontsize=8)
+ax.set_xlim(-1.2, 9.8)
+ax.set_ylim(0, 2.1)
+ax.axis("off")
+ax.set_title("an atomic write: a crash leaves a whole file, the old one or the new one")
+plt.tight_layout()
+plt.show()
 
 # %%
 #| export files
@@ -813,9 +845,8 @@ def save_checkpoint(
         if isinstance(err, OSError):  # a full disk, say: name what is still there
             raise CheckpointWriteError(root, previous, err) from err
         raise
-    for (
-        entry
-    ) in root.iterdir():  # old checkpoints, and temp folders of interrupted saves
+    # old checkpoints, and temp folders of interrupted saves
+    for entry in root.iterdir():
         stale = entry.name.startswith("step-") and entry.name not in kept
         if entry.is_dir() and (stale or entry.name.startswith(".tmp-step-")):
             shutil.rmtree(entry, ignore_errors=True)
@@ -1873,7 +1904,7 @@ def local_gpt2(device=None) -> GPT2 | None:
 
 # %%
 #| export base_model
-"""The course's pretrained base: a GPT-2-format model that the book trains on Shakespeare.
+"""The course's pretrained base: a GPT-2-format model the book trains on Shakespeare.
 
 Generated from Appendix A of the book. `shakespeare_texts()` fetches and unpacks the
 corpus; `train_base()` trains the base once (resumable), saves it in Hugging Face's
@@ -2200,17 +2231,19 @@ def _publish(model: GPT2, card: dict, folder: Path) -> Path:
 
 # %%
 probes = json.loads((data.repo_root() / "benchmarks" / "base_probes.json").read_text())
-print(f"{'size':>16} {'params':>8} {'s/step':>7} {'steps':>6} {'tokens':>9} {'held-out val':>13}")
+header = ("size", "params", "s/step", "steps", "tokens", "held-out val")
+print("{:>16} {:>8} {:>7} {:>6} {:>9} {:>13}".format(*header))
 for row in probes["probes"]:
     size = f"d{row['d_model']}, {row['n_layers']} layers"
-    print(f"{size:>16} {row['params_M']:>7.1f}M {row['step_s']:>7.2f} {row['steps']:>6} "
-          f"{row['tokens']:>9,} {row['val']:>13.3f}")
+    print(f"{size:>16} {row['params_M']:>7.1f}M {row['step_s']:>7.2f} "
+          f"{row['steps']:>6} {row['tokens']:>9,} {row['val']:>13.3f}")
 best = min(probes["probes"], key=lambda row: row["val"])
 tokens = BASE.steps * BASE.batch_size * BASE.context_length
 passes = tokens / corpus.tokens["train"]
+per_step = BASE.batch_size * BASE.context_length
 print(f"BASE: d{BASE.d_model}, {BASE.n_layers} layers, {BASE.steps:,} steps of "
-      f"{BASE.batch_size * BASE.context_length:,} tokens = {tokens:,} tokens, {passes:.1f} "
-      f"passes over the training texts")
+      f"{per_step:,} tokens = {tokens:,} tokens, {passes:.1f} passes over the "
+      "training texts")
 assert (best["d_model"], best["n_layers"]) == (BASE.d_model, BASE.n_layers)
 
 # %% [markdown]
@@ -2225,14 +2258,16 @@ assert (best["d_model"], best["n_layers"]) == (BASE.d_model, BASE.n_layers)
 base_folder = train_base()
 card = json.loads((base_folder / "card.json").read_text())
 recipe = card["recipe"]
+per_step = recipe["batch_size"] * recipe["context_length"]
 print(f"{base_folder.relative_to(data.repo_root() or Path.cwd())}: d_model "
       f"{recipe['d_model']}, {recipe['n_layers']} layers, {recipe['steps']:,} steps of "
-      f"{recipe['batch_size'] * recipe['context_length']:,} tokens, {card['precision']} "
-      f"({card['precision_why']})")
-print(f"trained in {card['training_seconds'] / 60:.1f} min on {card['device']}; held-out "
-      f"val loss {card['val_loss']:.3f} on {', '.join(card['corpus']['held_out'])}")
-print(f"weights sha256 {card['weights_sha256'][:16]}...; corpus {card['corpus']['archive']} "
-      f"sha256 {card['corpus']['sha256'][:16]}...")
+      f"{per_step:,} tokens, {card['precision']} ({card['precision_why']})")
+minutes, plays = card["training_seconds"] / 60, ", ".join(card["corpus"]["held_out"])
+print(f"trained in {minutes:.1f} min on {card['device']}; held-out val loss "
+      f"{card['val_loss']:.3f} on {plays}")
+corpus_sha = card["corpus"]["sha256"]
+print(f"weights sha256 {card['weights_sha256'][:16]}...; corpus "
+      f"{card['corpus']['archive']} sha256 {corpus_sha[:16]}...")
 assert card["weights_sha256"] == data.sha256_file(base_folder / "model.safetensors")
 
 
@@ -2260,6 +2295,84 @@ def pretrained_model(device=None) -> CourseModel:
 
 
 # %% [markdown]
+# ## Summary
+#
+# * **One error contract** (A.1): a bad value stops at the door with one line that names it;
+#   an unexpected failure keeps its traceback.
+# * **Atomic writes** (A.2): temp file, `fsync`, rename, `fsync` of the folder. Every file the
+#   package writes, from a download to a checkpoint's pointer, is whole or absent.
+# * **Verified data** (A.3): every fetched file is checked against its sha256, from a mirror or
+#   the network, and the offline error says how to get it by hand.
+# * **Checkpoints** (A.4): weights, optimizer, schedule and random states, so that a resumed run
+#   continues bit for bit; a crash in the middle of a save leaves the last checkpoint readable.
+# * **Measuring a process** (A.5): peak memory and page faults, read from the kernel.
+# * **A corpus of many files** (A.6): split by document, tokenised once to `uint16` files that
+#   are memory-mapped, never read whole.
+# * **The course models** (A.7, A.8): `chapter5_model()` and `pretrained_model()`. The second
+#   trains a GPT-2-format base on Shakespeare with the book's own code, resumably, and saves it
+#   in Hugging Face's layout with a model card; chapters 7 to 10 load it exactly as they would
+#   load OpenAI's weights.
+#
+# ## Exercises
+#
+# **1. One flipped byte.** Copy *The Verdict* into a temporary folder, flip one bit of one byte,
+# and check the copy with `check_sha256`. What does the error say, and what would a reader do?
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
+with tempfile.TemporaryDirectory() as folder:
+    copy = Path(folder) / "the-verdict.txt"
+    raw = bytearray(data.verdict_path().read_bytes())
+    raw[1000] ^= 0x01  # one bit of one byte
+    copy.write_bytes(raw)
+    try:
+        data.check_sha256(copy, data.VERDICT_SHA256, fix="Fetch a fresh copy.")
+        raise AssertionError("a corrupt file passed the check")
+    except data.ChecksumMismatchError as err:
+        print(str(err).replace(folder, "tmp"))
+
+# %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# The error names the file, the sha256 it expected and the one it found, and says what to do.
+# One bit is enough to change the whole hash, which is the point: no checksum of a prefix or of
+# the size would have caught it.
+# ```
+#
+# **2. The yardstick, reproduced.** Chapter 5 counted token pairs with a Python `Counter` and
+# found a bigram validation loss of 5.937 on *The Verdict* (section "Against a bigram counter").
+# Compute it with the numpy `ngram_baselines` of section A.8 on the same 90/10 split.
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
+from gpt2scratch.tokenizer import gpt2_encoding  # noqa: E402
+from gpt2scratch.train import split_text  # noqa: E402
+
+encoding = gpt2_encoding()
+train_text, val_text = split_text(data.verdict_text())
+verdict = ngram_baselines(encoding.encode(train_text), encoding.encode(val_text))
+print({name: round(value, 3) for name, value in verdict.items()})
+assert abs(verdict["bigram"] - 5.937) < 5e-4 and verdict["bigram_lambda"] == 0.3
+
+# %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# The same numbers, 5.937 for the bigram counter at $\lambda = 0.3$ and 6.646 for the unigram
+# counter, in a fraction of the time: `np.unique` counts every pair at once, and a sorted search
+# finds each validation pair's count.
+# ```
+#
+# **3. A crash between the last step and the rename.** `train_base` saves the finished model into
+# `model.tmp` and renames it to `model`. What happens on the next call if the process dies after
+# `save_pretrained` but before the rename?
+
+# %% [markdown]
+# ```{admonition} Solution
+# :class: dropdown
+# `model/card.json` does not exist, so the model is not trusted. `train_base` finds the
+# checkpoint that the last step wrote, resumes from it with no steps left to train, scores the
+# model, and `_publish` deletes the stale `model.tmp` before it writes a fresh one and renames it.
+# Nothing is lost but a few seconds, and no half-written model is ever loaded.
+# ```
+#
 # ## What this appendix exported
 #
 # | module | what |

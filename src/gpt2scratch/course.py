@@ -1,6 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/A_engineering.ipynb cell 79
+# %% chapters/A_engineering.ipynb cell 80
 """The course model: what chapters 7-10 call "the chapter-5 model".
 
 Generated from Appendix A of the book. `chapter5_model()` loads the checkpoint that
@@ -44,7 +44,7 @@ class CourseModel:
     folder: Path | None = None  # where it was loaded from, when it is a saved model
 
 
-# %% chapters/A_engineering.ipynb cell 81
+# %% chapters/A_engineering.ipynb cell 82
 def chapter5_model(device=None) -> CourseModel:
     """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached).
 
@@ -73,7 +73,7 @@ def chapter5_model(device=None) -> CourseModel:
     return CourseModel(model.eval(), label, standin=True)
 
 
-# %% chapters/A_engineering.ipynb cell 83
+# %% chapters/A_engineering.ipynb cell 84
 def local_gpt2(device=None) -> GPT2 | None:
     """OpenAI's GPT-2 124M if its weights are on this machine ($GPT2SCRATCH_GPT2_DIR or
     the Hugging Face cache; nothing is downloaded), else None."""
@@ -84,7 +84,7 @@ def local_gpt2(device=None) -> GPT2 | None:
     return load_pretrained(config_file.parent, device=device)
 
 
-# %% chapters/A_engineering.ipynb cell 104
+# %% chapters/A_engineering.ipynb cell 105
 def pretrained_model(device=None) -> CourseModel:
     """OpenAI's GPT-2 124M if it is on this machine, else the Shakespeare base (trained
     once by `base_model.train_base`; quick mode: its tiny quick recipe)."""
