@@ -34,7 +34,7 @@ from gpt2scratch.train import History, epoch_seed, pick_device, train
 from gpt2scratch.validation import check_int
 
 
-# %% chapters/11_scaling.ipynb cell 54
+# %% chapters/11_scaling.ipynb cell 55
 @dataclass(frozen=True)
 class DistInfo:
     """This process's place in the run: rank r of world_size, on `device`."""
@@ -76,7 +76,7 @@ def _leave_group() -> None:
         dist.destroy_process_group()
 
 
-# %% chapters/11_scaling.ipynb cell 56
+# %% chapters/11_scaling.ipynb cell 57
 class ShardedSampler(Sampler[int]):
     """This process's rows of every global batch.
 
@@ -131,7 +131,7 @@ def shard_loader(loader: DataLoader, info: DistInfo, seed: int) -> DataLoader:
     )
 
 
-# %% chapters/11_scaling.ipynb cell 58
+# %% chapters/11_scaling.ipynb cell 59
 def check_batch_split(
     batch_size: int, world_size: int = 1, accum_steps: int = 1
 ) -> int:
@@ -148,7 +148,7 @@ def check_batch_split(
     return batch_size // (world_size * accum_steps)
 
 
-# %% chapters/11_scaling.ipynb cell 61
+# %% chapters/11_scaling.ipynb cell 62
 def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
     """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
     -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""

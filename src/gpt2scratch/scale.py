@@ -82,7 +82,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-# %% chapters/11_scaling.ipynb cell 21
+# %% chapters/11_scaling.ipynb cell 22
 @dataclass(frozen=True)
 class FastPath:
     """Which parts of the fast path a run uses. `FastPath.auto(device, precision)`: all
@@ -126,7 +126,7 @@ def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
     return -(-vocab_size // multiple) * multiple
 
 
-# %% chapters/11_scaling.ipynb cell 27
+# %% chapters/11_scaling.ipynb cell 28
 class FastGPT2(nn.Module):
     """Trains a GPT2 through a padded LM head, with the loss inside the module.
 
@@ -159,7 +159,7 @@ class FastGPT2(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
-# %% chapters/11_scaling.ipynb cell 30
+# %% chapters/11_scaling.ipynb cell 31
 def make_backward(fast: FastPath, device) -> Callable:
     """The `backward=` seam of `train()`: forward and backward of one batch, in
     `fast.accum_steps` micro-batches, under bf16 autocast and the attention kernel that
@@ -210,7 +210,7 @@ def set_adamw_kernel(optimizer: torch.optim.Optimizer, fused: bool) -> None:
         group["fused"], group["foreach"] = (True, None) if fused else (None, True)
 
 
-# %% chapters/11_scaling.ipynb cell 33
+# %% chapters/11_scaling.ipynb cell 34
 LADDER = (  # each rung adds one part of the fast path to the one before
     ("fp32, math attention, foreach AdamW", {}),
     ("+ bf16 autocast", {"bf16": True}),
@@ -252,7 +252,7 @@ def _timed_step(config, fast, inputs, targets, device, seed) -> Callable[[], flo
     return step
 
 
-# %% chapters/11_scaling.ipynb cell 34
+# %% chapters/11_scaling.ipynb cell 35
 def time_fast_paths(
     config: GPT2Config,
     paths: dict[str, FastPath],
@@ -298,7 +298,7 @@ def time_fast_paths(
     return results
 
 
-# %% chapters/11_scaling.ipynb cell 40
+# %% chapters/11_scaling.ipynb cell 41
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
