@@ -519,7 +519,7 @@ def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
 # **bf16 autocast.** A GPU's tensor cores multiply 16-bit numbers many times faster than 32-bit
 # ones (on an H100, about 990 TFLOP/s dense in bf16 against 67 in plain fp32, by NVIDIA's data sheet).
 # *bfloat16* keeps float32's 8 exponent bits, so it has the same range and needs no loss scaling,
-# but only 7 mantissa bits: about 3 significant digits. `torch.autocast` runs the matmuls in bf16
+# but only 7 stored mantissa bits (8 with the implicit leading one): about 3 significant digits. `torch.autocast` runs the matmuls in bf16
 # and keeps the precision-sensitive operations (softmax, LayerNorm, the loss) in float32; the
 # weights, their gradients and AdamW's moments stay float32.
 
