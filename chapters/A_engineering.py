@@ -2340,7 +2340,7 @@ with tempfile.TemporaryDirectory() as folder:
 #
 # **2. The yardstick, reproduced.** Chapter 5 counted token pairs with a Python `Counter` and
 # found a bigram validation loss of 5.937 on *The Verdict* (section "Against a bigram counter").
-# Compute it with the numpy `ngram_baselines` of section A.8 on the same 90/10 split.
+# Compute it with the numpy `ngram_baselines` of section A.8 on the same split as chapter 5.
 
 # %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 from gpt2scratch.tokenizer import gpt2_encoding  # noqa: E402

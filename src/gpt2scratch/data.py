@@ -1,6 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/A_engineering.ipynb cell 15
+# %% chapters/A_engineering.ipynb cell 16
 """Data files for the book: where they live, how they are fetched, and how they are
 verified.
 
@@ -39,7 +39,7 @@ class DataUnavailableError(RuntimeError):
     """A data file is not on disk, not in the mirror, and could not be downloaded."""
 
 
-# %% chapters/A_engineering.ipynb cell 17
+# %% chapters/A_engineering.ipynb cell 18
 def repo_root() -> Path | None:
     """The checkout this code sits in, or None when the package is pip-installed."""
     # in the package: src/gpt2scratch/ -> the repo; in a notebook: chapters/ -> the repo
@@ -74,7 +74,7 @@ def _mirror_dir() -> Path | None:
     return root / path if root is not None and (root / path).is_dir() else path
 
 
-# %% chapters/A_engineering.ipynb cell 19
+# %% chapters/A_engineering.ipynb cell 20
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -119,7 +119,7 @@ def _write_verified(source: BinaryIO, target: Path, sha256: str, what: str) -> N
     files.atomic_write(target, write)
 
 
-# %% chapters/A_engineering.ipynb cell 20
+# %% chapters/A_engineering.ipynb cell 21
 def fetch_verified(
     filename: str, url: str, sha256: str, *, timeout: float = 30.0
 ) -> Path:
@@ -160,7 +160,7 @@ def fetch_verified(
     return target
 
 
-# %% chapters/A_engineering.ipynb cell 22
+# %% chapters/A_engineering.ipynb cell 23
 def verdict_path() -> Path:
     """Path of Edith Wharton's *The Verdict*, fetched and verified on first use."""
     return fetch_verified(VERDICT_FILENAME, VERDICT_URL, VERDICT_SHA256)

@@ -1,6 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/A_engineering.ipynb cell 9
+# %% chapters/A_engineering.ipynb cell 10
 """Atomic file writes: a temp file beside the target, fsync, then os.replace.
 
 Used for data downloads and checkpoints alike. Generated from Appendix A of the book.
@@ -41,7 +41,7 @@ def default_mode(path: str | os.PathLike) -> None:
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
 
 
-# %% chapters/A_engineering.ipynb cell 11
+# %% chapters/A_engineering.ipynb cell 12
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it onto
     `path`.
