@@ -1,6 +1,6 @@
 # Generated from chapters/04_gpt2_model.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/04_gpt2_model.ipynb cell 4
+# %% chapters/04_gpt2_model.ipynb cell 5
 """GPT-2 (Radford et al., 2019) in one file: config, LayerNorm, GELU, MLP, Block, GPT2.
 
 Attribute names follow Hugging Face's `GPT2LMHeadModel`, so pretrained weights map
@@ -26,7 +26,7 @@ from gpt2scratch.attention import CausalSelfAttention
 from gpt2scratch.validation import check_bool, check_int, check_number
 
 
-# %% chapters/04_gpt2_model.ipynb cell 6
+# %% chapters/04_gpt2_model.ipynb cell 7
 PRESETS = {  # name: (d_model, n_layers, n_heads)
     "tiny": (32, 2, 2),  # ours: quick runs and tests
     "mini": (128, 4, 4),  # ours: small experiments on a CPU
@@ -43,7 +43,7 @@ HF_NAMES = {  # Hugging Face's names for OpenAI's sizes
 }
 
 
-# %% chapters/04_gpt2_model.ipynb cell 8
+# %% chapters/04_gpt2_model.ipynb cell 9
 @dataclass(frozen=True)
 class GPT2Config:
     """Hyper-parameters of a GPT-2 model. `GPT2Config()` is the 124M model."""
@@ -53,7 +53,7 @@ class GPT2Config:
     d_model: int = 768  # width of the residual stream
     n_layers: int = 12  # number of transformer blocks
     n_heads: int = 12  # attention heads per block; head size = d_model // n_heads
-    dropout: float = 0.1  # GPT-2 used 0.1 in pre-training; 0.0 for inference
+    dropout: float = 0.1  # Hugging Face's GPT-2 value; acts only in training mode
     qkv_bias: bool = True  # GPT-2's q, k, v projections have biases
     tie_weights: bool = True  # lm_head shares wte's weight matrix
 
@@ -98,7 +98,7 @@ class GPT2Config:
         return cls(**d)
 
 
-# %% chapters/04_gpt2_model.ipynb cell 17
+# %% chapters/04_gpt2_model.ipynb cell 18
 class LayerNorm(nn.Module):
     """(x - mean) / sqrt(var + eps) * weight + bias over the last dim, biased variance.
 
@@ -116,7 +116,7 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, shape, self.weight, self.bias, self.eps)  # (..., C)
 
 
-# %% chapters/04_gpt2_model.ipynb cell 26
+# %% chapters/04_gpt2_model.ipynb cell 27
 class GELU(nn.Module):
     """GELU, GPT-2's tanh approximation: 0.5x (1 + tanh(√(2/π) (x + 0.044715x³)))."""
 
@@ -124,7 +124,7 @@ class GELU(nn.Module):
         return F.gelu(x, approximate="tanh")  # one fused kernel for the formula above
 
 
-# %% chapters/04_gpt2_model.ipynb cell 29
+# %% chapters/04_gpt2_model.ipynb cell 30
 class MLP(nn.Module):
     """Position-wise feed-forward network: widen 4x, GELU, project back."""
 
@@ -140,7 +140,7 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(x))  # (B, T, C)
 
 
-# %% chapters/04_gpt2_model.ipynb cell 40
+# %% chapters/04_gpt2_model.ipynb cell 41
 class Block(nn.Module):
     """A pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
@@ -161,7 +161,7 @@ class Block(nn.Module):
         return x
 
 
-# %% chapters/04_gpt2_model.ipynb cell 44
+# %% chapters/04_gpt2_model.ipynb cell 45
 class GenerationMixin:
     """Gives GPT2 its `generate` method; chapter 8's gpt2scratch.generation does the work."""
 
@@ -178,7 +178,7 @@ class GenerationMixin:
         return generate(self, prompt, max_new_tokens, **options)
 
 
-# %% chapters/04_gpt2_model.ipynb cell 46
+# %% chapters/04_gpt2_model.ipynb cell 47
 class GPT2(GenerationMixin, nn.Module):
     """GPT-2: token + position embeddings, n_layers blocks, final LayerNorm, LM head."""
 
@@ -233,7 +233,7 @@ class GPT2(GenerationMixin, nn.Module):
         return self.lm_head(self.hidden_states(idx, cache, start_pos))  # (B, T, V)
 
 
-# %% chapters/04_gpt2_model.ipynb cell 48
+# %% chapters/04_gpt2_model.ipynb cell 49
 def check_token_ids(idx, *, vocab_size=None, context_length=None) -> None:
     """TypeError unless `idx` is an integer tensor; ValueError unless it is (B, T) with
     T >= 1, T <= context_length and ids in [0, vocab_size) (the last two when given)."""
