@@ -998,8 +998,8 @@ print(f"this CPU: {cpu_bf16_flags()}")
 for requested in PRECISIONS:
     dtype, why = resolve_precision(requested, "cpu")
     print(f"  {requested:>4} -> {str(dtype).removeprefix('torch.')} ({why})")
-rates = {d: matmul_rate("cpu", d) for d in (torch.float32, torch.bfloat16)}
-n = PEAK_MATMUL_N["cpu"]
+n = 512 if is_quick() else PEAK_MATMUL_N["cpu"]  # quick: a CPU without bf16 units emulates it
+rates = {d: matmul_rate("cpu", d, n) for d in (torch.float32, torch.bfloat16)}
 print(
     f"{n}x{n} matmul: float32 {rates[torch.float32] / 1e9:,.0f} GFLOP/s, bfloat16 "
     f"{rates[torch.bfloat16] / 1e9:,.0f} GFLOP/s (best of 5 each, one after the other)"
