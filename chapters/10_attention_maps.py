@@ -12,7 +12,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # Chapter 10 — Attention-map dashboards
 #
@@ -30,7 +29,8 @@
 #    (found on a repeated random sequence) and positional heads;
 # 4. **what the maps teach**: the untrained model (near uniform), the model of
 #    [Chapter 5](05_training.ipynb), a small model that we train until it grows induction heads, and
-#    OpenAI's pretrained GPT-2 when its weights are on this machine;
+#    the course's pretrained base (OpenAI's GPT-2 124M when its weights are on this machine, else
+#    a GPT-2 that the book's code trained on Shakespeare);
 # 5. **three views**: a seaborn grid for print, an ipywidgets view for JupyterLab, and a
 #    self-contained HTML dashboard that works in this book, in a browser without a server, and
 #    from the command line: `python -m gpt2scratch attention --checkpoint runs/verdict "text"`.
@@ -78,6 +78,7 @@ from gpt2scratch.files import atomic_write
 # %%
 import math
 import time
+from collections import Counter
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -87,9 +88,10 @@ import torch.nn.functional as F
 from IPython.display import display
 
 from gpt2scratch import GPT2Config, gpt2_encoding
-from gpt2scratch.course import chapter5_model, local_gpt2
+from gpt2scratch.base_model import BaseRecipe, base_dir, shakespeare_corpus
+from gpt2scratch.course import chapter5_model, pretrained_model
 from gpt2scratch.data import verdict_text
-from gpt2scratch.pretrained import ENV_DIR
+from gpt2scratch.pretrained import load_pretrained
 from gpt2scratch.quickmode import full_or_quick
 
 torch.set_printoptions(sci_mode=False, linewidth=88, precision=3)
@@ -527,24 +529,20 @@ best_prev = tuple(int(k) for k in table5["previous"].idxmax())
 print("strongest previous-token head (layer, head):", best_prev)
 
 # %% [markdown]
-# In this book's run `chapter5_model()` found no `make run` checkpoint, so the label names the
-# stand-in: a small model trained for a few dozen steps on the 5,145 tokens of *The Verdict*
-# (chapter 1 counts them). Its
-# statistics give an honest answer: **no previous-token head, no induction head and no positional
-# head**; 14 of its 16 heads are still near-uniform, and the best previous-token score is far below
-# the 0.4 threshold. A model this small, trained on one short story, has built no attention
-# structure that the statistics can name. With `runs/verdict` on disk (GPT-2 124M after
-# `make run`), the same cells report that model's heads instead. We ran them on it while writing
-# this chapter: 124M weights trained on the same 5,145 tokens (chapter 1) name no head either, and its best
-# previous-token score is no closer to the threshold. Five thousand tokens, seen over and over,
-# can be memorised without the general-purpose circuits that a large corpus forces a model to
-# build. Sections 10.6 and 10.7 show models that do have both kinds.
+# In this book's run `chapter5_model()` found the checkpoint of `make run`, so the label names
+# GPT-2 124M trained from scratch on the 5,145 tokens of *The Verdict* (chapter 1 counts them).
+# Its statistics give an honest answer: **no previous-token head, no induction head and no
+# positional head**; 38 of its 144 heads are still near-uniform, and the best previous-token
+# score, 0.088, is far below the 0.4 threshold. (Without `runs/verdict`, the same cells report a
+# small stand-in trained on the same story, under its own label.) Five thousand tokens, seen over
+# and over, can be fitted without the general-purpose circuits that a large corpus pushes a
+# model to build. Section 10.6 builds those circuits on purpose, in a toy, and section 10.7
+# looks for them in a base model trained on a whole corpus.
 #
 # The map of the head with the highest previous-token score, with the tokens as labels, on the
 # first 24 tokens of the window:
 
 
-# %% [markdown]
 # %%
 # NBVAL_IGNORE_OUTPUT
 def plot_head(tokens: Sequence[str], weights: torch.Tensor, title: str, n: int = 24):
@@ -679,8 +677,12 @@ assert len(kinds_toy["induction"]) >= MIN_INDUCTION
 # 1**, whose query "I am A" matches the key "the token before me was A", so that it attends to the
 # token that followed the earlier A and copies it. Here are the two maps on a sequence of 16 random
 # tokens repeated once. The induction head's weight sits on a stripe $n - 1 = 15$ positions below
-# the diagonal, in the second half only; the previous-token head's stripe is the line just below
-# the diagonal.
+# the diagonal, in the second half only. The previous-token head's stripe is the line just below
+# the diagonal, but only for the queries of the first copy, 1 to 15: from query 16 on it leaves
+# the diagonal (the cell prints its mean weight on the previous token in each half). A likely
+# reason: no training period was longer than 16, so the earlier copy that the induction head
+# reads always lies in the first 16 positions, and only there does the model need to know
+# which token came before.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -709,31 +711,132 @@ for ax, (l, h), kind in zip(
         ylabel="query",
     )
 plt.show()
+l, h = best_prev_toy
+q = torch.arange(1, 32)
+on_previous = maps_rep[l, h, q, q - 1]  # queries 1..31
+print(
+    f"layer {l}, head {h}, mean weight on the previous token: queries 1-15 "
+    f"{on_previous[:15].mean():.2f}, queries 16-31 {on_previous[15:].mean():.2f}"
+)
 
 # %% [markdown]
-# ## 10.7 The pretrained GPT-2, when its weights are here
+# ## 10.7 The pretrained base
 #
-# OpenAI's GPT-2 124M was trained on WebText, 40 GB of web pages (the GPT-2 paper), and interpretability work
-# has found both head kinds in it. `local_gpt2()` (section A.7 of [Appendix A](A_engineering.ipynb))
-# loads [Chapter 7](07_pretrained.ipynb)'s weights when they are on this machine (the folder that
-# `GPT2SCRATCH_GPT2_DIR` names, or the Hugging Face cache); without them this section says so
-# and moves on.
+# Interpretability work found both head kinds in OpenAI's GPT-2 124M, trained on WebText, 40 GB
+# of web pages (the GPT-2 paper). `pretrained_model()` (section A.8 of
+# [Appendix A](A_engineering.ipynb)) answers "the pretrained model" for chapters 7 to 10: GPT-2
+# 124M when its weights are on this machine (the folder `GPT2SCRATCH_GPT2_DIR` names, or the
+# Hugging Face cache, see [Chapter 7](07_pretrained.ipynb)), else the course's own base, a
+# GPT-2-format model that this book's code trained on Shakespeare's plays. Every output below
+# starts with its label. We score its heads with the thresholds of section 10.3 on a 64-token
+# window of a play it never trained on (the held-out split of Appendix A), score their
+# positions against a second window, and measure induction on 32 random tokens repeated.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-pretrained = local_gpt2()  # None unless its weights are on this machine
-if pretrained is not None:
-    tokens_p, maps_p, scores_p = head_report(pretrained, window_a, window_b, enc)
-    kinds_p = classify_heads(scores_p)
-    for kind, heads in kinds_p.items():
-        print(f"{kind:>15}: {len(heads):3d} heads {heads[:12]}")
+pm = pretrained_model()  # GPT-2 124M if its weights are here, else the Shakespeare base
+base, cfgb = pm.model, pm.model.config
+print(f"{pm.label}, {cfgb.n_heads} heads per layer")
+plays = shakespeare_corpus().ids("val")  # whole plays that the base never trained on
+window_c, window_d = plays[10_000:10_064].tolist(), plays[50_000:50_064].tolist()
+print(f"window: {enc.decode(window_c)[:60]!r}...")
+tokens_b, maps_b, scores_b = head_report(base, window_c, window_d, enc)
+kinds_b = classify_heads(scores_b)
+for kind, heads in kinds_b.items():
+    print(f"{kind:>15}: {len(heads):3d} heads {heads[:12]}")
+
+
+def best_scores(scores: dict, n_heads: int) -> str:
+    """The best previous-token and induction scores, and where they are."""
+    best = []
     for name in ("previous", "induction"):
-        l, h = divmod(int(scores_p[name].argmax()), pretrained.config.n_heads)
-        print(f"strongest {name} head: layer {l}, head {h}, {scores_p[name][l, h]:.2f}")
-    plot_attention_grid(maps_p, "pretrained GPT-2 124M")
-    plt.show()
-else:
-    print(f"{ENV_DIR} is not set to a folder with GPT-2's weights: section skipped")
+        l, h = divmod(int(scores[name].argmax()), n_heads)
+        best.append(f"{name} {scores[name][l, h]:.2f} (layer {l}, head {h})")
+    return "best scores: " + ", ".join(best)
+
+
+print(best_scores(scores_b, cfgb.n_heads))
+for name in ("previous", "first", "induction", "position"):
+    assert 0 <= scores_b[name].min() and scores_b[name].max() <= 1 + 1e-6, name
+
+# %% [markdown]
+# Every head's map on the window, layers down and heads across:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+fig = plot_attention_grid(maps_b, pm.label)
+plt.show()
+
+# %% [markdown]
+# The heads with the lowest rel. entropy do attend sharply, but not to the previous token. For
+# each of the four most focused heads, the keys that most of its queries attend to most:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(pm.label)
+order = scores_b["rel_entropy"].flatten().argsort().tolist()  # most focused first
+focused = [divmod(k, cfgb.n_heads) for k in order[:4]]
+for l, h in focused:
+    strongest = maps_b[l, h, 1:].argmax(-1).tolist()  # each query's strongest key
+    common = Counter(tokens_b[j] for j in strongest).most_common(3)
+    print(
+        f"layer {l}, head {h}, rel. entropy {scores_b['rel_entropy'][l, h]:.2f}:",
+        ", ".join(f"{t!r} for {n} of {len(strongest)} queries" for t, n in common),
+    )
+l, h = focused[0]
+plot_head(tokens_b, maps_b[l, h], f"{pm.label}\nlayer {l}, head {h}")
+plt.show()
+
+# %% [markdown]
+# One change to the recipe: a deeper and wider base. The probes of Appendix A.8 trained other
+# sizes for three minutes each, and `tools/base_probes.py` left them under `runs/`. The 8-layer
+# one (`d_model` 512) has two layers more than the base and wider layers, but it also trained for
+# far fewer steps; so we put the probe of the base's own size next to it, which differs from
+# the base only in its number of steps. The cell scores the probes that are on this machine:
+
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def probe(d_model: int, n_layers: int, steps: int) -> BaseRecipe:
+    """A probe of Appendix A.8, as tools/base_probes.py ran it (in bf16)."""
+    return BaseRecipe(
+        d_model=d_model, n_layers=n_layers, n_heads=d_model // 64, context_length=256,
+        batch_size=8, steps=steps, lr=1e-3, warmup=max(1, steps // 20),
+        eval_every=steps, eval_iters=20, final_eval_batches=40,
+    )  # fmt: skip
+
+
+models = {pm.label: (base, pm.folder)}
+for recipe in (probe(512, 8, 89), probe(384, 6, 213)):
+    folder = base_dir(recipe, "bf16") / "model"
+    label = f"probe: d_model {recipe.d_model}, {recipe.n_layers} layers"
+    if (folder / "card.json").is_file():
+        models[label] = (load_pretrained(folder), folder)
+    else:
+        print(f"{label}: not on this machine (python tools/base_probes.py trains it)")
+for label, (model, folder) in models.items():
+    _, _, scores = head_report(model, window_c, window_d, enc)
+    print(label)
+    if folder is not None:  # a base trained by this book: its model card
+        card = json.loads((folder / "card.json").read_text())
+        r = card["recipe"]
+        tokens = r["steps"] * r["batch_size"] * r["context_length"]
+        print(f"  {r['steps']:,} steps ({tokens:,} tokens), val loss {card['val_loss']:.2f}")
+    print(f"  {best_scores(scores, model.config.n_heads)}")
+    assert scores["previous"].shape == (model.config.n_layers, model.config.n_heads)
+
+# %% [markdown]
+# The Shakespeare base has **no previous-token head and no induction head** at the thresholds of
+# section 10.3. Its best previous-token score is 0.17 (layer 0, head 0), less than half of 0.4,
+# and its best induction score, 0.03, is near chance (section 10.3). Its sharpest heads attend
+# instead to line breaks, to a quote mark, or to one word of the window: in verse, where a
+# line ends is worth knowing. The one change did not make either kind form: the
+# deeper, wider probe scores 0.08 and 0.02. That probe trained only 89 steps, though, and the
+# probe of the base's own size also scores 0.08 after 213 steps. So the base's higher score
+# comes with its longer training (1,950 steps), not with its size, and within the 30-minute
+# budget of Appendix A.8 it stays far below the threshold. GPT-2 124M, in which both kinds were
+# found, trained on WebText's 40 GB (the GPT-2 paper). Section 10.6's toy stays the controlled
+# experiment: there every predictable token needs an induction head, and one forms in 600 steps.
 
 # %% [markdown]
 # ## 10.8 Three views
@@ -1129,6 +1232,9 @@ assert len(page64.encode()) < 5e6
 #   chapter-5 model's heads are reported as they are, with the model's label. A 2-layer model
 #   trained on repeating random tokens grows the textbook pair: a previous-token head in layer 0
 #   and an induction head in layer 1.
+# - The course's pretrained base, a 6-layer GPT-2 trained on Shakespeare for 1,950 steps, grows
+#   neither within its budget (best scores 0.17 and 0.03); its sharpest heads watch line breaks,
+#   a quote mark or one word. A deeper, wider probe, trained for fewer steps, does not have them either.
 # - Three views of the same data: a seaborn grid for print, an ipywidgets view for JupyterLab,
 #   and a self-contained HTML dashboard (one byte per weight, about 0.8 MB for 12 × 12 heads at
 #   $T = 64$) that works in this book, from disk, and from
@@ -1157,24 +1263,27 @@ print({k: round(v.item(), 3) for k, v in head_stats(sink).items()})
 # $i = 1$ (where the previous token *is* token 0), which the cell above prints as 0.245.
 # ```
 #
-# **2. Does the induction head generalise?** The toy model never saw a period longer than 16.
-# Measure its induction score for $n = 8, 12, 16$ with `induction_scores`. Does it depend on
-# $n$?
+# **2. Does the induction head generalise?** The toy model of section 10.6 trained on periods
+# of 6 to 16 tokens only. Its context of 32 tokens holds no longer period repeated twice
+# (`induction_scores` caps $n$ at half the context), so test it on shorter periods that it never
+# saw: measure its induction score for $n = 3, 4, 5$ with `induction_scores`, next to $n = 8$
+# and $n = 16$ from the trained range. Does it depend on $n$? (Why would $n = 2$ prove nothing?)
 
 # %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 # NBVAL_IGNORE_OUTPUT
-for n in (8, 12, 16):
-    print(
-        f"n = {n:2d}: best layer-1 induction score",
-        f"{induction_scores(toy, n)[1].max():.2f}",
-    )
+for n in (3, 4, 5, 8, 16):
+    seen = "trained" if 6 <= n <= 16 else "never seen"
+    best = induction_scores(toy, n)[1].max()
+    print(f"n = {n:2d} ({seen}): best layer-1 induction score {best:.2f}")
 
 # %% [markdown]
 # ```{admonition} Solution
 # :class: dropdown
-# The cell above prints the best induction score of layer 1 for each $n$: 0.86, 0.86 and 0.80,
-# high for all three. The circuit matches content, not distance, so nothing in it is tied to a
-# particular $n$.
+# The cell above prints the best induction score of layer 1 for each $n$: 0.79, 0.73 and 0.78
+# for the periods it never saw, 0.86 and 0.80 inside the trained range, all far above the
+# threshold of 0.3. The circuit matches content, not distance, so nothing in it is tied to the
+# periods it trained on. At $n = 2$ the token after the earlier copy is the previous token
+# itself, so a previous-token head would score there too.
 # ```
 #
 # **3. Quantisation error.** The dashboard stores each weight as one byte. Show that the largest

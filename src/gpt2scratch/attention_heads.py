@@ -1,6 +1,6 @@
 # Generated from chapters/10_attention_maps.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/10_attention_maps.ipynb cell 3
+# %% chapters/10_attention_maps.ipynb cell 2
 """Attention maps of a GPT-2 and numbers per head: statistics, induction and position
 scores, and the kinds of head they pick out (Chapter 10 of the book)."""
 
@@ -18,7 +18,7 @@ from gpt2scratch.model import GPT2
 from gpt2scratch.tokenizer import encode_prompt
 
 
-# %% chapters/10_attention_maps.ipynb cell 9
+# %% chapters/10_attention_maps.ipynb cell 8
 def _ids_and_tokens(model: GPT2, text, tokenizer) -> tuple[torch.Tensor, list[str]]:
     """Token ids (T,) on the model's device, and one label per token."""
     ids, tokenizer = encode_prompt(text, tokenizer, name="text")  # chapter 1
@@ -63,7 +63,7 @@ def attention_maps(model: GPT2, text, tokenizer=None) -> tuple[list[str], torch.
     return tokens, torch.stack(maps).float().cpu()  # (L, H, T, T)
 
 
-# %% chapters/10_attention_maps.ipynb cell 14
+# %% chapters/10_attention_maps.ipynb cell 13
 STATS = ("entropy", "rel_entropy", "distance", "previous", "first")
 
 
@@ -106,7 +106,7 @@ def head_stats(weights: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: value.mean(-1).float() for name, value in stats.items()}
 
 
-# %% chapters/10_attention_maps.ipynb cell 17
+# %% chapters/10_attention_maps.ipynb cell 16
 THRESHOLDS = {"previous": 0.4, "induction": 0.3, "position": 0.9, "rel_entropy": 0.9}
 
 
@@ -140,7 +140,7 @@ def position_scores(model: GPT2, text_a, text_b, tokenizer=None) -> torch.Tensor
     return 1 - 0.5 * (a - b)[..., 1:, :].abs().sum(-1).mean(-1)
 
 
-# %% chapters/10_attention_maps.ipynb cell 19
+# %% chapters/10_attention_maps.ipynb cell 18
 def classify_heads(scores: dict, thresholds: dict | None = None) -> dict[str, list]:
     """Heads of each kind, as lists of (layer, head), from (L, H) score tensors:
     "previous-token" (scores["previous"]), "induction" (scores["induction"]),

@@ -1,6 +1,6 @@
 # Generated from chapters/10_attention_maps.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/10_attention_maps.ipynb cell 4
+# %% chapters/10_attention_maps.ipynb cell 3
 """Three views of attention maps: a seaborn grid, an ipywidgets view for JupyterLab and
 a self-contained HTML dashboard (Chapter 10 of the book)."""
 
@@ -25,7 +25,7 @@ from gpt2scratch.attention_heads import check_maps  # section 10.2
 from gpt2scratch.files import atomic_write
 
 
-# %% chapters/10_attention_maps.ipynb cell 23
+# %% chapters/10_attention_maps.ipynb cell 22
 def plot_attention_grid(weights: torch.Tensor, title: str = "", size: float = 0.9):
     """One small map per head, layers as rows, heads as columns, in seaborn's "rocket"
     colour map (white = 0); the colour is the square root of the weight, so that weak
@@ -52,7 +52,7 @@ def plot_attention_grid(weights: torch.Tensor, title: str = "", size: float = 0.
     return fig
 
 
-# %% chapters/10_attention_maps.ipynb cell 47
+# %% chapters/10_attention_maps.ipynb cell 52
 def _heatmap_png(tokens: Sequence[str], weights: torch.Tensor, query: int, title: str):
     """One (T, T) map as PNG bytes, the query row outlined (matplotlib, no pyplot)."""
     from matplotlib.figure import Figure
@@ -109,7 +109,7 @@ def attention_widget(tokens: Sequence[str], weights: torch.Tensor):
     return view
 
 
-# %% chapters/10_attention_maps.ipynb cell 51
+# %% chapters/10_attention_maps.ipynb cell 56
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>$TITLE</title>
 <link rel="icon" href="data:,"><style>
@@ -143,7 +143,7 @@ query token <select id="query"></select></div>
 """
 
 
-# %% chapters/10_attention_maps.ipynb cell 53
+# %% chapters/10_attention_maps.ipynb cell 58
 _SCRIPT_DATA = r"""
 const D = JSON.parse(document.getElementById("data").textContent);
 const L = D.layers, H = D.heads, tok = D.tokens, T = tok.length;
@@ -194,7 +194,7 @@ $("query").onchange = e => { S.query = +e.target.value; show(S.layer, S.head); }
 """
 
 
-# %% chapters/10_attention_maps.ipynb cell 55
+# %% chapters/10_attention_maps.ipynb cell 60
 _SCRIPT_VIEW = r"""
 const fmt = v => v.toFixed(3);
 function show(l, h) {
@@ -257,7 +257,7 @@ show(0, 0);
 """
 
 
-# %% chapters/10_attention_maps.ipynb cell 57
+# %% chapters/10_attention_maps.ipynb cell 62
 def dashboard_html(
     tokens: Sequence[str],
     weights: torch.Tensor,
