@@ -40,6 +40,15 @@ def test_save_then_load_gives_identical_ids(tmp_path):
     assert sorted(tmp_path.joinpath("sub").iterdir()) == [model, vocab]  # no temp files left
 
 
+def test_the_top_level_api_loads_a_saved_tokenizer(tmp_path):  # as the README shows it
+    import gpt2scratch
+
+    model, _ = with_specials(ENDOFTEXT).save(tmp_path / "tok" / "tokenizer")
+    loaded = gpt2scratch.BPETokenizer.load(model)
+    assert "BPETokenizer" in gpt2scratch.__all__
+    assert loaded.decode(loaded.encode(TEXT, allowed_special="all")) == TEXT
+
+
 def test_the_model_file_is_minbpes_layout(tmp_path):
     tok = with_specials(ENDOFTEXT)
     model, _ = tok.save(tmp_path / "t")
