@@ -164,6 +164,8 @@ for ax, stride in zip(axes, (1, 2, 4, 6)):
     ax.imshow(padded, cmap="Blues", vmin=0, vmax=2.2)
     ax.set_title(f"stride={stride}: {len(grid)} windows")
     ax.set_xlabel("token position")
+    ax.set_xticks(range(0, 16, 3))  # positions and windows are whole numbers
+axes[0].set_yticks(range(0, 12, 2))
 axes[0].set_ylabel("window")
 fig.tight_layout()
 plt.show()
