@@ -232,3 +232,18 @@ def test_bench_backward_smoke(capsys):
                 "--steps", "1", "--warmup", "0", "--no-memory"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.fullmatch(r"hand/autograd steps/s = \d+\.\d\d \(median of 1 pairs\)", last), last
+
+
+def test_bench_backward_memory_is_each_sides_own(capsys):
+    """Each side's peak is its own process's: memory the parent holds when it starts the child
+    does not count (ru_maxrss would inherit it across fork and exec; VmHWM does not)."""
+    from gpt2scratch import bench
+
+    ballast = torch.ones(2**28)  # 1 GiB, written, so resident in this (the parent) process
+    bench.main(["backward", "--preset", "tiny", "--layers", "1", "--context-length", "8",
+                "--steps", "1", "--warmup", "0"])
+    out = capsys.readouterr().out
+    before = re.search(r"\(([\d,]+) / ([\d,]+) MiB before the first step", out)
+    assert before is not None, out
+    assert all(int(mib.replace(",", "")) < ballast.numel() * 4 / 2**20 for mib in before.groups()), out
+    del ballast

@@ -28,7 +28,7 @@ from gpt2scratch.attention import merge_heads, split_heads
 from gpt2scratch.model import check_token_ids
 
 
-# %% chapters/06_backprop.ipynb cell 7
+# %% chapters/06_backprop.ipynb cell 9
 GELU_S, GELU_A = math.sqrt(2 / math.pi), 0.044715
 
 
@@ -44,7 +44,7 @@ def gelu_backward(dy, x):
     return du.add_(t).add_(1).mul_(dy).mul_(0.5)
 
 
-# %% chapters/06_backprop.ipynb cell 14
+# %% chapters/06_backprop.ipynb cell 18
 def cross_entropy_backward_(logits, targets):
     """Mean cross-entropy of (N, V) logits; then, in place, logits <- N·dL/dlogits =
     softmax(z) - onehot(target). The caller folds the 1/N into its matmuls.
@@ -60,7 +60,7 @@ def cross_entropy_backward_(logits, targets):
     return loss
 
 
-# %% chapters/06_backprop.ipynb cell 17
+# %% chapters/06_backprop.ipynb cell 23
 def layer_norm_forward(x, w, b, eps: float = 1e-5):
     """LayerNorm over the last dim; keeps x and two numbers per row (mean, 1/std)."""
     y, mean, rstd = torch.native_layer_norm(x, (x.shape[-1],), w, b, eps)
@@ -88,7 +88,7 @@ def layer_norm_backward(dy, xhat, rstd, w):
     return dx, dw, db
 
 
-# %% chapters/06_backprop.ipynb cell 20
+# %% chapters/06_backprop.ipynb cell 26
 def linear_backward(dy, x, w, bias: bool = True, scale: float = 1.0):
     """y = x wᵀ + b. From dL/dy (..., out) and the input x (..., in): dx, dw, db.
 
@@ -111,7 +111,7 @@ def embedding_backward(dout, idx, num_embeddings: int, into=None):
     return into.index_add_(0, idx.reshape(-1), dout.reshape(-1, C))  # (V, C)
 
 
-# %% chapters/06_backprop.ipynb cell 22
+# %% chapters/06_backprop.ipynb cell 28
 def dropout_mask(shape, p: float, like, generator=None):
     """Which entries dropout zeroes: a bool tensor, True with probability p, or None if
     p == 0. One byte per entry; the same generator state gives the same mask."""
@@ -129,7 +129,7 @@ def dropout_(x, drop, p: float):
     return x.masked_fill_(drop, 0).mul_(1 / (1 - p))
 
 
-# %% chapters/06_backprop.ipynb cell 28
+# %% chapters/06_backprop.ipynb cell 34
 def attention_forward(qkv, n_heads: int, p: float = 0.0, generator=None):
     """Causal attention on the fused (B, T, 3C) q/k/v: the output (B, H, T, hd) and what
     backward needs, (qkv, the (B, H, T, T) weights P, the dropout mask); not the scores."""
@@ -167,7 +167,7 @@ def attention_backward(dy, y, cache, n_heads: int, p: float = 0.0):
     return dqkv.view(B, T, C3)
 
 
-# %% chapters/06_backprop.ipynb cell 35
+# %% chapters/06_backprop.ipynb cell 41
 def block_forward(block, x, p: float = 0.0, generator=None):
     """One pre-LN block, x + attn(ln_1(x)), then + mlp(ln_2(x)): (x, cache)."""
     attn, mlp, H = block.attn, block.mlp, block.attn.n_heads
@@ -188,7 +188,7 @@ def block_forward(block, x, p: float = 0.0, generator=None):
     return x, (ln1, att, y, drop1, ln2, h, drop2)
 
 
-# %% chapters/06_backprop.ipynb cell 36
+# %% chapters/06_backprop.ipynb cell 45
 def block_backward(block, dx, cache, p: float = 0.0):
     """From dL/dx_out: dL/dx_in and {parameter name: gradient} for this block."""
     ln1, att, y, drop1, ln2, h, drop2 = cache
@@ -232,7 +232,7 @@ def block_backward(block, dx, cache, p: float = 0.0):
     return dln.add_(dx), g
 
 
-# %% chapters/06_backprop.ipynb cell 40
+# %% chapters/06_backprop.ipynb cell 49
 def model_forward(model, idx, generator=None):
     """GPT-2's forward, op by op: (B*T, V) logits and the caches the backward needs."""
     config = model.config
@@ -250,6 +250,7 @@ def model_forward(model, idx, generator=None):
     return logits, (drop0, caches, lnf)
 
 
+# %% chapters/06_backprop.ipynb cell 53
 def model_backward(model, idx, dlogits, cache) -> dict[str, torch.Tensor]:
     """From N·dL/dlogits (N = B*T rows, V): {name: gradient} for every parameter."""
     drop0, caches, lnf = cache
@@ -258,7 +259,7 @@ def model_backward(model, idx, dlogits, cache) -> dict[str, torch.Tensor]:
     xhat, h = layer_norm_recompute(lnf, model.ln_f.weight, model.ln_f.bias)
     w, N = model.lm_head.weight, dlogits.shape[0]
     dh, dw_head, _ = linear_backward(dlogits, h, w, bias=False, scale=1 / N)
-    del dlogits, h, cache  # the caller's (N, V) buffer can go now
+    del dlogits, h, cache  # not read again (the caller still holds the (N, V) buffer)
     grads = {}
     dx, grads["ln_f.weight"], grads["ln_f.bias"] = layer_norm_backward(
         dh.view(*idx.shape, -1), xhat, lnf[2], model.ln_f.weight
@@ -277,7 +278,7 @@ def model_backward(model, idx, dlogits, cache) -> dict[str, torch.Tensor]:
     return {name: grads[name] for name, _ in model.named_parameters()}
 
 
-# %% chapters/06_backprop.ipynb cell 41
+# %% chapters/06_backprop.ipynb cell 54
 def loss_and_gradients(model, idx, targets, generator=None):
     """The mean cross-entropy (0-dim tensor) and {name: gradient}, without autograd."""
     check_token_ids(targets, vocab_size=model.config.vocab_size)
@@ -308,7 +309,7 @@ def manual_backward(model, inputs, targets) -> torch.Tensor:
     return loss
 
 
-# %% chapters/06_backprop.ipynb cell 47
+# %% chapters/06_backprop.ipynb cell 62
 class AdamW:
     """AdamW by hand, operation for operation as `torch.optim.AdamW` (non-fused) does it.
 

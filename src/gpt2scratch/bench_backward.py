@@ -1,6 +1,6 @@
 """`python -m gpt2scratch bench backward` (hand-written): chapter 6's hand-written backward
 against autograd, in pairs of training steps on the same model, and their peak memory, each side
-in a fresh process (`ru_maxrss` only ever rises).
+in a fresh process (a process's peak only ever rises).
 """
 from __future__ import annotations
 
@@ -60,14 +60,15 @@ def _backward_step(model, opt, inputs, targets, backward, device) -> float:
 
 
 def _backward_peak(args) -> None:
-    """Child process: `--warmup` + 1 steps of one side; print the peak resident memory."""
-    import resource
+    """Child process: `--warmup` + 1 steps of one side; print the peak memory (MiB)."""
+    from gpt2scratch.measure import peak_memory_mb  # VmHWM: ru_maxrss counts the parent's
 
+    device = torch.device(args.device)
     model, opt, inputs, targets, sides = _backward_setup(args)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
+    base = peak_memory_mb(device)
     for _ in range(args.warmup + 1):  # AdamW's state appears in the first, so 2 steps suffice
-        _backward_step(model, opt, inputs, targets, sides[args.side], torch.device(args.device))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        _backward_step(model, opt, inputs, targets, sides[args.side], device)
+    peak = peak_memory_mb(device)
     print(f"peak_mib {peak:.1f} base_mib {base:.1f}")
 
 
@@ -95,7 +96,7 @@ def bench_backward(args, argv: list[str]) -> float:
     if not args.no_memory:
         peaks = {side: _peak_in_subprocess(argv, side) for side in sides}
         (hand, hand0), (auto, auto0) = peaks["hand"], peaks["autograd"]
-        print(f"peak memory (ru_maxrss, a fresh process per side, {args.warmup + 1} steps): "
+        print(f"peak memory (resident high-water mark, a fresh process per side, {args.warmup + 1} steps): "
               f"hand {hand:,.0f} MiB, autograd {auto:,.0f} MiB; hand/autograd = {hand / auto:.2f}")
         print(f"  above the model and batch ({hand0:,.0f} / {auto0:,.0f} MiB before the first step; "
               f"AdamW's state included): hand {hand - hand0:,.0f} MiB, autograd {auto - auto0:,.0f} MiB; "
