@@ -31,7 +31,7 @@ from gpt2scratch.checkpoint import load_checkpoint, read_manifest, save_checkpoi
 from gpt2scratch.corpus import NotTextError, TokenWindows, corpus_loaders, find_files, prepare_corpus, read_pieces
 from gpt2scratch.data import load_text
 from gpt2scratch.generation import generate
-from gpt2scratch.lora import LoRALinear, apply_lora, load_adapter, save_adapter
+from gpt2scratch.lora import LoRAEmbedding, LoRALinear, apply_lora, load_adapter, save_adapter
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import config_from_hf, load_pretrained, save_pretrained
 from gpt2scratch.tokenizer import GPT2Tokenizer
@@ -291,8 +291,8 @@ LIBRARY = [
       id="lora-applied-twice"),
     P(lambda targets: apply_lora(tiny(), targets=targets, verbose=False), (("attn.q_proj",),), ValueError,
       re.compile("matches no module.*c_fc"), id="lora-target-matches-nothing"),
-    P(lambda targets: apply_lora(tiny(), targets=targets, verbose=False), (("lm_head",),), ValueError,
-      "lm_head", id="lora-target-the-tied-head"),
+    P(lambda emb: LoRAEmbedding(emb, LoRALinear(nn.Linear(2, 4))), (nn.Embedding(4, 2),), ValueError,
+      "for a tied head", id="lora-embedding-of-an-untied-head"),
     P(lambda targets: apply_lora(tiny(), targets=targets, verbose=False), (("ln_1",),), TypeError,
       "not an nn.Linear", id="lora-target-not-a-linear"),
     P(lambda targets: apply_lora(tiny(), targets=targets, verbose=False), ("attn.c_attn",), TypeError,

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from gpt2scratch.lora import (
     ADAPTER_FILE,
     CONFIG_FILE,
+    LoRAEmbedding,
     LoRALinear,
     adapter_state,
     apply_lora,
@@ -129,6 +130,52 @@ def test_merge_unmerge_and_merge_lora_give_the_same_outputs():
     assert not hasattr(merged, "lora_config")
     assert torch.allclose(merged(IDS), adapted, atol=1e-5)
     assert all(p.requires_grad for p in merged.parameters())
+
+
+def test_an_adapter_on_the_tied_head_is_read_by_the_embedding_too():
+    """GPT-2's head and token embedding share one matrix W: an adapter on lm_head adapts
+    W itself, so the adapted model equals a plain model holding W + (alpha / r) B A in
+    both places, and merging keeps the two tied."""
+    model = apply_lora(tiny(), rank=3, alpha=6, targets=("lm_head",), verbose=False)
+    assert torch.equal(model(IDS), tiny()(IDS))  # B = 0: unchanged at the start
+    assert isinstance(model.wte, LoRAEmbedding) and set(adapter_state(model)) == {
+        "lm_head.lora_A", "lm_head.lora_B"}
+    V, C = CONFIG.vocab_size, CONFIG.d_model
+    assert count_parameters(model)[0] == 3 * (V + C)  # one adapter, counted once
+    randomize(model)
+    expected = tiny()
+    with torch.no_grad():
+        expected.wte.weight += model.lm_head.delta_weight()  # tied: the head sees it too
+    adapted = model(IDS)
+    assert torch.allclose(adapted, expected(IDS), atol=1e-5)
+    emb = model.wte(IDS)
+    merged = merge_lora(copy.deepcopy(model))
+    assert type(merged.wte) is nn.Embedding and merged.lm_head.weight is merged.wte.weight
+    assert torch.allclose(merged.wte(IDS), emb, atol=1e-6)
+    assert torch.allclose(merged(IDS), adapted, atol=1e-5)
+
+
+def test_the_tied_head_adapter_trains_saves_and_loads(tmp_path):
+    model = apply_lora(tiny(), rank=2, targets=("attn.c_attn", "lm_head"), verbose=False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        opt.zero_grad()
+        model(IDS).logsumexp(-1).mean().backward()  # through the embedding and the head
+        opt.step()
+    assert model.lm_head.lora_B.abs().sum() > 0 and torch.equal(model.wte.base.weight, tiny().wte.weight)
+    save_adapter(model, tmp_path / "ad")
+    loaded = load_adapter(tiny(), tmp_path / "ad")
+    assert isinstance(loaded.wte, LoRAEmbedding) and torch.equal(loaded(IDS), model(IDS))
+    assert loaded.wte.weight is loaded.lm_head.base.weight  # the shared matrix, as before
+    ids = loaded.generate(IDS[:1, :4], max_new_tokens=3, temperature=0)  # the cached path
+    assert ids.shape == (1, 7) and torch.equal(ids[:, :4], IDS[:1, :4])
+
+
+def test_an_untied_head_gets_a_plain_adapter():
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config.preset("tiny", context_length=32, tie_weights=False))
+    apply_lora(model, targets=("lm_head",), verbose=False)
+    assert isinstance(model.lm_head, LoRALinear) and type(model.wte) is nn.Embedding
 
 
 def test_save_and_load_adapter(tmp_path):
@@ -270,16 +317,71 @@ def test_finetune_and_measure_reports_what_the_table_needs(base_dir, tmp_path):
     for i in range(4):
         (tmp_path / "docs" / f"{i}.txt").write_text(TEXT, encoding="utf-8")
     corpus = prepare_corpus(tmp_path / "docs", cache_dir=tmp_path / "cache", progress=False)
-    common = dict(lr=1e-2, steps=4, batch_size=2, context_length=16, eval_batches=2, prompt="Every")
+    common = dict(lr=1e-2, steps=4, eval_every=2, batch_size=2, context_length=16, eval_batches=2,
+                  prompt="Every")
     lora = finetune_and_measure(str(base_dir), str(corpus.folder), rank=2, save_to=str(tmp_path / "ad"),
                                 **common)
     full = finetune_and_measure(str(base_dir), str(corpus.folder), rank=None, **common)
     assert full["trainable"] == full["total"] > 100 * lora["trainable"] > 0
     for r in (lora, full):
-        assert r["val_after"] < r["val_before"] and r["step_ms"] > 0 and r["peak_mb"] > 0
+        assert r["eval_steps"] == [0, 2, 4] and len(r["val"]) == 3 and r["peak_mb"] > 0
+        assert r["val_before"] == r["val"][0] and r["val_after"] == r["val"][-1]
+        assert r["val_best"] == min(r["val"]) == r["val"][r["eval_steps"].index(r["best_step"])]
+        assert r["val_after"] < r["val_before"]
         assert r["sample_before"].startswith("Every") and r["sample_after"].startswith("Every")
     assert lora["sample_before"] == full["sample_before"]  # the same base, greedy
+    assert lora["val_before"] == full["val_before"]  # the same batches
     assert (tmp_path / "ad" / ADAPTER_FILE).is_file()
+
+
+def test_finetune_and_measure_on_a_text_splits_it_as_chapter_5_and_loops_over_it(base_dir):
+    """One text (The Verdict in chapter 9): chapter 5's 90/10 split, as many passes over the
+    training batches as the steps need, and the same validation loss as chapter 5's loaders."""
+    from gpt2scratch.checkpoint import load_checkpoint
+    from gpt2scratch.lora import finetune_and_measure
+    from gpt2scratch.tokenizer import gpt2_encoding
+    from gpt2scratch.train import evaluate, make_loaders
+
+    loaders = make_loaders(TEXT, gpt2_encoding(), context_length=16, batch_size=2, seed=123)
+    steps = 2 * len(loaders[0]) + 2  # more than two passes
+    r = finetune_and_measure(str(base_dir), text=TEXT, rank=2, lr=1e-2, steps=steps,
+                             batch_size=2, context_length=16, eval_batches=None, prompt="Every")
+    assert r["eval_steps"] == [0, steps] and r["val_after"] < r["val_before"]
+    base = load_checkpoint(base_dir).model
+    assert r["val_before"] == pytest.approx(evaluate(base, loaders[1]), abs=1e-6)
+
+
+def test_finetune_and_measure_keeps_frozen_parameters_out_of_the_update(base_dir):
+    """Full fine-tuning with the tied embedding (and so the head) frozen: section 9.7's
+    question of how much of full fine-tuning's gain the embedding holds."""
+    from gpt2scratch.checkpoint import load_checkpoint
+    from gpt2scratch.lora import finetune_and_measure
+
+    base = load_checkpoint(base_dir).model
+    common = dict(text=TEXT, rank=None, lr=1e-2, steps=4, batch_size=2, context_length=16,
+                  eval_batches=None, prompt="Every")
+    full = finetune_and_measure(str(base_dir), **common)
+    frozen = finetune_and_measure(str(base_dir), frozen=["wte.weight"], **common)
+    assert full["trainable"] == full["total"] == frozen["total"]
+    assert frozen["trainable"] == full["total"] - base.wte.weight.numel()
+    assert frozen["val_before"] == full["val_before"] and frozen["val_after"] < frozen["val_before"]
+    assert frozen["val_after"] != full["val_after"]  # a different run, from the same start
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(), "pass exactly one of corpus_dir and text, got neither"),
+    (dict(corpus_dir="c", text="t"), "pass exactly one of corpus_dir and text, got corpus_dir 'c'"),
+    (dict(text=TEXT, steps=5, eval_every=2), "steps 5 is not a multiple of eval_every 2"),
+    (dict(text=TEXT, steps=0), "steps must be"),
+    (dict(text=TEXT, frozen=["wte.weight"]), "frozen ['wte.weight'] is for full fine-tuning: LoRA (rank 2)"),
+    (dict(text=TEXT, rank=None, frozen=["wte"], context_length=16), "freeze names 'wte', not a parameter of the model"),
+])
+def test_finetune_and_measure_bad_input(base_dir, kwargs, message):
+    from gpt2scratch.lora import finetune_and_measure
+
+    kwargs = dict(dict(rank=2, lr=1e-2, steps=4), **kwargs)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        finetune_and_measure(str(base_dir), **kwargs)
 
 
 def test_cli_lora_run_saves_the_adapter_and_where_the_base_came_from(tmp_path, capsys):

@@ -4,24 +4,23 @@
 """LoRA (Hu et al., 2021): low-rank adapters on GPT-2's linear layers.
 
 Generated from chapter 09 of the book. `apply_lora` wraps chosen `nn.Linear` layers in
-`LoRALinear` and freezes everything else; `merge_lora` folds the adapters back into a
-plain model; `save_adapter` / `load_adapter` keep just the adapter; `train_and_save`
-loads a model, adds adapters (or not), trains and saves, for the chapter and the CLI.
+`LoRALinear` (a tied head also through `LoRAEmbedding`) and freezes everything else;
+`merge_lora` folds the adapters back into a plain model; `save_adapter` /
+`load_adapter` keep just the adapter; `train_and_save` loads a model, adds adapters
+(or not), trains and saves, for the chapter and the CLI.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "LoRALinear", "DEFAULT_TARGETS", "lora_layers", "count_parameters", "find_targets",
-    "apply_lora", "merge_lora", "ADAPTER_FILE", "CONFIG_FILE", "adapter_state",
-    "save_adapter", "load_adapter", "load_base", "train_and_save",
-    "finetune_and_measure",
+    "LoRAEmbedding", "apply_lora", "merge_lora", "ADAPTER_FILE", "CONFIG_FILE",
+    "adapter_state", "save_adapter", "load_adapter", "load_base", "train_and_save",
+    "freeze", "finetune_and_measure",
 ]
 
 import json
 import math
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,7 +34,10 @@ from gpt2scratch.corpus import Corpus, corpus_loaders
 from gpt2scratch.files import atomic_write
 from gpt2scratch.measure import peak_memory_mb
 from gpt2scratch.pretrained import load_pretrained
-from gpt2scratch.train import History, Run, TrainSettings, prepare_run, set_seed, train
+from gpt2scratch.tokenizer import gpt2_encoding
+from gpt2scratch.train import (
+    History, Run, TrainSettings, make_loaders, prepare_run, set_seed, train,
+)  # fmt: skip
 from gpt2scratch.validation import check_int, check_number
 
 
@@ -136,11 +138,6 @@ def find_targets(model: nn.Module, targets: Sequence[str]) -> list[str]:
             )
         for name in names:
             module = model.get_submodule(name)
-            if name == "lm_head" or module is getattr(model, "lm_head", None):
-                raise ValueError(
-                    "LoRA on lm_head is not supported: its weight is tied "
-                    "to the token embeddings wte"
-                )
             if not isinstance(module, nn.Linear):
                 raise TypeError(
                     f"LoRA target {name!r} is a {type(module).__name__}, "
@@ -151,6 +148,34 @@ def find_targets(model: nn.Module, targets: Sequence[str]) -> list[str]:
 
 
 # %% chapters/09_lora.ipynb cell 17
+class LoRAEmbedding(nn.Module):
+    """The token embedding of a model whose head is tied to it, read through the
+    head's adapter `head` (a LoRALinear around lm_head): row i of
+    W + (alpha / rank) * B @ A."""
+
+    def __init__(self, base: nn.Embedding, head: LoRALinear):
+        super().__init__()
+        if head.base.weight is not base.weight:
+            raise ValueError(
+                "LoRAEmbedding is for a tied head: the head's weight is not wte's"
+            )
+        self.base = base
+        self._head = [head]  # not a submodule: A and B are registered once, in lm_head
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The shared matrix W, without the update (the model's device and dtype)."""
+        return self.base.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        head, x = self._head[0], self.base(idx)  # x: (B, T, C)
+        if head.merged:  # the update is already inside the shared matrix
+            return x
+        rows = F.embedding(idx, head.lora_B)  # (B, T, r): rows of B
+        return x + head.scaling * (rows @ head.lora_A)  # (B, T, r) @ (r, C)
+
+
+# %% chapters/09_lora.ipynb cell 19
 def apply_lora(
     model: nn.Module,
     rank: int = 8,
@@ -170,6 +195,10 @@ def apply_lora(
         parent, _, child = name.rpartition(".")
         parent = model.get_submodule(parent)
         setattr(parent, child, LoRALinear(getattr(parent, child), rank, alpha, dropout))
+    head = getattr(model, "lm_head", None)
+    embedding = getattr(model, "wte", None)
+    if isinstance(head, LoRALinear) and head.base.weight is embedding.weight:
+        model.wte = LoRAEmbedding(embedding, head)  # tied: one adapter, read twice
     model.lora_config = dict(
         rank=rank, alpha=float(alpha), dropout=float(dropout), targets=list(targets)
     )
@@ -189,13 +218,15 @@ def merge_lora(model: nn.Module) -> nn.Module:
         layer.merge()
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, layer.base)
+    if isinstance(getattr(model, "wte", None), LoRAEmbedding):
+        model.wte = model.wte.base  # the head's merge has updated the shared matrix
     for p in model.parameters():
         p.requires_grad_(True)
     model.__dict__.pop("lora_config", None)
     return model
 
 
-# %% chapters/09_lora.ipynb cell 23
+# %% chapters/09_lora.ipynb cell 25
 ADAPTER_FILE, CONFIG_FILE = "adapter.safetensors", "adapter_config.json"
 
 
@@ -225,7 +256,7 @@ def save_adapter(model: nn.Module, folder: str | Path) -> Path:
     return folder
 
 
-# %% chapters/09_lora.ipynb cell 25
+# %% chapters/09_lora.ipynb cell 27
 def load_adapter(
     model: nn.Module, folder: str | Path, verbose: bool = False
 ) -> nn.Module:
@@ -267,7 +298,7 @@ def load_adapter(
     return model
 
 
-# %% chapters/09_lora.ipynb cell 32
+# %% chapters/09_lora.ipynb cell 38
 def load_base(base: str | Path) -> nn.Module:
     """The model in one of our checkpoint folders (chapter 5), else pretrained weights:
     a name such as "gpt2" or a Hugging Face folder (chapter 7)."""
@@ -280,15 +311,16 @@ def load_base(base: str | Path) -> nn.Module:
 def train_and_save(
     settings: TrainSettings, base: nn.Module | str | Path | None = None, *,
     text: str | None = None, loaders: tuple | None = None, rank: int | None = None,
-    alpha: float = 16.0, out: str | Path | None = None,
-    resume: str | Path | None = None, device=None,
+    alpha: float = 16.0, targets: Sequence[str] = DEFAULT_TARGETS,
+    out: str | Path | None = None, resume: str | Path | None = None, device=None,
     ready: Callable[[Run], None] | None = None,
     loop: Callable[..., History] = train, **train_options,
 ) -> tuple[Run, History]:  # fmt: skip
     """Load `base` (a model, or a folder or name for `load_base`; None: a new
     `settings.model`, or the checkpoint that `resume` continues), add rank-`rank` LoRA
-    adapters (None: train every weight), train on `text` (90/10) or `loaders` = (train,
-    val), and save into `out`: the adapter, or the whole model's checkpoints.
+    adapters on `targets` (rank None: train every weight), train on `text` (90/10) or
+    `loaders` = (train, val), and save into `out`: the adapter, or the whole model's
+    checkpoints.
 
     `ready(run)` runs before the first step. `loop` is `train` or a loop with its
     signature (chapter 11's fast path); `train_options` go to it.
@@ -306,7 +338,7 @@ def train_and_save(
     model = load_base(base) if isinstance(base, (str, Path)) else base
     if rank is not None:  # adapters on the base weights, everything else frozen
         set_seed(settings.seed)  # A starts random: the same settings, the same adapters
-        apply_lora(model, rank, alpha)
+        apply_lora(model, rank, alpha, targets=targets)
     run = prepare_run(
         settings, text, device=device, resume=resume, model=model, loaders=loaders
     )
@@ -322,35 +354,75 @@ def train_and_save(
     return run, history
 
 
-# %% chapters/09_lora.ipynb cell 34
+# %% chapters/09_lora.ipynb cell 40
+def freeze(model: nn.Module, names: Sequence[str]) -> nn.Module:
+    """Freeze the parameters `names` (as `named_parameters` spells them, such as
+    "wte.weight"): `prepare_run` leaves them out of AdamW. Returns `model`."""
+    params = dict(model.named_parameters())
+    for name in names:
+        if name not in params:
+            raise ValueError(
+                f"freeze names {name!r}, not a parameter of the model; "
+                f"its parameters are named like {list(params)[:3]}"
+            )
+        params[name].requires_grad_(False)
+    return model
+
+
+# %% chapters/09_lora.ipynb cell 42
 def finetune_and_measure(
-    base: str, corpus_dir: str, *, rank: int | None, lr: float, steps: int,
-    alpha: float = 16.0, batch_size: int = 8, context_length: int = 128,
-    eval_batches: int = 20, prompt: str = "def ", seed: int = 123,
+    base: str, corpus_dir: str | None = None, *, text: str | None = None,
+    rank: int | None, lr: float, steps: int, alpha: float = 16.0,
+    targets: Sequence[str] = DEFAULT_TARGETS, frozen: Sequence[str] = (),
+    batch_size: int = 8, context_length: int = 128, eval_every: int | None = None,
+    eval_batches: int | None = 20, prompt: str = "def ", seed: int = 123,
     save_to: str | None = None,
 ) -> dict:  # fmt: skip
-    """Fine-tune the checkpoint `base` on a tokenised corpus folder for `steps` steps
-    (>= 3), fully (rank None) or with LoRA, and measure it. Run it in a fresh process,
-    so that the peak memory it reports is this run's."""
-    corpus = Corpus.load(corpus_dir)
-    loaders = corpus_loaders(corpus, context_length, batch_size, seed)
+    """Fine-tune the model `base` (a folder or name, as `load_base` reads) for `steps`
+    steps on a tokenised corpus folder or on `text` (90/10), fully (rank None; the
+    parameters named in `frozen` stay as they are) or with LoRA, with a validation loss
+    every `eval_every` steps (default: at the end only). Run it in a fresh process, so
+    that the peak memory it reports is this run's."""
+    if (corpus_dir is None) == (text is None):
+        given = (
+            "neither" if corpus_dir is None else f"corpus_dir {corpus_dir!r} and text"
+        )
+        raise ValueError(f"pass exactly one of corpus_dir and text, got {given}")
+    if frozen and rank is not None:
+        raise ValueError(
+            f"frozen {list(frozen)} is for full fine-tuning: LoRA (rank {rank}) "
+            "already freezes every base weight"
+        )
+    check_int("steps", steps, minimum=1)
+    every = check_int("eval_every", eval_every or steps, minimum=1)
+    if steps % every:
+        raise ValueError(f"steps {steps} is not a multiple of eval_every {every}")
+    if corpus_dir is not None:
+        corpus = Corpus.load(corpus_dir)
+        loaders = corpus_loaders(corpus, context_length, batch_size, seed)
+    else:
+        enc, shape = gpt2_encoding(), dict(context_length=context_length, seed=seed)
+        loaders = make_loaders(text, enc, batch_size=batch_size, **shape)
     settings = TrainSettings(
         context_length=context_length, batch_size=batch_size, dropout=0.0, lr=lr,
-        weight_decay=0.0, grad_clip=1.0, eval_every=steps, eval_iters=eval_batches,
-        max_steps=steps, seed=seed, progress=False, verbose=False,
+        weight_decay=0.0, grad_clip=1.0, epochs=math.ceil(steps / len(loaders[0])),
+        eval_every=every, eval_iters=eval_batches, max_steps=steps, seed=seed,
+        progress=False, verbose=False,
     )  # fmt: skip
-    options, before, times = dict(max_length=30, temperature=0), [], []  # greedy
+    model = freeze(load_base(base), frozen)
+    options, before = dict(max_length=30, temperature=0), []  # greedy
     run, history = train_and_save(
-        settings, base, loaders=loaders, rank=rank, alpha=alpha, out=save_to,
+        settings, model, loaders=loaders, rank=rank, alpha=alpha, targets=targets,
+        out=save_to,
         ready=lambda run: before.append(run.model.generate(prompt, **options)),
-        callbacks=[lambda info: times.append(time.perf_counter())],
     )  # fmt: skip
-    # the time between step ends; the last step also evaluated, so it is left out
-    step_s = statistics.median(b - a for a, b in zip(times[:-2], times[1:-1]))
+    val = history.val_loss  # at history.step: 0, every, 2 * every, ..., steps
+    best = min(range(len(val)), key=val.__getitem__)
     trainable, total = count_parameters(run.model)
     return dict(
-        rank=rank, trainable=trainable, total=total, step_ms=1000 * step_s,
-        peak_mb=peak_memory_mb(run.device), val_before=history.val_loss[0],
-        val_after=history.val_loss[-1], sample_before=before[0],
+        rank=rank, lr=lr, trainable=trainable, total=total,
+        peak_mb=peak_memory_mb(run.device), eval_steps=history.step, val=val,
+        val_before=val[0], val_after=val[-1], val_best=val[best],
+        best_step=history.step[best], sample_before=before[0],
         sample_after=run.model.generate(prompt, **options), device=str(run.device),
     )  # fmt: skip
