@@ -101,14 +101,10 @@ from gpt2scratch.course import chapter5_model, pretrained_model
 from gpt2scratch.data import verdict_text
 from gpt2scratch.quickmode import full_or_quick
 from gpt2scratch.tokenizer import gpt2_encoding
-from gpt2scratch.train import (
-    evaluate,
-    make_loaders,
-    perplexity,
-    set_seed,
-    split_text,
-    train,
-)
+from gpt2scratch.run import make_loaders, split_text
+from gpt2scratch.runtime import set_seed
+from gpt2scratch.train import evaluate, perplexity
+from gpt2scratch.trainer import train_run
 
 with warnings.catch_warnings():  # keep stderr clean: tqdm warns that Jupyter
     warnings.simplefilter("ignore")  # widgets are missing when transformers loads
@@ -847,8 +843,9 @@ assert all(math.isfinite(loss) for loss in before.values())
 
 # %% [markdown]
 # A fresh copy of the pretrained model, AdamW at a learning rate of LR (printed above; chapter 5
-# used $4 \times 10^{-4}$ from scratch), and chapter 5's `train()`, which prints the losses and a
-# greedy sample after every epoch. A story of 4,612 training tokens is soon memorised, so the
+# used $4 \times 10^{-4}$ from scratch), and the loop of chapter 5 as `train_run()` runs it
+# ([Appendix A](A_engineering.ipynb), section A.9: the same step, with callbacks), which prints
+# the losses and a greedy sample after every epoch. A story of 4,612 training tokens is soon memorised, so the
 # validation loss falls for a few epochs and then rises again. **The stopping rule:** train for
 # `EPOCHS` epochs, evaluate on the whole validation split after each, and keep the weights of
 # the epoch with the lowest validation loss (a callback copies them). Choosing on the split we
@@ -864,13 +861,13 @@ best = {"val_loss": math.inf}
 
 
 def keep_best(info: dict) -> None:
-    """A train() callback: copy the weights when the validation loss reaches a new low."""
+    """A train_run() callback: copy the weights when the validation loss reaches a new low."""
     if info["val_loss"] is not None and info["val_loss"] < best["val_loss"]:
         state = {k: t.detach().clone() for k, t in finetuned.state_dict().items()}
         best.update(val_loss=info["val_loss"], epoch=info["epoch"] + 1, state=state)
 
 
-history = train(
+history = train_run(
     finetuned, train_loader, val_loader, optimizer, epochs=EPOCHS, eval_iters=BATCHES,
     sample_prompt=PROMPT, seed=123, progress=False, callbacks=[keep_best],
 )  # fmt: skip

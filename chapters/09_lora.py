@@ -77,9 +77,10 @@ from gpt2scratch.files import atomic_write
 from gpt2scratch.measure import peak_memory_mb
 from gpt2scratch.pretrained import load_pretrained
 from gpt2scratch.tokenizer import gpt2_encoding
-from gpt2scratch.train import (
-    History, Run, TrainSettings, make_loaders, prepare_run, set_seed, train,
-)  # fmt: skip
+from gpt2scratch.run import Run, TrainSettings, make_loaders, prepare_run
+from gpt2scratch.runtime import set_seed
+from gpt2scratch.train import History
+from gpt2scratch.trainer import train_run
 from gpt2scratch.validation import check_int, check_number
 
 # %%
@@ -747,9 +748,9 @@ for what, attempt in attempts.items():
 # its own.
 #
 # Every fine-tuning run is the same recipe: load a base model, add adapters (or train every
-# weight), chapter 5's `prepare_run` and `train` (`prepare_run(model=...)` puts only the
-# parameters that require a gradient into AdamW), then save the adapter alone, or checkpoints
-# of the whole model. One exported function holds the recipe; the command line's `train`
+# weight), `prepare_run` and `train_run` of [Appendix A](A_engineering.ipynb), section A.9
+# (`prepare_run(model=...)` puts only the parameters that require a gradient into AdamW), then
+# save the adapter alone, or checkpoints of the whole model. One exported function holds the recipe; the command line's `train`
 # (section 9.9) calls it too, with chapter 11's fast path as its `loop`.
 
 
@@ -770,7 +771,7 @@ def train_and_save(
     alpha: float = 16.0, targets: Sequence[str] = DEFAULT_TARGETS,
     out: str | Path | None = None, resume: str | Path | None = None, device=None,
     ready: Callable[[Run], None] | None = None,
-    loop: Callable[..., History] = train, **train_options,
+    loop: Callable[..., History] = train_run, **train_options,
 ) -> tuple[Run, History]:  # fmt: skip
     """Load `base` (a model, or a folder or name for `load_base`; None: a new
     `settings.model`, or the checkpoint that `resume` continues), add rank-`rank` LoRA
@@ -778,7 +779,7 @@ def train_and_save(
     `loaders` = (train, val), and save into `out`: the adapter, or the whole model's
     checkpoints.
 
-    `ready(run)` runs before the first step. `loop` is `train` or a loop with its
+    `ready(run)` runs before the first step. `loop` is `train_run` or a loop with its
     signature (chapter 11's fast path); `train_options` go to it.
     """
     if not isinstance(base, (nn.Module, str, Path, type(None))):

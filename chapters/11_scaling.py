@@ -45,8 +45,9 @@
 #
 # The code is exported to two modules: `gpt2scratch/scale.py`, the fast path on one device
 # (sections 11.1 to 11.4), and `gpt2scratch/ddp.py`, many processes with DDP (section 11.5).
-# It plugs into chapter 5's `train()` through the two seams that chapter left for it: `wrap=`
-# (the module to train through) and `backward=` (how one batch fills the gradients).
+# It plugs into `train_run()`, the loop with checkpoints and resume of section A.9 of
+# [Appendix A](A_engineering.ipynb), through two seams: `backward=` (how one batch fills the
+# gradients, chapter 5's `train_step` takes it) and `wrap=` (the module to train through).
 # `python -m gpt2scratch train` uses it.
 #
 # This book is built on a CPU. The cells below detect the device: without a GPU they run on the
@@ -99,7 +100,8 @@ print({k: v for k, v in SIZES.items()})
 
 Generated from chapter 11 of the book. The fast path (bf16 autocast, flash attention,
 torch.compile, fused AdamW, a vocabulary padded to a multiple of 128, gradient
-accumulation) plugs into `train()` through its `wrap=` and `backward=` seams; FLOPs per
+accumulation) plugs into `trainer.train_run()` through its `wrap=` and `backward=`
+seams; FLOPs per
 token, the peak matmul rate and MFU measure it. Many processes: `gpt2scratch.ddp`.
 """
 
@@ -126,8 +128,9 @@ from gpt2scratch.validation import check_bool, check_int
 """Many processes with PyTorch's DDP: each trains a replica on its share of every global
 batch, and the gradients are averaged by an all-reduce (section 11.5 of chapter 11).
 
-Generated from chapter 11 of the book. It plugs into `train()` through the `wrap=` seam
-(GPT2 -> FastGPT2 -> torch.compile -> DistributedDataParallel) and a sampler that gives
+Generated from chapter 11 of the book. It plugs into `trainer.train_run()` through the
+`wrap=` seam (GPT2 -> FastGPT2 -> torch.compile -> DistributedDataParallel) and a sampler
+that gives
 each process its rows of the same global batches; `gpt2scratch.scale` is the fast path
 each process runs.
 """
@@ -147,7 +150,9 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from gpt2scratch.model import GPT2
 from gpt2scratch.scale import FastGPT2, FastPath, make_backward, set_adamw_kernel
-from gpt2scratch.train import History, epoch_seed, pick_device, train
+from gpt2scratch.runtime import pick_device
+from gpt2scratch.train import History
+from gpt2scratch.trainer import epoch_seed, train_run
 from gpt2scratch.validation import check_int
 
 # %% [markdown]
@@ -658,7 +663,7 @@ print("saved embedding:", shapes)
 # %%
 #| export
 def make_backward(fast: FastPath, device) -> Callable:
-    """The `backward=` seam of `train()`: forward and backward of one batch, in
+    """The `backward=` seam of `train_step`: forward and backward of one batch, in
     `fast.accum_steps` micro-batches, under bf16 autocast and the attention kernel that
     `fast` picks. Returns the batch's mean loss (averaged over every process under DDP).
 
@@ -1264,7 +1269,7 @@ def _leave_group() -> None:
 # %% [markdown]
 # **Sharding the data.** Each process must see a different share of every batch, and together
 # they must see what one process would. `ShardedSampler` draws one permutation of the windows per
-# epoch, from the seed and the epoch alone (chapter 5's `epoch_seed`, the seed of
+# epoch, from the seed and the epoch alone (`epoch_seed` of Appendix A, the seed of
 # `epoch_batches`, so every process draws the same one), cuts it into global batches, and
 # hands rank r its slice of each. The number of steps per epoch is the number of global
 # batches, whatever the number of processes: a checkpoint written by 2 processes resumes on 1
@@ -1366,8 +1371,8 @@ for world in (1, 2, 4):
 
 # %% [markdown]
 # `make_wrap` is the `wrap=` seam: it puts the model behind `FastGPT2`, compiles it, and wraps it
-# in DDP, each where asked. `train_distributed` then calls chapter 5's `train()` with both seams
-# and this process's share of the data. Only rank 0 logs and writes checkpoints (the others get no
+# in DDP, each where asked. `train_distributed` then calls Appendix A's `train_run()` with both
+# seams and this process's share of the data. Only rank 0 logs and writes checkpoints (the others get no
 # checkpoint folder and quiet settings), every process reads the checkpoint it resumes from, and
 # `make_backward` averages the logged loss over the processes, so that rank 0 prints the loss of
 # the whole batch.
@@ -1376,7 +1381,7 @@ for world in (1, 2, 4):
 # %%
 #| export ddp
 def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
-    """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
+    """The `wrap=` seam of `train_run()`: GPT2 -> FastGPT2 (padded head, loss inside)
     -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""
 
     def wrap(model: GPT2) -> nn.Module:
@@ -1404,8 +1409,8 @@ def train_distributed(
     checkpoint_dir=None,
     **kwargs,
 ) -> History:
-    """chapter 5's `train()` on this process's share of the data, through the fast path:
-    only rank 0 logs and writes checkpoints; every process resumes from `resume_from`.
+    """`train_run()` (Appendix A) on this process's share of the data, through the fast
+    path: only rank 0 logs and writes checkpoints; all resume from `resume_from`.
     """
     fast = fast or FastPath.auto(info.device)
     set_adamw_kernel(optimizer, fast.fused_adamw)
@@ -1419,7 +1424,7 @@ def train_distributed(
     if not info.is_main:
         quiet = dict(verbose=False, progress=False, sample_prompt=None)
         settings, checkpoint_dir = replace(settings, **quiet), None
-    history = train(
+    history = train_run(
         model,
         train_loader,
         val_loader,
@@ -1703,7 +1708,7 @@ assert comm / step_s < 0.02 and hidden < exposed < TOKENS / tok_s / 7
 #   costs 1.5% of a step; across nodes the same all-reduce costs 14.2%, and
 #   `torchrun --rdzv_backend c10d` starts the run on every node.
 #
-# Next: [Appendix A — Engineering](A_engineering.ipynb) shows the plumbing under `train()`:
+# Next: [Appendix A — Engineering](A_engineering.ipynb) shows the plumbing under `train_run()`:
 # atomic checkpoints, verified data files, and one error contract.
 
 # %% [markdown]

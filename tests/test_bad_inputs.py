@@ -35,7 +35,7 @@ from gpt2scratch.lora import LoRAEmbedding, LoRALinear, apply_lora, load_adapter
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import config_from_hf, load_pretrained, save_pretrained
 from gpt2scratch.tokenizer import GPT2Tokenizer
-from gpt2scratch.train import pick_device
+from gpt2scratch.runtime import pick_device
 from cli_run import run_main  # tests/cli_run.py
 from conftest import GPT2_VOCAB, CharTokenizer, tiny_config
 

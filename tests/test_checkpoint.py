@@ -15,7 +15,9 @@ from gpt2scratch.checkpoint import (
 )
 from gpt2scratch.dataset import create_dataloader
 from gpt2scratch.model import GPT2
-from gpt2scratch.train import rng_state, set_seed, train, warmup_cosine
+from gpt2scratch.runtime import rng_state, set_seed
+from gpt2scratch.train import warmup_cosine
+from gpt2scratch.trainer import train_run
 from conftest import tiny_config
 
 TINY = tiny_config(d_model=16, n_heads=2, dropout=0.1)
@@ -44,7 +46,7 @@ def quiet(**kwargs):
 def trained(tmp_path, steps=3):
     model, optimizer, scheduler = fresh_run(10)
     train_loader, val_loader = loaders()
-    train(model, train_loader, val_loader, optimizer, scheduler=scheduler, max_steps=steps, **quiet())
+    train_run(model, train_loader, val_loader, optimizer, scheduler=scheduler, max_steps=steps, **quiet())
     return model, optimizer, scheduler
 
 
@@ -105,16 +107,16 @@ def _resume_case(tmp_path, stop_at):
     train_loader, val_loader = loaders()
     steps = 3 * len(train_loader)
     model, optimizer, scheduler = fresh_run(steps)
-    full = train(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3, **quiet())
+    full = train_run(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3, **quiet())
 
     model, optimizer, scheduler = fresh_run(steps)
-    train(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3, max_steps=stop_at,
+    train_run(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3, max_steps=stop_at,
           checkpoint_dir=tmp_path / "run", **quiet())
     torch.manual_seed(999)  # a new process starts with other random states, and a fresh loader
     train_loader, val_loader = loaders()
     model, optimizer, scheduler = fresh_run(steps)
     torch.manual_seed(999)
-    resumed = train(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3,
+    resumed = train_run(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3,
                     resume_from=tmp_path / "run", **quiet())
     return full, resumed, len(train_loader)
 
@@ -134,9 +136,9 @@ def test_resume_without_restoring_rng_differs(tmp_path):
     train_loader, val_loader = loaders()
     steps = 3 * len(train_loader)
     model, optimizer, scheduler = fresh_run(steps)
-    full = train(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3, **quiet())
+    full = train_run(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3, **quiet())
     model, optimizer, scheduler = fresh_run(steps)
-    train(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3, max_steps=5,
+    train_run(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3, max_steps=5,
           checkpoint_dir=tmp_path / "run", **quiet())
     original = checkpoint.unpack
 
@@ -149,7 +151,7 @@ def test_resume_without_restoring_rng_differs(tmp_path):
     model, optimizer, scheduler = fresh_run(steps)
     checkpoint.unpack = forget_rng
     try:
-        resumed = train(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3,
+        resumed = train_run(model, train_loader, val_loader, optimizer, scheduler=scheduler, epochs=3,
                         resume_from=tmp_path / "run", **quiet())
     finally:
         checkpoint.unpack = original

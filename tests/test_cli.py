@@ -71,7 +71,7 @@ def test_run_defaults_are_the_chapter_settings():
     args = build_parser().parse_args(["run"])
     assert (args.epochs, args.batch_size, args.context_length, args.lr, args.weight_decay, args.dropout,
             args.model, args.seed, args.out) == (10, 2, 256, 4e-4, 0.1, 0.1, "124M", 123, "runs/verdict")
-    assert (args.schedule, args.grad_clip, args.checkpoint_every) == ("cosine", 1.0, 5)  # section 5.8's recipe
+    assert (args.schedule, args.grad_clip, args.checkpoint_every) == ("cosine", 1.0, 5)  # section 5.9's recipe
 
 
 def test_help_lists_every_command():
@@ -114,7 +114,7 @@ def tiny_checkpoint(tmp_path):
 
 
 def test_a_check_in_our_code_is_one_line_and_exit_2(tmp_path, capsys):
-    from gpt2scratch.train import pick_device
+    from gpt2scratch.runtime import pick_device
 
     with pytest.raises(ValueError) as raised:  # the check, deep inside the command
         pick_device("gpu")

@@ -7,7 +7,7 @@ from gpt2scratch.checkpoint import save_checkpoint
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import ENV_DIR, save_pretrained
 from gpt2scratch.quickmode import ENV
-from gpt2scratch.train import TrainSettings
+from gpt2scratch.run import TrainSettings
 
 TINY = TrainSettings(model="tiny", context_length=32, batch_size=2, dropout=0.0, epochs=1,
                      max_steps=2, eval_iters=1, progress=False, verbose=False)

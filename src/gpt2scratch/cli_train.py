@@ -1,6 +1,6 @@
 """The commands that train: `python -m gpt2scratch train` and `run` (hand-written, part of the CLI).
 
-They read the flags that `__main__.build_parser` defines into chapter 05's TrainSettings, and
+They read the flags that `__main__.build_parser` defines into Appendix A's TrainSettings, and
 train through chapter 09's `lora.train_and_save` (load, optionally add LoRA, train, save) with
 chapter 11's fast path, under torchrun on this process's share of every batch. Errors are not
 handled here: a check's ValueError reaches `__main__.main`, the one place that handles them.
@@ -17,8 +17,8 @@ PROMPT = "Justice is served when"
 
 
 def _settings(args: argparse.Namespace):
-    """The parsed flags as one TrainSettings (chapter 05): the run's settings in one place."""
-    from gpt2scratch.train import TrainSettings
+    """The parsed flags as one TrainSettings (Appendix A): the run's settings in one place."""
+    from gpt2scratch.run import TrainSettings
 
     return TrainSettings(
         model=args.model, context_length=args.context_length, batch_size=args.batch_size,
@@ -29,7 +29,7 @@ def _settings(args: argparse.Namespace):
 
 
 def _backward_fn(args: argparse.Namespace):
-    """train()'s `backward=`: autograd (chapter 05) or the hand-written backward (chapter 06)."""
+    """train_run()'s `backward=`: autograd (chapter 05) or the hand-written backward (chapter 06)."""
     from gpt2scratch.train import autograd_backward
 
     if getattr(args, "backward", "autograd") != "manual":
@@ -112,15 +112,15 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
 
 def _loop(args: argparse.Namespace, info, fast):
     """train_and_save's `loop`: chapter 11's fast path (under torchrun, DDP on this rank's
-    share of every batch), or with chapter 06's hand-written backward chapter 05's plain
-    train(); a checkpoint every --checkpoint-every epochs."""
+    share of every batch), or with chapter 06's hand-written backward Appendix A's plain
+    train_run(); a checkpoint every --checkpoint-every epochs."""
     from gpt2scratch.ddp import train_distributed
-    from gpt2scratch.train import train
+    from gpt2scratch.trainer import train_run
 
     def loop(model, train_loader, *rest, **options):
         options["checkpoint_every"] = args.checkpoint_every * len(train_loader)
         if fast is None:
-            return train(model, train_loader, *rest, backward=_backward_fn(args), **options)
+            return train_run(model, train_loader, *rest, backward=_backward_fn(args), **options)
         return train_distributed(model, train_loader, *rest, info=info, fast=fast, **options)
 
     return loop
@@ -226,13 +226,13 @@ def _corpus_loaders(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The course model with chapter 05's section 5.8 recipe: 10 epochs, warm-up + cosine decay, clipping."""
+    """The course model with chapter 05's section 5.9 recipe: 10 epochs, warm-up + cosine decay, clipping."""
     from gpt2scratch.data import verdict_text
 
     _check_precision(args)
     schedule = ("warm-up + cosine decay" if args.schedule == "cosine" else "constant lr") + (
         f", gradient clipping at {args.grad_clip:g}" if args.grad_clip else "")
-    print(f"make run: GPT-2 {args.model} (context {args.context_length}) on The Verdict, chapter 05 section 5.8: "
+    print(f"make run: GPT-2 {args.model} (context {args.context_length}) on The Verdict, chapter 05 section 5.9: "
           f"{args.epochs} epochs, batch {args.batch_size}, AdamW lr {args.lr:g} ({schedule}), weight decay "
           f"{args.weight_decay:g}, dropout {args.dropout:g}, seed {args.seed}")
     t0 = time.perf_counter()

@@ -42,7 +42,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
     """Chapter 10's dashboard: every layer x head map of one text, in one offline HTML file."""
     from gpt2scratch.attention_heads import attention_maps, head_stats
     from gpt2scratch.attention_viz import write_dashboard
-    from gpt2scratch.train import pick_device
+    from gpt2scratch.runtime import pick_device
 
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder; give a file name such as attention.html")
@@ -61,7 +61,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from dataclasses import asdict, fields
 
     from gpt2scratch.generation import SamplingSettings
-    from gpt2scratch.train import pick_device
+    from gpt2scratch.runtime import pick_device
 
     # the sampling flags are named after SamplingSettings' fields; checked before the model loads
     settings = SamplingSettings(**{f.name: getattr(args, f.name) for f in fields(SamplingSettings)})
@@ -91,7 +91,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     perplexity."""
     from gpt2scratch.data import load_text
     from gpt2scratch.dataset import create_dataloader
-    from gpt2scratch.train import evaluate, perplexity, pick_device
+    from gpt2scratch.runtime import pick_device
+    from gpt2scratch.train import evaluate, perplexity
 
     text = load_text(args.data)
     device = pick_device(args.device)

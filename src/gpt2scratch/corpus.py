@@ -1,6 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/A_engineering.ipynb cell 62
+# %% chapters/A_engineering.ipynb cell 59
 """Your own text as a corpus: files and folders, documents joined by <|endoftext|>, a
 train/val split by document, and tokens streamed to a memory-mapped uint16 file (as
 nanoGPT does), cached next to the data.
@@ -43,7 +43,7 @@ class NotTextError(ValueError):
     """A file that is not UTF-8 text: binary (a NUL byte), or another encoding."""
 
 
-# %% chapters/A_engineering.ipynb cell 64
+# %% chapters/A_engineering.ipynb cell 61
 def find_files(paths, glob: str | None = None) -> list[Path]:
     """The files `paths` (a path or a list of them) name: a file as given, a folder as
     every file under it matching `glob` (default *.txt, *.md, *.py), hidden ones aside.
@@ -82,7 +82,7 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-# %% chapters/A_engineering.ipynb cell 66
+# %% chapters/A_engineering.ipynb cell 63
 def safe_cut(data: bytes) -> int:
     """The last offset i with data[i-1] an ASCII letter, data[i] a space and data[i+1]
     an ASCII letter, or 0: GPT-2's pre-tokenizer always splits there."""
@@ -137,7 +137,7 @@ def _text(data: bytes, path: Path, offset: int) -> str:
     return text.removeprefix("\ufeff") if offset == 0 else text  # a Windows BOM
 
 
-# %% chapters/A_engineering.ipynb cell 68
+# %% chapters/A_engineering.ipynb cell 65
 def split_documents(files: Sequence[Path], val_fraction: float = 0.1, seed: int = 0):
     """(train, val) lists of (path, start, stop) byte ranges: whole files, shuffled with
     `seed`, go to val until they hold `val_fraction` of the bytes (at least one file
@@ -172,7 +172,7 @@ def _char_start(path: Path, offset: int) -> int:
     return offset + next((i for i, b in enumerate(tail) if b & 0xC0 != 0x80), len(tail))
 
 
-# %% chapters/A_engineering.ipynb cell 70
+# %% chapters/A_engineering.ipynb cell 67
 EOT_TEXT = "<|endoftext|>"
 
 
@@ -233,7 +233,7 @@ def _cache_key(files: Sequence[Path], val_fraction: float, seed: int) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-# %% chapters/A_engineering.ipynb cell 72
+# %% chapters/A_engineering.ipynb cell 69
 def prepare_corpus(
     paths,
     glob: str | None = None,
@@ -287,7 +287,7 @@ def prepare_corpus(
     return corpus
 
 
-# %% chapters/A_engineering.ipynb cell 74
+# %% chapters/A_engineering.ipynb cell 71
 class TokenWindows(Dataset):
     """Windows of context_length + 1 ids over a 1-D token array (a memmap is read on
     demand). Item i starts at i * context_length: chapter 2's GPTDataset with
@@ -312,7 +312,7 @@ class TokenWindows(Dataset):
         return window[:-1], window[1:]
 
 
-# %% chapters/A_engineering.ipynb cell 76
+# %% chapters/A_engineering.ipynb cell 73
 def corpus_loaders(
     corpus: Corpus, context_length: int = 256, batch_size: int = 2, seed: int = 123
 ) -> tuple[DataLoader, DataLoader]:

@@ -1,6 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/A_engineering.ipynb cell 80
+# %% chapters/A_engineering.ipynb cell 77
 """The course model: what chapters 7-10 call "the chapter-5 model".
 
 Generated from Appendix A of the book. `chapter5_model()` loads the checkpoint that
@@ -24,7 +24,9 @@ from gpt2scratch.base_model import train_base
 from gpt2scratch.model import GPT2
 from gpt2scratch.pretrained import find_pretrained, load_pretrained
 from gpt2scratch.quickmode import is_quick
-from gpt2scratch.train import TrainSettings, pick_device, prepare_run, train
+from gpt2scratch.run import TrainSettings, prepare_run
+from gpt2scratch.runtime import pick_device
+from gpt2scratch.trainer import train_run
 
 COURSE_RUN = Path("runs") / "verdict"  # where `make run` saves the course model
 STANDIN = TrainSettings(  # small enough to train in well under a minute on 2 cores
@@ -44,7 +46,7 @@ class CourseModel:
     folder: Path | None = None  # where it was loaded from, when it is a saved model
 
 
-# %% chapters/A_engineering.ipynb cell 82
+# %% chapters/A_engineering.ipynb cell 79
 def chapter5_model(device=None) -> CourseModel:
     """`make run`'s model from runs/verdict, else a small stand-in (trained once, cached).
 
@@ -63,7 +65,7 @@ def chapter5_model(device=None) -> CourseModel:
     else:
         run = prepare_run(STANDIN, data.verdict_text(), device=device)
         loaders = (run.train_loader, run.val_loader)
-        train(run.model, *loaders, run.optimizer, STANDIN, scheduler=run.scheduler)
+        train_run(run.model, *loaders, run.optimizer, STANDIN, scheduler=run.scheduler)
         model = run.model
         checkpoint.save_checkpoint(cache, model)
     label = (
@@ -73,7 +75,7 @@ def chapter5_model(device=None) -> CourseModel:
     return CourseModel(model.eval(), label, standin=True)
 
 
-# %% chapters/A_engineering.ipynb cell 84
+# %% chapters/A_engineering.ipynb cell 81
 def local_gpt2(device=None) -> GPT2 | None:
     """OpenAI's GPT-2 124M if its weights are on this machine ($GPT2SCRATCH_GPT2_DIR or
     the Hugging Face cache; nothing is downloaded), else None."""
@@ -84,7 +86,7 @@ def local_gpt2(device=None) -> GPT2 | None:
     return load_pretrained(config_file.parent, device=device)
 
 
-# %% chapters/A_engineering.ipynb cell 105
+# %% chapters/A_engineering.ipynb cell 102
 def pretrained_model(device=None) -> CourseModel:
     """OpenAI's GPT-2 124M if it is on this machine, else the Shakespeare base (trained
     once by `base_model.train_base`; quick mode: its tiny quick recipe)."""

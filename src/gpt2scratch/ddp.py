@@ -4,8 +4,9 @@
 """Many processes with PyTorch's DDP: each trains a replica on its share of every global
 batch, and the gradients are averaged by an all-reduce (section 11.5 of chapter 11).
 
-Generated from chapter 11 of the book. It plugs into `train()` through the `wrap=` seam
-(GPT2 -> FastGPT2 -> torch.compile -> DistributedDataParallel) and a sampler that gives
+Generated from chapter 11 of the book. It plugs into `trainer.train_run()` through the
+`wrap=` seam (GPT2 -> FastGPT2 -> torch.compile -> DistributedDataParallel) and a sampler
+that gives
 each process its rows of the same global batches; `gpt2scratch.scale` is the fast path
 each process runs.
 """
@@ -30,7 +31,9 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from gpt2scratch.model import GPT2
 from gpt2scratch.scale import FastGPT2, FastPath, make_backward, set_adamw_kernel
-from gpt2scratch.train import History, epoch_seed, pick_device, train
+from gpt2scratch.runtime import pick_device
+from gpt2scratch.train import History
+from gpt2scratch.trainer import epoch_seed, train_run
 from gpt2scratch.validation import check_int
 
 
@@ -150,7 +153,7 @@ def check_batch_split(
 
 # %% chapters/11_scaling.ipynb cell 62
 def make_wrap(fast: FastPath, info: DistInfo) -> Callable[[GPT2], nn.Module]:
-    """The `wrap=` seam of `train()`: the GPT2 -> FastGPT2 (padded head, loss inside)
+    """The `wrap=` seam of `train_run()`: GPT2 -> FastGPT2 (padded head, loss inside)
     -> torch.compile -> DistributedDataParallel, each where `fast` and `info` ask."""
 
     def wrap(model: GPT2) -> nn.Module:
@@ -178,8 +181,8 @@ def train_distributed(
     checkpoint_dir=None,
     **kwargs,
 ) -> History:
-    """chapter 5's `train()` on this process's share of the data, through the fast path:
-    only rank 0 logs and writes checkpoints; every process resumes from `resume_from`.
+    """`train_run()` (Appendix A) on this process's share of the data, through the fast
+    path: only rank 0 logs and writes checkpoints; all resume from `resume_from`.
     """
     fast = fast or FastPath.auto(info.device)
     set_adamw_kernel(optimizer, fast.fused_adamw)
@@ -193,7 +196,7 @@ def train_distributed(
     if not info.is_main:
         quiet = dict(verbose=False, progress=False, sample_prompt=None)
         settings, checkpoint_dir = replace(settings, **quiet), None
-    history = train(
+    history = train_run(
         model,
         train_loader,
         val_loader,

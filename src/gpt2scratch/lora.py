@@ -35,9 +35,10 @@ from gpt2scratch.files import atomic_write
 from gpt2scratch.measure import peak_memory_mb
 from gpt2scratch.pretrained import load_pretrained
 from gpt2scratch.tokenizer import gpt2_encoding
-from gpt2scratch.train import (
-    History, Run, TrainSettings, make_loaders, prepare_run, set_seed, train,
-)  # fmt: skip
+from gpt2scratch.run import Run, TrainSettings, make_loaders, prepare_run
+from gpt2scratch.runtime import set_seed
+from gpt2scratch.train import History
+from gpt2scratch.trainer import train_run
 from gpt2scratch.validation import check_int, check_number
 
 
@@ -314,7 +315,7 @@ def train_and_save(
     alpha: float = 16.0, targets: Sequence[str] = DEFAULT_TARGETS,
     out: str | Path | None = None, resume: str | Path | None = None, device=None,
     ready: Callable[[Run], None] | None = None,
-    loop: Callable[..., History] = train, **train_options,
+    loop: Callable[..., History] = train_run, **train_options,
 ) -> tuple[Run, History]:  # fmt: skip
     """Load `base` (a model, or a folder or name for `load_base`; None: a new
     `settings.model`, or the checkpoint that `resume` continues), add rank-`rank` LoRA
@@ -322,7 +323,7 @@ def train_and_save(
     `loaders` = (train, val), and save into `out`: the adapter, or the whole model's
     checkpoints.
 
-    `ready(run)` runs before the first step. `loop` is `train` or a loop with its
+    `ready(run)` runs before the first step. `loop` is `train_run` or a loop with its
     signature (chapter 11's fast path); `train_options` go to it.
     """
     if not isinstance(base, (nn.Module, str, Path, type(None))):

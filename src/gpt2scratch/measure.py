@@ -1,6 +1,6 @@
 # Generated from chapters/A_engineering.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
-# %% chapters/A_engineering.ipynb cell 55
+# %% chapters/A_engineering.ipynb cell 52
 """Measuring a process: its peak memory, its page faults, and the glibc malloc settings
 that decide how many page faults a training step pays on a CPU.
 
@@ -36,7 +36,7 @@ def peak_memory_mb(device: torch.device) -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-# %% chapters/A_engineering.ipynb cell 56
+# %% chapters/A_engineering.ipynb cell 53
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse (Linux only; False elsewhere).
 
@@ -61,7 +61,7 @@ def page_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-# %% chapters/A_engineering.ipynb cell 58
+# %% chapters/A_engineering.ipynb cell 55
 def step_page_faults(config: GPT2Config, steps: int = 4, keep: bool = False) -> list:
     """[page faults, seconds] of each training step after the first (B=2, fused AdamW),
     with glibc's defaults, or after `keep_freed_memory()` if `keep`."""

@@ -5,7 +5,8 @@
 
 Generated from chapter 11 of the book. The fast path (bf16 autocast, flash attention,
 torch.compile, fused AdamW, a vocabulary padded to a multiple of 128, gradient
-accumulation) plugs into `train()` through its `wrap=` and `backward=` seams; FLOPs per
+accumulation) plugs into `trainer.train_run()` through its `wrap=` and `backward=`
+seams; FLOPs per
 token, the peak matmul rate and MFU measure it. Many processes: `gpt2scratch.ddp`.
 """
 
@@ -161,7 +162,7 @@ class FastGPT2(nn.Module):
 
 # %% chapters/11_scaling.ipynb cell 31
 def make_backward(fast: FastPath, device) -> Callable:
-    """The `backward=` seam of `train()`: forward and backward of one batch, in
+    """The `backward=` seam of `train_step`: forward and backward of one batch, in
     `fast.accum_steps` micro-batches, under bf16 autocast and the attention kernel that
     `fast` picks. Returns the batch's mean loss (averaged over every process under DDP).
 
