@@ -42,7 +42,7 @@
 #
 # Everything reusable is exported to `gpt2scratch/train.py`. What a long run needs on top of it
 # (settings in one object, checkpoints, resuming bit for bit, the command line
-# `python -m gpt2scratch train|generate|run`) is the subject of [Appendix A](A_engineering.ipynb).
+# `python -m gpt2scratch train|generate|run`) is the subject of section A.9 of [Appendix A](A_engineering.ipynb).
 
 # %%
 #| default_exp train
@@ -196,7 +196,7 @@ assert abs(loss0 - (ln_v + sigma**2 / 2)) < 0.05
 # non-overlapping windows of 256 tokens (`stride = context_length`) by chapter 2's `create_dataloader`.
 # The training loader shuffles and drops a short last batch; the validation loader does neither.
 # `split_text` and `make_loaders` do exactly that, and check the sizes on the way, with errors that
-# give the token counts when a text is too short for one window (section A.4 of
+# give the token counts when a text is too short for one window (section A.9 of
 # [Appendix A](A_engineering.ipynb)).
 
 # %%
@@ -222,7 +222,7 @@ print("a batch:", tuple(x.shape), tuple(y.shape), "targets = inputs shifted by o
 #
 # `evaluate()` averages the loss over (at most `max_batches`) batches in **eval mode**, so dropout is off and
 # the number measures the model, not the noise. It also leaves every random generator as it found it
-# (`preserved_rng`, section A.4): iterating a `DataLoader` quietly draws a seed from torch's global
+# (`preserved_rng`, section A.9): iterating a `DataLoader` quietly draws a seed from torch's global
 # generator, and a training run whose dropout masks shifted whenever we *look* at it could never be
 # resumed bit for bit. `in_order()` gives a shuffled loader's batches unshuffled, so that every
 # estimate of the training loss reads the same windows. (The first line that the run of section
@@ -362,9 +362,10 @@ def train_step(model: nn.Module, inputs, targets, optimizer, *, scheduler=None,
 # every decayed weight shrinks by the same factor $1 - \eta\lambda$ per step.
 #
 # $\beta_2 = 0.999$ is PyTorch's default and the reference run's. GPT-style pre-training uses
-# $0.95$ (GPT-3's appendix B; nanoGPT): $v_t$ then averages over about $1/(1-\beta_2) = 20$ steps
-# instead of 1,000, so it follows the gradient's scale as a long run changes it, and a large
-# gradient arriving after many small ones is not divided by a stale, small $\sqrt{\hat v_t}$. Our
+# $\beta_2 = 0.95$ (Brown et al., 2020, appendix B; nanoGPT): $v_t$ then averages over about
+# $1/(1-0.95) = 20$ steps instead of $1/(1-0.999) = 1000$, so it follows the gradient's scale as
+# a long run changes it, and a large gradient arriving after many small ones is not divided by a
+# stale, small $\sqrt{\hat v_t}$. Our
 # runs are 90 to 270 steps long; we keep 0.999 to stay comparable with the reference, and section
 # 5.9 shows where that long memory matters. Written out by hand (a teaching version; chapter 6
 # exports one):
@@ -515,7 +516,7 @@ def train(model, train_loader, val_loader, optimizer, epochs: int = 1, *,
 # %% [markdown]
 # That is all of `train()`. A run of hours needs more: settings in one object, a progress bar,
 # evaluation every so many steps, callbacks, and checkpoints to resume from after a crash.
-# [Appendix A](A_engineering.ipynb) builds that loop, `train_run()`, around the same `train_step`,
+# Section A.9 of [Appendix A](A_engineering.ipynb) builds that loop, `train_run()`, around the same `train_step`,
 # and checks that on the same data the two give the same losses, bit for bit.
 #
 # ### GPT-2 124M on *The Verdict*, 30 epochs
@@ -1320,7 +1321,7 @@ plt.show()
 # ## 5.12 Long runs: checkpoints, resume and the command line
 #
 # A run of hours must survive a crash or a Ctrl-C, and should not be started from a notebook.
-# [Appendix A](A_engineering.ipynb), section A.4, builds what that takes around this chapter's
+# [Appendix A](A_engineering.ipynb), section A.9, builds what that takes around this chapter's
 # `train_step`: `TrainSettings` (every setting of a run in one object), `train_run()` (the loop
 # with a progress bar, callbacks, and checkpoints that hold the weights, AdamW's moments, the
 # schedule, every random state and the position in the shuffled data, so that a resumed run

@@ -49,7 +49,7 @@ def test_settings_validate_and_recipe():
     assert not RECIPE.decay_all  # chapter 5's rule: decay the matrices and embeddings only
     for kwargs, error, message in (({"epochs": True}, TypeError, "epochs must be an int"),
                                    ({"lr": 0}, ValueError, "lr must be finite and > 0"),
-                                   ({"decay_all": 1}, TypeError, "decay_all must be a bool"),
+                                   ({"decay_all": 1}, TypeError, "decay_all must be True or False"),
                                    ({"schedule": "linear"}, ValueError, "'linear'")):
         with pytest.raises(error, match=message):
             TrainSettings(**kwargs)
