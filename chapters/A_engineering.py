@@ -1000,7 +1000,16 @@ def load_checkpoint(
                     f"checkpoint {path} holds no {what} state, but a {what} was "
                     "passed to load it into"
                 )
-            obj.load_state_dict(unpack(manifest[what], tensors))
+            state = unpack(manifest[what], tensors)
+            saved = len(state.get("param_groups", []))
+            if what == "optimizer" and saved != len(obj.param_groups):
+                raise ValueError(
+                    f"checkpoint {path} holds an optimizer with {saved} parameter "
+                    f"group(s), the one passed has {len(obj.param_groups)}: build it as "
+                    "the run that saved it did (chapter 5's adamw() makes two groups, one "
+                    "with decay_all=True)"
+                )
+            obj.load_state_dict(state)
     return Checkpoint(
         path=path,
         model=model,

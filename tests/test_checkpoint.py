@@ -235,3 +235,15 @@ def test_files_are_not_private(tmp_path):
     assert (folder.stat().st_mode & 0o777) == 0o777 & ~umask
     assert ((folder / "model.safetensors").stat().st_mode & 0o777) == 0o666 & ~umask
     assert ((tmp_path / "ck" / LATEST).stat().st_mode & 0o777) == 0o666 & ~umask
+
+
+def test_an_optimizer_with_other_parameter_groups_is_refused_with_the_reason(tmp_path):
+    """A checkpoint of decay on every tensor (one group) does not load into chapter 5's adamw()
+    (two groups): the error says so instead of torch's bare 'different number of groups'."""
+    from gpt2scratch.train import adamw
+
+    model = GPT2(TINY)
+    save_checkpoint(tmp_path, model, adamw(model, lr=1e-3, decay_all=True))
+    with pytest.raises(ValueError, match=r"holds an optimizer with 1 parameter group\(s\), the one passed has 2"):
+        load_checkpoint(tmp_path, GPT2(TINY), adamw(model, lr=1e-3))
+    load_checkpoint(tmp_path, GPT2(TINY), adamw(model, lr=1e-3, decay_all=True))  # the same groups: loads
