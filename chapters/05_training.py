@@ -516,8 +516,8 @@ def train(model, train_loader, val_loader, optimizer, epochs: int = 1, *,
 # %% [markdown]
 # That is all of `train()`. A run of hours needs more: settings in one object, a progress bar,
 # evaluation every so many steps, callbacks, and checkpoints to resume from after a crash.
-# Section A.9 of [Appendix A](A_engineering.ipynb) builds that loop, `train_run()`, around the same `train_step`,
-# and checks that on the same data the two give the same losses, bit for bit.
+# Section A.9 of [Appendix A](A_engineering.ipynb) builds that loop, `train_run()`, around the
+# same `train_step`, and checks that on the same data the two give the same losses, bit for bit.
 #
 # ### GPT-2 124M on *The Verdict*, 30 epochs
 #
@@ -526,8 +526,8 @@ def train(model, train_loader, val_loader, optimizer, epochs: int = 1, *,
 # training loss. Two differences in the bookkeeping: we evaluate once per epoch (every 9 steps; rasbt
 # evaluates every 5), and we train for 30 epochs instead of 10, to see the whole overfitting story. After
 # each epoch the model continues "Justice is served when" greedily. `fused=True` asks AdamW for its
-# single-kernel implementation (the same update rule, one kernel for all 148 tensors instead of a loop
-# over them); [chapter 11](11_scaling.ipynb) profiles a CPU step, where AdamW is a few percent of the
+# single-kernel implementation (the same update rule, one kernel for every tensor instead of a
+# loop over them); [chapter 11](11_scaling.ipynb) profiles a CPU step, where AdamW is a few percent of the
 # time.
 
 # %%
