@@ -1273,7 +1273,7 @@ print(
 
 
 # %%
-def train_run(dtype, by_hand, lr=1e-3, weight_decay=0.1):
+def train_mini(dtype, by_hand, lr=1e-3, weight_decay=0.1):
     """Train the mini model by hand or with autograd. Yields, for each step, the loss and
     the seconds spent on the gradients and on the optimizer's update."""
     torch.manual_seed(123)
@@ -1310,7 +1310,7 @@ runs, times = {}, {}
 for dtype in (torch.float64, torch.float32):
     name = str(dtype)[6:]
     # zip takes a step of each run in turns: both see the same load on the machine
-    pairs = list(zip(train_run(dtype, True), train_run(dtype, False)))
+    pairs = list(zip(train_mini(dtype, True), train_mini(dtype, False)))
     for by_hand, steps in zip((True, False), zip(*pairs)):
         runs[dtype, by_hand], *times[dtype, by_hand] = torch.tensor(steps).T
         what = "by hand " if by_hand else "autograd"
@@ -1385,17 +1385,20 @@ plt.show()
 # below any difference that would matter for training; it leaves room for longer runs and other
 # CPUs, whose BLAS sums in other orders.
 #
-# **GPT-2 124M.** The same comparison on the model of chapter 5, through chapter 5's own training
-# loop: `train(..., backward=manual_backward)` is what `python -m gpt2scratch train --backward
-# manual` runs, against `train`'s default, autograd. Both runs start from `prepare_run` with the
-# same seed, so they get the same initial weights, the same batches of *The Verdict* and the same
-# fused `torch.optim.AdamW`; only the backward differs. The full vocabulary of 50,257 tokens,
+# **GPT-2 124M.** The same comparison on the model of chapter 5, through the training loop of the
+# command line: `train_run(..., backward=manual_backward)` ([Appendix A](A_engineering.ipynb),
+# section A.9; chapter 5's `train()` takes the same `backward=`) is what `python -m gpt2scratch
+# train --backward manual` runs, against the default, autograd. Both runs start from
+# `prepare_run` with the same seed, so they get the same initial weights, the same batches of *The
+# Verdict* and the same fused AdamW (chapter 5's `adamw()`); only the backward differs. The full vocabulary of 50,257 tokens,
 # float32, dropout 0 (as above, so that both compute the same function), a few steps:
 
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from gpt2scratch.train import TrainSettings, autograd_backward, prepare_run, train
+from gpt2scratch.run import TrainSettings, prepare_run
+from gpt2scratch.train import autograd_backward
+from gpt2scratch.trainer import train_run
 
 big = TrainSettings(
     **RUN["big"], dropout=0.0, eval_iters=1, progress=False, verbose=False
@@ -1405,7 +1408,7 @@ curves = {}
 for name, backward in (("by hand", manual_backward), ("autograd", autograd_backward)):
     run = prepare_run(big, verdict_text(), device="cpu")  # seeds with big.seed
     loaders = run.train_loader, run.val_loader
-    history = train(run.model, *loaders, run.optimizer, big, backward=backward)
+    history = train_run(run.model, *loaders, run.optimizer, big, backward=backward)
     curves[name] = torch.tensor(history.step_loss, dtype=torch.float64)
 torch.set_default_dtype(torch.float64)
 n_params = sum(p.numel() for p in run.model.parameters())
