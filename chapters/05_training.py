@@ -49,9 +49,8 @@
 
 # %%
 #| export
-"""Training GPT-2: the loss, evaluation, one training step, AdamW, the training loop and
-the learning-rate schedule. Generated from chapter 05 of the book; the loop of long runs
-(settings, checkpoints, resume) is `gpt2scratch.trainer` (Appendix A)."""
+"""Training GPT-2 (chapter 5): loss, evaluation, one step, AdamW, the loop, the schedule.
+Long runs (checkpoints, resume) are `gpt2scratch.trainer`, from Appendix A."""
 
 from __future__ import annotations
 
@@ -64,16 +63,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, RandomSampler
 
-from gpt2scratch.runtime import preserved_rng
-from gpt2scratch.validation import check_int
+from gpt2scratch.runtime import in_order, preserved_rng
+from gpt2scratch.validation import NonFiniteLossError, check_int
 
 # %%
-import copy
-
 from gpt2scratch.data import verdict_text
-from gpt2scratch.dataset import create_dataloader
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.quickmode import full_or_quick
 from gpt2scratch.run import make_loaders, split_text
@@ -110,10 +105,9 @@ tokenizer = gpt2_encoding()
 torch.manual_seed(123)
 course_config = GPT2Config(context_length=256)  # GPT-2 124M, rasbt's context of 256
 untrained = GPT2(course_config).eval()
-inputs = torch.tensor([tokenizer.encode(" every effort moves"),
-                       tokenizer.encode(" I really like")])  # (2, 3)
-targets = torch.tensor([tokenizer.encode(" effort moves you"),
-                        tokenizer.encode(" really like chocolate")])
+texts = [" every effort moves you", " I really like chocolate"]  # 4 tokens each
+ids = torch.tensor([tokenizer.encode(t) for t in texts])  # (2, 4)
+inputs, targets = ids[:, :-1], ids[:, 1:]  # (2, 3): each target is the next token
 print("inputs: ", inputs.tolist(), "\ntargets:", targets.tolist())
 with torch.no_grad():
     logits = untrained(inputs)  # (B, T, V)
@@ -167,25 +161,9 @@ print(f"perplexity of the untrained model: {perplexity(loss_by_hand.item()):,.0f
 #
 # $$-\log \tfrac{1}{V} = \ln 50257 \approx 10.825.$$
 #
-# It is a little above that in practice. If the logits are independent of the target with spread
-# $\sigma$, then $\mathbb{E}[\mathcal{L}] = \mathbb{E}[\operatorname{logsumexp}(z)] - \mathbb{E}[z_y] \approx
-# \ln V + \sigma^2/2$. Let's check that prediction on the first 2 × 256 = 512 tokens of the story:
-
-# %%
-ids = tokenizer.encode(verdict_text())
-x = torch.tensor(ids[: 2 * 256]).view(2, 256)  # (2, 256)
-y = torch.tensor(ids[1 : 2 * 256 + 1]).view(2, 256)
-with torch.no_grad():
-    z = untrained(x)  # (2, 256, V)
-    loss0 = F.cross_entropy(z.flatten(0, 1), y.flatten()).item()
-sigma, ln_v = z.std().item(), math.log(50257)
-print(f"ln V = {ln_v:.3f}; logit std sigma = {sigma:.3f}, so ln V + sigma^2/2 = "
-      f"{ln_v + sigma**2 / 2:.3f}; measured loss = {loss0:.3f}")  # fmt: skip
-assert abs(loss0 - (ln_v + sigma**2 / 2)) < 0.05
-
-# %% [markdown]
 # So **10.8 is the ceiling of ignorance**: it is what knowing nothing costs, and any model scoring
 # above it is doing worse than guessing uniformly. Every number below is to be read against it.
+# (An untrained model scores a little above it; section 5.7 measures by how much, and why.)
 
 # %% [markdown]
 # ## 5.2 Data: a 90/10 split and the loaders
@@ -208,9 +186,6 @@ print(f"characters: {len(train_text):,} train + {len(val_text):,} val = {len(tex
 print(f"tokens:     {n_train:,} train + {n_val:,} val")
 print(f"windows of 256: {len(train_loader.dataset)} train -> {len(train_loader)} "
       f"batches of 2; {len(val_loader.dataset)} val -> {len(val_loader)} batch")
-x, y = next(iter(val_loader))
-print("a batch:", tuple(x.shape), tuple(y.shape), "targets = inputs shifted by one:",
-      torch.equal(x[:, 1:], y[:, :-1]))  # fmt: skip
 
 
 # %% [markdown]
@@ -224,9 +199,10 @@ print("a batch:", tuple(x.shape), tuple(y.shape), "targets = inputs shifted by o
 # the number measures the model, not the noise. It also leaves every random generator as it found it
 # (`preserved_rng`, section A.9): iterating a `DataLoader` quietly draws a seed from torch's global
 # generator, and a training run whose dropout masks shifted whenever we *look* at it could never be
-# resumed bit for bit. `in_order()` gives a shuffled loader's batches unshuffled, so that every
-# estimate of the training loss reads the same windows. (The first line that the run of section
-# 5.6 prints is this evaluation of the untrained model: both losses close to $\ln V$.)
+# resumed bit for bit. `in_order()`, from the same section, gives a shuffled loader's batches
+# unshuffled, so that every estimate of the training loss reads the same windows. (The first
+# line that the run of section 5.6 prints is this evaluation of the untrained model: both losses
+# close to $\ln V$.)
 
 # %%
 #| export
@@ -255,14 +231,6 @@ def evaluate(model: nn.Module, loader: Iterable, max_batches: int | None = None,
     return total / weight
 
 
-def in_order(loader: Iterable) -> Iterable:
-    """`loader`'s batches, unshuffled: each estimate reads the same windows."""
-    if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
-        return DataLoader(loader.dataset, batch_size=loader.batch_size,
-                          drop_last=loader.drop_last, collate_fn=loader.collate_fn)
-    return loader
-
-
 # %% [markdown]
 # ## 5.4 One training step
 #
@@ -282,8 +250,9 @@ def in_order(loader: Iterable) -> Iterable:
 # chapter's `train()`, the resumable loop of Appendix A that the command line uses, and the later
 # chapters' variants) takes exactly the same step. It adds three things to the five lines above: an
 # optional **gradient clip** and **scheduler**, and a **divergence check**: a NaN or infinite loss
-# or gradient stops the run at once with `NonFiniteLossError`, naming the step and the value,
-# instead of silently training on garbage.
+# or gradient stops the run at once with `NonFiniteLossError` (the package's errors are in section
+# A.1 of [Appendix A](A_engineering.ipynb)), naming the step and the value, instead of silently
+# training on garbage.
 #
 # It also has one seam for later chapters: `backward` is the function that fills the gradients.
 # The default runs autograd; [chapter 6](06_backprop.ipynb) passes its hand-written backward pass
@@ -292,17 +261,6 @@ def in_order(loader: Iterable) -> Iterable:
 
 # %%
 #| export
-class NonFiniteLossError(FloatingPointError):
-    """The loss (or the gradient norm) became NaN or infinite: the run has diverged."""
-
-    def __init__(self, step: int | None, value: float, what: str = "loss"):
-        self.step, self.value, self.what = step, value, what
-        super().__init__(
-            f"{what} is {value} at step {step}: training diverged. Lower the learning "
-            "rate, clip gradients (grad_clip=1.0), or resume from an earlier checkpoint"
-        )
-
-
 @dataclass
 class StepResult:
     loss: float  # the batch's training loss (dropout on)
@@ -388,17 +346,18 @@ def adamw_step(params, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1
 
 
 # %% [markdown]
-# Three steps on a tiny model in float64, against `torch.optim.AdamW` on an identical copy:
+# Three steps on a tiny model in float64, against `torch.optim.AdamW` on an identical copy, with
+# the validation batch as data and both models in eval mode (no dropout, so both see the same
+# loss):
 
 # %%
-tiny = GPT2Config.preset("tiny", context_length=64)
-small_loader = create_dataloader(tokenizer.encode(train_text), batch_size=2,
-                                 context_length=64, shuffle=False)  # fmt: skip
+import copy
+
 torch.manual_seed(123)
-by_hand = GPT2(tiny).double().eval()  # eval: no dropout, so both see the same loss
+by_hand = GPT2(GPT2Config.preset("tiny", context_length=256)).double().eval()
 by_torch = copy.deepcopy(by_hand)
 opt_torch = torch.optim.AdamW(by_torch.parameters(), lr=1e-3, weight_decay=0.1)
-state, (x, y) = {}, next(iter(small_loader))
+state, (x, y) = {}, next(iter(val_loader))
 for _ in range(3):
     for m in (by_hand, by_torch):
         m.zero_grad()
@@ -532,11 +491,7 @@ def train(model, train_loader, val_loader, optimizer, epochs: int = 1, *,
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-device = pick_device()
-print("training on", device)
-
-# %%
-# NBVAL_IGNORE_OUTPUT
+device = pick_device()  # the fastest device PyTorch sees
 # 124M: the main run, 10-epoch comparisons, 6-epoch single changes, 3-epoch ablations
 MODEL, EPOCHS, COMPARE_EPOCHS, ONE_CHANGE_EPOCHS, STUDY_EPOCHS = full_or_quick(
     full=(course_config, 30, 10, 6, 3),
@@ -612,8 +567,32 @@ print(model.generate(PROMPT, max_length=50, temperature=0.8, seed=123))
 # %% [markdown]
 # ## 5.7 Reading the run: two yardsticks, and where it overfits
 #
-# A loss of 6 means little on its own. Before the curves, two yardsticks that need no neural
-# network; the figure then shows the run against them.
+# A loss of 6 means little on its own. First where the run starts, then two yardsticks that need
+# no neural network; the figure then shows the run against them.
+#
+# ### Where the run starts
+#
+# The run's first line, the untrained model, scores a little above $\ln 50257 = 10.825$, the
+# uniform guess of section 5.1. If the logits are independent of the target with spread
+# $\sigma$, then $\mathbb{E}[\mathcal{L}] = \mathbb{E}[\operatorname{logsumexp}(z)] - \mathbb{E}[z_y] \approx
+# \ln V + \sigma^2/2$. Let's check that prediction on the untrained model of section 5.1 and the
+# first 2 × 256 = 512 tokens of the story:
+
+# %%
+ids = tokenizer.encode(verdict_text())
+x = torch.tensor(ids[: 2 * 256]).view(2, 256)  # (2, 256)
+y = torch.tensor(ids[1 : 2 * 256 + 1]).view(2, 256)
+with torch.no_grad():
+    z = untrained(x)  # (2, 256, V)
+    loss0 = F.cross_entropy(z.flatten(0, 1), y.flatten()).item()
+sigma, ln_v = z.std().item(), math.log(50257)
+print(f"ln V = {ln_v:.3f}; logit std sigma = {sigma:.3f}, so ln V + sigma^2/2 = "
+      f"{ln_v + sigma**2 / 2:.3f}; measured loss = {loss0:.3f}")  # fmt: skip
+assert abs(loss0 - (ln_v + sigma**2 / 2)) < 0.05
+
+# %% [markdown]
+# Random weights cost a little on top of knowing nothing: the logits' spread $\sigma$ adds
+# $\sigma^2/2$ to the uniform guess's loss.
 
 # %%
 from collections import Counter
@@ -1180,6 +1159,11 @@ for label, h in (("constant lr         ", plain), ("warm-up+cosine+clip ", histo
 # steps; the run stops at the first non-finite loss and says where:
 
 # %%
+from gpt2scratch.dataset import create_dataloader
+
+tiny = GPT2Config.preset("tiny", context_length=64)
+small_loader = create_dataloader(tokenizer.encode(train_text), batch_size=2,
+                                 context_length=64, shuffle=False)  # fmt: skip
 small_val = create_dataloader(
     tokenizer.encode(val_text), batch_size=2, context_length=64, shuffle=False,
     drop_last=False,

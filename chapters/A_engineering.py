@@ -66,8 +66,9 @@ import torch
 """Argument checks shared by the whole package: one error contract.
 
 A value of the wrong type raises TypeError, a value out of range raises ValueError, and
-the message names the argument and the value it got. Generated from Appendix A of the
-book.
+the message names the argument and the value it got; a training run whose loss stops
+being finite raises NonFiniteLossError, naming the step and the value. Generated from
+Appendix A of the book.
 """
 from __future__ import annotations
 
@@ -101,6 +102,9 @@ def check_int(name: str, value, *, minimum: int | None = None, none_ok: bool = F
 # %% [markdown]
 # Real numbers (learning rates, dropout, temperatures) also refuse NaN and infinity, and their
 # bounds may be open or closed: a learning rate must be `> 0`, a dropout rate `>= 0` and `< 1`.
+# A training run's numbers follow the same contract: when the loss or the gradient norm stops
+# being finite, chapter 5's `train_step` raises `NonFiniteLossError`, which names the step and
+# the value and says what to try.
 
 
 # %%
@@ -144,6 +148,17 @@ def check_bool(name: str, value) -> bool:
             f"{name} must be True or False, got {type(value).__name__} {value!r}"
         )
     return value
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or the gradient norm) became NaN or infinite: the run has diverged."""
+
+    def __init__(self, step: int | None, value: float, what: str = "loss"):
+        self.step, self.value, self.what = step, value, what
+        super().__init__(
+            f"{what} is {value} at step {step}: training diverged. Lower the learning "
+            "rate, clip gradients (grad_clip=1.0), or resume from an earlier checkpoint"
+        )
 
 
 # %% [markdown]
@@ -2222,16 +2237,19 @@ def pretrained_model(device=None) -> CourseModel:
 """Where a run computes and how it repeats itself: the device, seeds and random states.
 
 Generated from Appendix A of the book. Chapter 5's `evaluate` leaves every random state
-as it found it (`preserved_rng`); a checkpoint saves them (`rng_state`).
+as it found it (`preserved_rng`) and reads a shuffled loader in order (`in_order`); a
+checkpoint saves the random states (`rng_state`).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from contextlib import contextmanager
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, RandomSampler
 
 from gpt2scratch import validation  # the package module (a module imports modules)
 
@@ -2283,7 +2301,9 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
 # and put back by `set_rng_state()`. And `preserved_rng()` runs a block without disturbing any of
 # them. Chapter 5's `evaluate` runs inside it, because iterating a `DataLoader` quietly draws a
 # seed from torch's global generator: a run whose dropout masks shifted whenever we *look* at it
-# (an evaluation, a sample after an epoch) could never be resumed bit for bit.
+# (an evaluation, a sample after an epoch) could never be resumed bit for bit. `in_order()` gives
+# a shuffled loader's batches unshuffled, so that every estimate of the training loss reads the
+# same windows.
 
 # %%
 #| export runtime
@@ -2337,6 +2357,14 @@ def preserved_rng():
         yield
     finally:
         set_rng_state(state)
+
+
+def in_order(loader: Iterable) -> Iterable:
+    """`loader`'s batches, unshuffled: each estimate reads the same windows."""
+    if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
+        return DataLoader(loader.dataset, batch_size=loader.batch_size,
+                          drop_last=loader.drop_last, collate_fn=loader.collate_fn)
+    return loader
 
 
 # %% [markdown]
@@ -2599,7 +2627,7 @@ from tqdm import tqdm
 
 from gpt2scratch import checkpoint, run, runtime  # package modules
 from gpt2scratch.train import (
-    History, WarmupCosine, autograd_backward, evaluate, in_order, train_step,
+    History, WarmupCosine, autograd_backward, evaluate, train_step,
 )  # fmt: skip
 
 
@@ -2852,7 +2880,7 @@ def train_run(
     if resume_from is not None:
         at = _Progress.resume(resume_from, model, optimizer, scheduler, steps)
     runner = wrap(model) if wrap else model
-    loaders = (in_order(train_loader), val_loader)
+    loaders = (runtime.in_order(train_loader), val_loader)
     job = _Run(model, runner, optimizer, scheduler, s, at, device, loaders)
     job.tokenizer, job.backward = tokenizer, backward
     job.checkpoint_dir = checkpoint_dir
@@ -3125,14 +3153,14 @@ assert abs(verdict["bigram"] - 5.937) < 5e-4 and verdict["bigram_lambda"] == 0.3
 #
 # | module | what |
 # |---|---|
-# | `gpt2scratch.validation` | `check_int`, `check_number`, `check_bool` |
+# | `gpt2scratch.validation` | `check_int`, `check_number`, `check_bool`, `NonFiniteLossError` |
 # | `gpt2scratch.files` | `atomic_write` and the fsync helpers |
 # | `gpt2scratch.data` | `fetch_verified`, `check_sha256`, `verdict_text`, `load_text`, `repo_root` |
 # | `gpt2scratch.checkpoint` | `save_checkpoint`, `load_checkpoint`, `read_manifest` |
 # | `gpt2scratch.measure` | `peak_memory_mb`, `page_faults`, `step_page_faults`, `keep_freed_memory` |
 # | `gpt2scratch.corpus` | `prepare_corpus`, `corpus_loaders`, `find_files`, `read_pieces` |
 # | `gpt2scratch.base_model` | `shakespeare_texts`, `shakespeare_corpus`, `BaseRecipe`, `BASE`, `train_base` |
-# | `gpt2scratch.runtime` | `pick_device`, `set_seed`, `rng_state`, `set_rng_state`, `preserved_rng` |
+# | `gpt2scratch.runtime` | `pick_device`, `set_seed`, `rng_state`, `set_rng_state`, `preserved_rng`, `in_order` |
 # | `gpt2scratch.run` | `TrainSettings`, `RECIPE`, `train_run`, `prepare_run`, `make_loaders`, `split_text` |
 # | `gpt2scratch.course` | `chapter5_model`, `pretrained_model`, `local_gpt2`, `STANDIN`, `COURSE_RUN` |
 #

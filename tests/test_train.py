@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 
 from gpt2scratch.dataset import create_dataloader
 from gpt2scratch.model import GPT2, GPT2Config
-from gpt2scratch.runtime import rng_state, set_seed
+from gpt2scratch.runtime import in_order, rng_state, set_seed
 from gpt2scratch.train import (
-    NonFiniteLossError, WarmupCosine, adamw, autograd_backward, calc_loss_batch, evaluate, in_order,
-    perplexity, train, train_step, warmup_cosine,
+    WarmupCosine, adamw, autograd_backward, calc_loss_batch, evaluate, perplexity, train,
+    train_step, warmup_cosine,
 )
+from gpt2scratch.validation import NonFiniteLossError
 from conftest import GPT2_VOCAB, tiny_config
 
 TINY = tiny_config(d_model=16, n_heads=2, dropout=0.1)

@@ -8,8 +8,9 @@ import torch
 from gpt2scratch.dataset import create_dataloader
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.runtime import set_seed
-from gpt2scratch.train import NonFiniteLossError, adamw, autograd_backward, train
+from gpt2scratch.train import adamw, autograd_backward, train
 from gpt2scratch.trainer import epoch_batches, train_run
+from gpt2scratch.validation import NonFiniteLossError
 from conftest import GPT2_VOCAB, tiny_config
 
 TINY = tiny_config(d_model=16, n_heads=2, dropout=0.1)

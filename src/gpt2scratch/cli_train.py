@@ -48,7 +48,7 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
     add LoRA (--lora-rank), train, save; report what it does, one line at a time."""
     from gpt2scratch.checkpoint import CheckpointWriteError
     from gpt2scratch.lora import train_and_save
-    from gpt2scratch.train import NonFiniteLossError
+    from gpt2scratch.validation import NonFiniteLossError
 
     if Path(args.out).is_file():  # found now, not at the first save after an epoch
         raise ValueError(f"--out {args.out} is a file; give the name of a checkpoint folder")

@@ -4,18 +4,24 @@
 """Where a run computes and how it repeats itself: the device, seeds and random states.
 
 Generated from Appendix A of the book. Chapter 5's `evaluate` leaves every random state
-as it found it (`preserved_rng`); a checkpoint saves them (`rng_state`).
+as it found it (`preserved_rng`) and reads a shuffled loader in order (`in_order`); a
+checkpoint saves the random states (`rng_state`).
 """
 
 from __future__ import annotations
 
-__all__ = ["pick_device", "set_seed", "rng_state", "set_rng_state", "preserved_rng"]
+__all__ = [
+    "pick_device", "set_seed", "rng_state", "set_rng_state", "preserved_rng",
+    "in_order",
+]
 
 import random
+from collections.abc import Iterable
 from contextlib import contextmanager
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, RandomSampler
 
 from gpt2scratch import validation  # the package module (a module imports modules)
 
@@ -112,3 +118,11 @@ def preserved_rng():
         yield
     finally:
         set_rng_state(state)
+
+
+def in_order(loader: Iterable) -> Iterable:
+    """`loader`'s batches, unshuffled: each estimate reads the same windows."""
+    if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
+        return DataLoader(loader.dataset, batch_size=loader.batch_size,
+                          drop_last=loader.drop_last, collate_fn=loader.collate_fn)
+    return loader

@@ -1,16 +1,14 @@
 # Generated from chapters/05_training.ipynb — edit the notebook, then `make export`. Do not edit by hand.
 
 # %% chapters/05_training.ipynb cell 2
-"""Training GPT-2: the loss, evaluation, one training step, AdamW, the training loop and
-the learning-rate schedule. Generated from chapter 05 of the book; the loop of long runs
-(settings, checkpoints, resume) is `gpt2scratch.trainer` (Appendix A)."""
+"""Training GPT-2 (chapter 5): loss, evaluation, one step, AdamW, the loop, the schedule.
+Long runs (checkpoints, resume) are `gpt2scratch.trainer`, from Appendix A."""
 
 from __future__ import annotations
 
 __all__ = [
-    "calc_loss_batch", "perplexity", "evaluate", "in_order", "NonFiniteLossError",
-    "StepResult", "autograd_backward", "train_step", "adamw", "History", "train",
-    "WarmupCosine", "warmup_cosine",
+    "calc_loss_batch", "perplexity", "evaluate", "StepResult", "autograd_backward",
+    "train_step", "adamw", "History", "train", "WarmupCosine", "warmup_cosine",
 ]
 
 import math
@@ -22,10 +20,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, RandomSampler
 
-from gpt2scratch.runtime import preserved_rng
-from gpt2scratch.validation import check_int
+from gpt2scratch.runtime import in_order, preserved_rng
+from gpt2scratch.validation import NonFiniteLossError, check_int
 
 
 # %% chapters/05_training.ipynb cell 10
@@ -43,7 +40,7 @@ def perplexity(loss: float) -> float:
     return math.exp(loss)
 
 
-# %% chapters/05_training.ipynb cell 18
+# %% chapters/05_training.ipynb cell 16
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, max_batches: int | None = None,
              device=None, per_token: bool = False) -> float:  # fmt: skip
@@ -69,26 +66,7 @@ def evaluate(model: nn.Module, loader: Iterable, max_batches: int | None = None,
     return total / weight
 
 
-def in_order(loader: Iterable) -> Iterable:
-    """`loader`'s batches, unshuffled: each estimate reads the same windows."""
-    if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
-        return DataLoader(loader.dataset, batch_size=loader.batch_size,
-                          drop_last=loader.drop_last, collate_fn=loader.collate_fn)
-    return loader
-
-
-# %% chapters/05_training.ipynb cell 20
-class NonFiniteLossError(FloatingPointError):
-    """The loss (or the gradient norm) became NaN or infinite: the run has diverged."""
-
-    def __init__(self, step: int | None, value: float, what: str = "loss"):
-        self.step, self.value, self.what = step, value, what
-        super().__init__(
-            f"{what} is {value} at step {step}: training diverged. Lower the learning "
-            "rate, clip gradients (grad_clip=1.0), or resume from an earlier checkpoint"
-        )
-
-
+# %% chapters/05_training.ipynb cell 18
 @dataclass
 class StepResult:
     loss: float  # the batch's training loss (dropout on)
@@ -125,7 +103,7 @@ def train_step(model: nn.Module, inputs, targets, optimizer, *, scheduler=None,
     return StepResult(loss, norm.item(), lr)
 
 
-# %% chapters/05_training.ipynb cell 26
+# %% chapters/05_training.ipynb cell 24
 def adamw(model: nn.Module, lr: float, weight_decay: float = 0.1, *,
           decay_all: bool = False, **options) -> torch.optim.AdamW:  # fmt: skip
     """AdamW over the parameters that require grad. Weight decay applies to the tensors
@@ -140,7 +118,7 @@ def adamw(model: nn.Module, lr: float, weight_decay: float = 0.1, *,
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, **options)
 
 
-# %% chapters/05_training.ipynb cell 28
+# %% chapters/05_training.ipynb cell 26
 @dataclass
 class History:
     """What a training run records: per evaluation (six lists), per step (three)."""
@@ -164,7 +142,7 @@ class History:
         return asdict(self)
 
 
-# %% chapters/05_training.ipynb cell 29
+# %% chapters/05_training.ipynb cell 27
 def train(model, train_loader, val_loader, optimizer, epochs: int = 1, *,
           eval_iters: int | None = None, scheduler=None, grad_clip: float | None = None,
           prompt: str | None = None, backward=autograd_backward,
@@ -203,7 +181,7 @@ def train(model, train_loader, val_loader, optimizer, epochs: int = 1, *,
     return history
 
 
-# %% chapters/05_training.ipynb cell 64
+# %% chapters/05_training.ipynb cell 63
 class WarmupCosine:
     """Learning-rate multiplier: linear warm-up to 1 over `warmup_steps`, cosine decay
     to `min_ratio` at `total_steps`, then flat. Use through `warmup_cosine()` (a

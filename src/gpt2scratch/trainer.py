@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from gpt2scratch import checkpoint, run, runtime  # package modules
 from gpt2scratch.train import (
-    History, WarmupCosine, autograd_backward, evaluate, in_order, train_step,
+    History, WarmupCosine, autograd_backward, evaluate, train_step,
 )  # fmt: skip
 
 
@@ -246,7 +246,7 @@ def train_run(
     if resume_from is not None:
         at = _Progress.resume(resume_from, model, optimizer, scheduler, steps)
     runner = wrap(model) if wrap else model
-    loaders = (in_order(train_loader), val_loader)
+    loaders = (runtime.in_order(train_loader), val_loader)
     job = _Run(model, runner, optimizer, scheduler, s, at, device, loaders)
     job.tokenizer, job.backward = tokenizer, backward
     job.checkpoint_dir = checkpoint_dir

@@ -4,12 +4,13 @@
 """Argument checks shared by the whole package: one error contract.
 
 A value of the wrong type raises TypeError, a value out of range raises ValueError, and
-the message names the argument and the value it got. Generated from Appendix A of the
-book.
+the message names the argument and the value it got; a training run whose loss stops
+being finite raises NonFiniteLossError, naming the step and the value. Generated from
+Appendix A of the book.
 """
 from __future__ import annotations
 
-__all__ = ["check_int", "check_number", "check_bool"]
+__all__ = ["check_int", "check_number", "check_bool", "NonFiniteLossError"]
 
 import math
 import numbers
@@ -78,3 +79,14 @@ def check_bool(name: str, value) -> bool:
             f"{name} must be True or False, got {type(value).__name__} {value!r}"
         )
     return value
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or the gradient norm) became NaN or infinite: the run has diverged."""
+
+    def __init__(self, step: int | None, value: float, what: str = "loss"):
+        self.step, self.value, self.what = step, value, what
+        super().__init__(
+            f"{what} is {value} at step {step}: training diverged. Lower the learning "
+            "rate, clip gradients (grad_clip=1.0), or resume from an earlier checkpoint"
+        )
