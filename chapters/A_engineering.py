@@ -1695,8 +1695,9 @@ assert whole != cut
 # `runs/verdict`, that is the model. Otherwise (in CI, before you have run it, and always in
 # quick mode, so that `make test` sees the same model everywhere) the function trains a small
 # **stand-in** once (GPT-2 "mini", 4 epochs, about half a minute on a laptop CPU) with
-# section A.9's `prepare_run` and `train_run`, with [Chapter 5](05_training.ipynb)'s recipe,, and caches it under `runs/`. Its
-# label says which one it is, and every output that uses it prints the label.
+# section A.9's `prepare_run` and `train_run` and [Chapter 5](05_training.ipynb)'s recipe, and
+# caches it under `runs/`. Its label says which one it is, and every output that uses it prints
+# the label.
 
 # %%
 #| export course
