@@ -798,7 +798,8 @@ class CausalSelfAttention(nn.Module):
         else:  # chapter 8: x holds positions start_pos.. only; the cache has the rest
             k, v, mask = cache.update(k, v, start_pos)  # keys/values of all positions
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        return self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, C)
+        y = self.c_proj(merge_heads(y))  # (B, T, C)
+        return self.resid_dropout(y) if self.training else y  # eval: no call (ch. 8.6)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
         """The causal weights softmax(q k^T / sqrt(hd)) of x (B, T, C), as (B, H, T, T).

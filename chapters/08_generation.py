@@ -1229,7 +1229,14 @@ assert code == 0
 # It also times one decode step alone, the prompt's prefill excluded (`(t(n) - t(1)) / (n - 1)`
 # for a call with $n$ new tokens), for ours and for Hugging Face's `generate`: what a step spends
 # beyond the matrix products goes to Python and to the small kernels between them (LayerNorm,
-# attention, the cache). Here is the full 124M model, measured with the command above on the machine this book was
+# attention, the cache). They cost more than their arithmetic: a matrix product streams megabytes
+# of weights through the core's caches and evicts the code and data of the interpreter and of the
+# next kernels, so every small operation after it starts cold (on the CPU this book was built on,
+# five to ten times slower than the same operation in a tight loop). A step therefore does as few of
+# them as it can: the cache is preallocated, a one-token step builds no mask, and in eval mode the
+# blocks do not even call their dropout layers, which would return their input unchanged
+# (chapters 3 and 4 skip the call; a test counts the operations of a step).
+# Here is the full 124M model, measured with the command above on the machine this book was
 # built on, and saved to `benchmarks/generate_cpu.json`:
 
 # %% tags=["hide-input"]
@@ -1256,6 +1263,9 @@ def print_generate_bench(name: str) -> None:
                 print(f"    {k:<18} {v['tok_s']:8.1f} tok/s  "
                       f"{v['fraction_of_bound']:6.1%} of the bound")
         print(f"    best ours / best HF = {row['ours/HF']:.2f}")
+        for k, t in row.get("per_step_s", {}).items():  # prefill excluded
+            print(f"    one decode step, {k:<4} {t * 1e3:6.1f} ms = "
+                  f"{1 / alone / t:.0%} of the matmuls-alone rate")
 
 
 print_generate_bench("generate_cpu.json")

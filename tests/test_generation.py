@@ -1,9 +1,12 @@
 """Tests for gpt2scratch.generation (chapter 8): sampling, the KV cache, the decode loop, the API."""
+from collections import Counter
+
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.overrides import TorchFunctionMode
 
 from gpt2scratch.generation import (
     KVCache, SamplingSettings, decode, generate_ids, next_logits, sample_next, stream_text, top_p_filter,
@@ -149,6 +152,36 @@ def test_decode_yields_one_column_per_step_and_restores_mode():
     assert m.training
     m.eval()
     assert torch.equal(torch.cat(steps, 1), naive_greedy(m, torch.tensor([[1, 2]]), 7)[:, 2:])
+
+
+class _TorchCalls(TorchFunctionMode):
+    """Counts, by name, the torch functions and tensor methods called inside the `with` block."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names[getattr(func, "__name__", repr(func))] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_cached_decode_step_runs_the_math_and_no_dropout_or_mask():
+    """One token through the cache, in eval mode with dropout > 0: per block 2 layer norms, 4
+    matmuls, 1 attention kernel, 2 cache writes and 1 GELU, and no dropout call, mask or new
+    tensor of zeros (on a CPU every op after a weight read costs tens of microseconds: ch. 8.6)."""
+    torch.manual_seed(0)
+    model = GPT2(tiny_config(dropout=0.1)).eval()
+    L = model.config.n_layers
+    cache = KVCache(model, 1, 8)
+    with torch.inference_mode():
+        next_logits(model, torch.tensor([[1, 2, 3]]), cache, 0)
+        with _TorchCalls() as calls:
+            next_logits(model, torch.tensor([[4]]), cache, 3)
+    n = calls.names
+    assert n["linear"] == 4 * L + 1 and n["layer_norm"] == 2 * L + 1  # + lm_head and ln_f
+    assert n["scaled_dot_product_attention"] == L and n["copy_"] == 2 * L and n["gelu"] == L
+    assert not {"dropout", "ones", "zeros", "tril", "cat"} & set(n), n
 
 
 # --------------------------------------------------------------------------- the API

@@ -136,8 +136,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.gelu(self.c_fc(x))  # (B, T, 4C)
-        return self.dropout(self.c_proj(x))  # (B, T, C)
+        x = self.c_proj(self.gelu(self.c_fc(x)))  # (B, T, 4C) -> (B, T, C)
+        return self.dropout(x) if self.training else x  # eval: no call (ch. 8.6)
 
 
 # %% chapters/04_gpt2_model.ipynb cell 41
@@ -222,7 +222,9 @@ class GPT2(GenerationMixin, nn.Module):
         """The residual stream after the final LayerNorm: (B, T) ids -> (B, T, C)."""
         check_token_ids(idx, context_length=self.config.context_length)
         pos = start_pos + torch.arange(idx.shape[1], device=idx.device)  # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C) + (T, C): broadcast
+        x = self.wte(idx) + self.wpe(pos)  # (B, T, C) + (T, C): broadcast
+        if self.training:  # dropout; in eval mode no call at all (ch. 8.6)
+            x = self.drop(x)
         caches = [None] * len(self.h) if cache is None else cache  # one per block
         for block, block_cache in zip(self.h, caches):
             x = block(x, block_cache, start_pos)  # (B, T, C)
