@@ -767,21 +767,20 @@ assert history.val_loss[best] <= history.val_loss[0]
 # %% [markdown]
 # The run has three phases.
 #
-# 1. **Epochs 0–2: word frequencies.** The loss falls from 10.9 to 6.35 (train) and 6.69 (val). That is
+# 1. **Epochs 0–2: word frequencies.** The loss falls from 10.9 to 6.215 (train) and 6.636 (val). That is
 #    the unigram model's level (train 6.108, val 6.646 with $\alpha = 0.01$): the model has learned which tokens
 #    are common and little else, which is exactly what the greedy samples showed.
-# 2. **Epochs 3–13: a plateau.** The training loss creeps from 6.17 to 5.50; the validation loss wanders
-#    between 6.555 and 6.856 and reaches its minimum, **6.555 at epoch 13** (step 117). Even at its best, the
-#    model predicts the held-out text barely better than word counts do (6.646).
-# 3. **Epochs 13–30: memorisation.** From the minimum on, validation turns up (6.596, 6.634, 6.575 at the
-#    next evaluations, then steadily higher) while the training loss drops to **1.366** at epoch 30, a
-#    perplexity of 3.92: at each position the model hesitates between about four tokens of a text it has
-#    seen 30 times. Validation ends at **7.836** (perplexity 2,530), worse than the unigram model, and
-#    from epoch 13 on it exceeds the training loss by more than a nat. The model has stopped learning
-#    English and started learning this text.
+# 2. **Epochs 3–13: a plateau.** Validation reaches its minimum at once, **6.608 at epoch 3** (step 27),
+#    then wanders between 6.628 and 6.815 while the training loss creeps from 6.054 to 5.332. Even at its
+#    best, the model predicts the held-out text barely better than word counts do (6.646).
+# 3. **Epochs 14–30: memorisation.** Validation turns steadily up while the training loss drops to
+#    **3.328** at epoch 30, a perplexity of 27.88 on a text the model has seen 30 times. Validation ends at
+#    **7.869** (perplexity 2,616), worse than the unigram model, and from epoch 10 on it exceeds the
+#    training loss by more than a nat. The model has stopped learning English and started learning this
+#    text.
 #
 # Validation is only two windows of 256 tokens, so its curve is noisy: read the wiggles between evaluations
-# (6.555, 6.596, 6.634, 6.575 around the minimum) as noise, the trend as signal.
+# (6.721, 6.714, 6.712 right after the minimum) as noise, the trend as signal.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -791,7 +790,7 @@ print(f"unigram counter (alpha 0.01), val:    {unigram_val:.3f}")
 
 # %% [markdown]
 # Said plainly: **our 124M-parameter GPT-2 loses to counting pairs of tokens.** Its best
-# validation loss, 6.555, is worse than the bigram counter's 5.937, and only a little better than
+# validation loss, 6.608, is worse than the bigram counter's 5.937, and only a little better than
 # the unigram counter's 6.646. The reason is the data, not the model: 4,612 training tokens are
 # far too few for 124 million parameters to learn English from, so the model learns the order of
 # *this* text instead and memorises it. Two things fix that, and later chapters do both: far more
@@ -804,7 +803,7 @@ print(f"unigram counter (alpha 0.01), val:    {unigram_val:.3f}")
 #
 # Our run and rasbt's use the same text, split, context, batch size, optimizer settings, dropout and
 # number of layers, heads and widths. After 10 epochs his model has memorised the training text
-# (train 0.391); ours is still on the plateau (5.883):
+# (train 0.391); ours is still on the plateau (5.722):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -941,11 +940,11 @@ print(
 )
 
 # %% [markdown]
-# With rasbt's initialisation our code reproduces his run closely: after 10 epochs, train 0.560 and val
-# 6.484 (his: 0.391 and 6.452), with the validation minimum, 6.182, at epoch 5 (his: about
+# With rasbt's initialisation our code reproduces his run closely: after 10 epochs, train 0.337 and val
+# 6.600 (his: 0.391 and 6.452), with the validation minimum, 6.235, at epoch 5 (his: about
 # 6.1), and samples that stitch together the story's own phrases ("a little wild--I felt nervous and
-# uncertain" is Wharton's). Close, not equal: at epoch 10 the training loss is still falling fast (0.917 at
-# epoch 9, 0.560 at epoch 10), so a small difference in pace shows up as a visible gap, and the pace depends
+# uncertain" is Wharton's). Close, not equal: at epoch 10 the training loss is still falling fast (0.602 at
+# epoch 9, 0.337 at epoch 10), so a small difference in pace shows up as a visible gap, and the pace depends
 # on things we did not copy: his batch order and dropout masks come from other random streams, and he
 # estimates the training loss on 5 *random* batches every 5 steps where we use 5 fixed batches once per
 # epoch.
@@ -982,11 +981,16 @@ for name, h in one_change.items():
 
 
 # %% [markdown]
-# <!-- TODO(execute): state what the three runs show, with the numbers the cell printed, and
-# which differences the gap comes from (or that the tied head and the initialisation cannot be
-# told apart); then update the summary's bullet on the reference run. -->
+# The q/k/v bias is not it: with the bias, rasbt's model trains as fast as without (after 6 epochs
+# train 3.321 and val minimum 6.198, against 2.631 and 6.235). The GPT-2 initialisation alone
+# brings back our slow start (5.930 and 6.667; ours 5.915 and 6.608), and so does the tied head
+# alone (6.057 and 6.637). Those two are one cause, not two: tying gives the embedding the head's
+# small initialisation (row norm 0.58 instead of 27.70, in the cell before the runs), so both runs
+# shrink the token embeddings at the start. The gap is the scale of the token embeddings at
+# initialisation.
+#
 # Which initialisation is "right"? For memorising 4,612 tokens, the large one, plainly; it also reaches the
-# lower validation loss (6.182 against 6.555). GPT-2's small initialisation is the one OpenAI trained with on
+# lower validation loss (6.235 against 6.608). GPT-2's small initialisation is the one OpenAI trained with on
 # its large web corpus, and its pretrained weights (chapter 7) assume our architecture with tied embeddings;
 # on one short story it simply learns more slowly. And neither model predicts the last 10% of the story from
 # the first 90% much better than the unigram yardstick (6.646); the bigram counter of section 5.7 does
@@ -1136,11 +1140,11 @@ for label, h in (("constant lr         ", plain), ("warm-up+cosine+clip ", histo
 
 # %% [markdown]
 # With the same peak learning rate, the warm-up + cosine + clipping run gets much further in 10 epochs:
-# train 4.137 instead of 5.883, validation 6.405 instead of 6.696, and a validation minimum of 6.391 (epoch 8)
-# instead of 6.682.
+# train 3.773 instead of 5.722, validation 6.430 instead of 6.815, and a validation minimum of 6.360 (epoch 8)
+# instead of 6.608.
 #
 # Which ingredient did it? The printout holds a clue. The gradient norm was above 1.0 at every one of the 90
-# steps in both runs (median 1.52 and 2.65, largest 17.34), so clipping rescaled every single gradient. A
+# steps in both runs (median 1.64 and 2.83, largest 31.09), so clipping rescaled every single gradient. A
 # rescaling that were the same at every step would cancel in AdamW, which divides each gradient by the
 # root-mean-square of past gradients; a rescaling that varies does not. With $\beta_2 = 0.999$, AdamW's
 # second-moment estimate is, over a run of only 90 steps, close to the plain average of *all* squared
@@ -1239,12 +1243,12 @@ for (dropout, weight_decay), h in study.items():
     assert h.train_loss[-1] < h.train_loss[0] and math.isfinite(h.val_loss[-1])
 
 # %% [markdown]
-# Over these first 3 epochs neither switch makes a measurable difference: the losses differ in
-# the third decimal at most (epoch 3 val: 6.699 with both, 6.693 without dropout, 6.700 without
-# weight decay), well inside the noise of a two-window validation set. That is all this
+# Over these first 3 epochs neither switch makes a measurable difference: the losses differ by
+# less than a twentieth of a nat (epoch 3 val: 6.608 with both, 6.652 without dropout, 6.657
+# without weight decay), inside the noise of a two-window validation set. That is all this
 # experiment shows, and it is a statement about the first 3 epochs only. Weight decay did what
 # the arithmetic predicted. Dropout's job is to make memorisation harder, so if it matters it
-# will show in the memorisation phase (after epoch 13 here), which we cannot afford to train
+# will show in the memorisation phase (from epoch 14 here), which we cannot afford to train
 # three more times on two CPU cores; we have not measured that, so we do not claim it.
 #
 # ## 5.11 Sampling from the trained model
@@ -1327,13 +1331,14 @@ plt.show()
 #   the weight matrices and embeddings only. `train()` is that step in a loop, with an evaluation
 #   and a greedy sample after each epoch.
 # * **GPT-2 124M on 4,612 tokens** learns word frequencies in 2 epochs, sits on a plateau until
-#   its validation minimum (6.555, epoch 13), then memorises: train 1.366, val 7.836 after 30
-#   epochs. It loses to a bigram counter (5.937): this corpus is far too small.
+#   its validation minimum (6.608, epoch 3) and for ten epochs after it, then memorises: train
+#   3.328, val 7.869 after 30 epochs. It loses to a bigram counter (5.937): this corpus is far too small.
 # * **Against rasbt's reference** (train 0.391, val 6.452 after 10 epochs) his model, rebuilt from
-#   ours (PyTorch's initialisation, untied head, no q/k/v bias), gives 0.560 and 6.484; one run
-#   per difference shows where the gap comes from.
-# * **Warm-up + cosine decay + clipping** reaches train 4.137 / val 6.405 in 10 epochs instead of
-#   5.883 / 6.696; dropout and weight decay made no measurable difference in the first 3 epochs.
+#   ours (PyTorch's initialisation, untied head, no q/k/v bias), gives 0.337 and 6.600; one run
+#   per difference shows that the gap is the token embeddings' small initial scale (which the
+#   tied head also imposes), not the q/k/v bias.
+# * **Warm-up + cosine decay + clipping** reaches train 3.773 / val 6.430 in 10 epochs instead of
+#   5.722 / 6.815; dropout and weight decay made no measurable difference in the first 3 epochs.
 # * **Sampling** at a temperature needs a seed per sample: one shared seed couples the samples.
 #
 # Next: [Chapter 6](06_backprop.ipynb) computes the gradients that `loss.backward()` gave us here by hand, and
