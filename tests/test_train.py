@@ -16,29 +16,12 @@ from gpt2scratch.train import (
     train_step, warmup_cosine,
 )
 from gpt2scratch.validation import NonFiniteLossError
-from conftest import GPT2_VOCAB, tiny_config
+from conftest import (
+    GPT2_VOCAB, TRAIN_TINY, fresh_model, random_ids, tiny_loaders,
+)
 
-TINY = tiny_config(d_model=16, n_heads=2, dropout=0.1)
-VOCAB = TINY.vocab_size
-
-
-def ids(n=400, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, VOCAB, (n,), generator=g)
-
-
-def loaders(shuffle=True, batch_size=4, context_length=16, seed=123):
-    train_loader = create_dataloader(ids(400), batch_size=batch_size, context_length=context_length,
-                                     shuffle=shuffle, seed=seed)
-    val_loader = create_dataloader(ids(80, seed=1), batch_size=2, context_length=context_length,
-                                   shuffle=False, drop_last=False)
-    return train_loader, val_loader
-
-
-def fresh(config=TINY, lr=1e-2):
-    set_seed(123)
-    model = GPT2(config)
-    return model, torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+TINY, VOCAB = TRAIN_TINY, TRAIN_TINY.vocab_size
+ids, loaders, fresh = random_ids, tiny_loaders, fresh_model
 
 
 def test_calc_loss_batch_is_mean_negative_log_likelihood():

@@ -11,29 +11,12 @@ from gpt2scratch.runtime import set_seed
 from gpt2scratch.train import adamw, autograd_backward, train
 from gpt2scratch.trainer import epoch_batches, train_run
 from gpt2scratch.validation import NonFiniteLossError
-from conftest import GPT2_VOCAB, tiny_config
+from conftest import (
+    GPT2_VOCAB, TRAIN_TINY, fresh_model, random_ids, tiny_loaders,
+)
 
-TINY = tiny_config(d_model=16, n_heads=2, dropout=0.1)
-VOCAB = TINY.vocab_size
-
-
-def ids(n=400, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, VOCAB, (n,), generator=g)
-
-
-def loaders(shuffle=True, batch_size=4, context_length=16, seed=123):
-    train_loader = create_dataloader(ids(400), batch_size=batch_size, context_length=context_length,
-                                     shuffle=shuffle, seed=seed)
-    val_loader = create_dataloader(ids(80, seed=1), batch_size=2, context_length=context_length,
-                                   shuffle=False, drop_last=False)
-    return train_loader, val_loader
-
-
-def fresh(config=TINY, lr=1e-2):
-    set_seed(123)
-    model = GPT2(config)
-    return model, torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+TINY, VOCAB = TRAIN_TINY, TRAIN_TINY.vocab_size
+ids, loaders, fresh = random_ids, tiny_loaders, fresh_model
 
 
 def quiet(**kwargs):
