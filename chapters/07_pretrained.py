@@ -810,7 +810,7 @@ assert 0 <= share <= 1 and math.isfinite(base_val)
 # *LLMs-from-scratch* (chapter 5, "Loading pretrained weights from OpenAI") measures a training
 # loss of **3.75** and a validation loss of **3.56** before any fine-tuning; this build cannot
 # measure them (no real weights here), so they are quoted, not printed. Chapter 5's model, trained
-# on this story alone, reached a validation loss of 6.555 at best (quoted from
+# on this story alone, reached a validation loss of 6.608 at best (quoted from
 # [chapter 5](05_training.ipynb)).
 
 # %%
@@ -1029,8 +1029,8 @@ plt.show()
 #   scored 4.452 (section 7.6), far below that corpus's bigram counter (5.155).
 # * **Pretrained + fine-tuned**: nine steps an epoch, five epochs kept by the stopping rule, and
 #   the same base reaches 5.065: below the bigram counter and below everything chapter 5
-#   reached from scratch (its best, 6.391, is `make run`'s validation minimum in the README's
-#   table). The sample is prose in the story's voice. What pretraining gave it is not the story
+#   reached from scratch (its best, 6.360, came with warm-up, cosine decay and clipping). The
+#   sample is prose in the story's voice. What pretraining gave it is not the story
 #   but the language: spelling, grammar and punctuation, which the story alone is too short to
 #   teach.
 #
