@@ -439,9 +439,9 @@ def apply_lora(
         parent = model.get_submodule(parent)
         setattr(parent, child, LoRALinear(getattr(parent, child), rank, alpha, dropout))
     head = getattr(model, "lm_head", None)
-    embedding = getattr(model, "wte", None)
-    if isinstance(head, LoRALinear) and head.base.weight is embedding.weight:
-        model.wte = LoRAEmbedding(embedding, head)  # tied: one adapter, read twice
+    shared = getattr(getattr(model, "wte", None), "weight", None)
+    if isinstance(head, LoRALinear) and head.base.weight is shared:
+        model.wte = LoRAEmbedding(model.wte, head)  # tied: one adapter, read twice
     model.lora_config = dict(
         rank=rank, alpha=float(alpha), dropout=float(dropout), targets=list(targets)
     )
