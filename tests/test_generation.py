@@ -289,6 +289,22 @@ def test_static_decoder_matches_generate(tiny, settings_):
         dec.generate(idx, 13)
 
 
+def test_compiled_static_decoder_matches_generate(tiny):
+    """compile=True (torch.compile of the one-token step, the CPU's stand-in for the CUDA
+    graph) gives generate's tokens, greedy and sampled, and refuses a graph as well."""
+    from gpt2scratch.generation import StaticDecoder
+
+    dec = StaticDecoder(tiny, batch_size=2, max_len=16, compile=True)
+    idx = torch.randint(0, 97, (2, 4), generator=torch.Generator().manual_seed(4))
+    for settings_ in [dict(temperature=0), dict(temperature=1.0, top_k=30, top_p=0.9)]:
+        out = dec.generate(idx, 12, SamplingSettings(**settings_), torch.Generator().manual_seed(9))
+        assert torch.equal(out, tiny.generate(idx, 12, seed=9, **settings_))
+    with pytest.raises(ValueError, match="pick one"):
+        StaticDecoder(tiny, graph=True, compile=True)
+    with pytest.raises(TypeError, match="compile"):
+        StaticDecoder(tiny, compile="yes")
+
+
 def test_bench_generate_json(tmp_path, capsys):
     pytest.importorskip("transformers")
     import json
@@ -302,8 +318,9 @@ def test_bench_generate_json(tmp_path, capsys):
     assert "greedy continuations identical: True" in out and "of the bandwidth bound" in out
     figures = json.loads(path.read_text())
     row = figures["results"]["fp32"]
-    assert {"no cache", "ours", "HF"} <= set(row) and row["best_hf"] == "HF"
+    assert {"no cache", "ours", "ours static+compiled", "HF"} <= set(row) and row["best_hf"] == "HF"
+    assert row["skipped"] == {} and row["identical"]  # the compiled step's tokens are HF's too
     assert row["weight_bytes"] == 4 * (1 * 12 * 768 * 768 + 50257 * 768)  # one block + lm_head
-    assert "per decode step, prefill excluded" in out and set(row["per_step_s"]) == {"ours", "HF"}
+    assert "per decode step, prefill excluded" in out and set(row["per_step_s"]) == {"ours", "ours static+compiled", "HF"}
     assert all(t > 0 for t in row["per_step_s"].values())
     assert out.rstrip().splitlines()[-1].startswith("ours/HF tok/s = ")

@@ -1,6 +1,7 @@
 """`python -m gpt2scratch bench generate` (hand-written): greedy decoding at batch 1, timed.
 
-Ours without and with the KV cache (and, on a GPU, the static cache with a CUDA graph) against
+Ours without and with the KV cache, and with the static cache (its step compiled on a CPU,
+replayed as a CUDA graph on a GPU; chapter 8.7), against
 Hugging Face's `generate()`, with the same weights, in rounds; and the two ceilings a decode step
 at batch 1 meets: the memory bandwidth (every weight is read once per token) and the rate of the
 matrix products alone.
@@ -15,10 +16,11 @@ import torch.nn.functional as F
 
 from gpt2scratch.bench_common import (device_name, hf_twin, median_rounds, preset_layers,
                                       timer, write_json)
+from gpt2scratch.generation import StaticDecoder
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.scale import _sync
 
-__all__ = ["read_bandwidth", "matmul_weight_bytes", "matmuls_alone_seconds", "bench_generate"]
+__all__ = ["read_bandwidth", "matmul_weight_bytes", "matmuls_alone", "bench_generate"]
 
 
 def read_bandwidth(device: torch.device, nbytes: int | None = None, reps: int = 5) -> float:
@@ -43,31 +45,28 @@ def matmul_weight_bytes(model: GPT2, bytes_per_param: int = 4) -> int:
     return bytes_per_param * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
 
-def matmuls_alone_seconds(model: GPT2, reps: int = 5) -> float:
-    """Seconds of one batch-1 step's matrix products and nothing else: F.linear of a
-    one-row input through every nn.Linear of `model` in turn, lm_head included (best of
-    `reps`). The ceiling that this BLAS's matrix-vector kernel puts on any model here."""
+def matmuls_alone(model: GPT2, reps: int = 1):
+    """A function that runs `reps` batch-1 steps' matrix products and nothing else: F.linear
+    of a one-row input through every nn.Linear of `model` in turn, lm_head included. Its
+    rate is the ceiling that this BLAS's matrix-vector kernel puts on any model here."""
     w = model.lm_head.weight
     inputs = {n: torch.randn(1, n, device=w.device, dtype=w.dtype)
               for n in {m.in_features for m in model.modules() if isinstance(m, torch.nn.Linear)}}
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
 
-    def chain() -> float:
-        _sync(w.device)
-        t0 = time.perf_counter()
-        for m in linears:
-            F.linear(inputs[m.in_features], m.weight, m.bias)
-        _sync(w.device)
-        return time.perf_counter() - t0
+    def chain() -> None:
+        for _ in range(reps):
+            for m in linears:
+                F.linear(inputs[m.in_features], m.weight, m.bias)
 
-    with torch.no_grad():
-        chain()  # warm-up
-        return min(chain() for _ in range(reps))
+    return chain
 
 
-def _generate_contenders(ours: GPT2, hf, prompt: torch.Tensor, n: int, on_gpu: bool) -> dict:
-    """The greedy generate() calls that bench generate times, by name; each returns the ids."""
-    from gpt2scratch.generation import SamplingSettings, StaticDecoder
+def _generate_contenders(ours: GPT2, hf, prompt: torch.Tensor, n: int, on_gpu: bool,
+                         static=None) -> dict:
+    """The greedy generate() calls that bench generate times, by name; each returns the ids.
+    `static`: a StaticDecoder of `ours` whose cache holds the prompt and n tokens, or None."""
+    from gpt2scratch.generation import SamplingSettings
 
     def hf_generate(**kw):
         return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
@@ -77,21 +76,22 @@ def _generate_contenders(ours: GPT2, hf, prompt: torch.Tensor, n: int, on_gpu: b
     if not on_gpu:
         contenders["no cache"] = lambda: ours.generate(prompt, n, temperature=0, use_cache=False)
     contenders["ours"] = lambda: ours.generate(prompt, n, temperature=0)
-    if on_gpu:
-        def ours_static():
-            if not hasattr(ours_static, "decoder"):  # captures the CUDA graph once
-                ours_static.decoder = StaticDecoder(ours, max_len=prompt.shape[1] + n)
-            return ours_static.decoder.generate(prompt, n, SamplingSettings(temperature=0))
-
-        contenders["ours static+graph"] = ours_static
+    if static is not None:  # the CUDA graph on a GPU, torch.compile on a CPU (section 8.7)
+        contenders[_static_name(on_gpu)] = lambda: static.generate(
+            prompt, n, SamplingSettings(temperature=0))
     contenders["HF"] = lambda: hf_generate(use_cache=True)
     if on_gpu:
         contenders["HF static"] = lambda: hf_generate(cache_implementation="static")
     return contenders
 
 
+def _static_name(on_gpu: bool) -> str:
+    return "ours static+graph" if on_gpu else "ours static+compiled"
+
+
 def bench_generate(args) -> float:
-    """Greedy generation at batch 1, tok/s: ours without and with the KV cache and HF generate()."""
+    """Greedy generation at batch 1, tok/s: ours without and with the KV cache, with the static
+    cache (compiled on a CPU, a CUDA graph on a GPU), and HF generate()."""
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     dtypes = args.dtypes  # ["fp32"], ["bf16"] or both, from --precision
@@ -112,10 +112,15 @@ def bench_generate(args) -> float:
         ours.to(dtype)
         hf = hf_twin(ours).to(dtype).eval()
         prompt = torch.randint(0, config.vocab_size, (1, args.prompt_tokens), device=device)
-        contenders = _generate_contenders(ours, hf, prompt, n, on_gpu)
-        outs, skipped = {}, {}
+        outs, skipped, static = {}, {}, None
+        try:  # captures the CUDA graph / compiles the step once; a failure drops it only
+            static = StaticDecoder(ours, max_len=prompt.shape[1] + n, compile=not on_gpu)
+        except Exception as err:  # noqa: BLE001 - report it and go on with the others
+            skipped[_static_name(on_gpu)] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+            print(f"[{dtype_name}] skipped {_static_name(on_gpu)}: {skipped[_static_name(on_gpu)]}")
+        contenders = _generate_contenders(ours, hf, prompt, n, on_gpu, static)
         for name, fn in list(contenders.items()):
-            try:  # the first call also compiles / captures; a failure drops that contender only
+            try:  # a failure in the first call drops that contender only
                 with torch.no_grad():
                     outs[name] = fn()
             except Exception as err:  # noqa: BLE001 - report it and go on with the others
@@ -128,28 +133,31 @@ def bench_generate(args) -> float:
         print(f"[{dtype_name}] same weights: greedy continuations identical: {same}"
               + ("" if same else " (" + ", ".join(f"{k}: {torch.equal(v, outs['HF'])}" for k, v in outs.items()) + ")"))
 
-        # ours and HF for 1 new token too, in the same rounds: a decode step is
-        # (t(n) - t(1)) / (n - 1), the prompt's prefill excluded
-        firsts = {k: fn for k, fn in _generate_contenders(ours, hf, prompt, 1, on_gpu).items()
-                  if k in ("ours", "HF") and n > 1}
-        fns = [timer(fn, device) for fn in [*contenders.values(), *firsts.values()]]
+        # each cached contender for 1 new token too, and the matmuls alone of n - 1 steps, in
+        # the same rounds: a decode step is (t(n) - t(1)) / (n - 1), the prefill excluded
+        firsts = {k: fn for k, fn in _generate_contenders(ours, hf, prompt, 1, on_gpu, static).items()
+                  if k in contenders and k != "no cache" and n > 1}
+        reps = max(n - 1, 1)
+        fns = [timer(fn, device) for fn in
+               [*contenders.values(), *firsts.values(), matmuls_alone(ours, reps)]]
         median_rounds(fns, args.warmup)
         timed = median_rounds(fns, args.steps)
         times = dict(zip(contenders, timed))
-        first_times = dict(zip(firsts, timed[len(contenders):]))
+        first_times = dict(zip(firsts, timed[len(contenders):-1]))
+        alone = statistics.median(timed[-1]) / reps  # seconds of one step's matmuls
         weight_bytes = matmul_weight_bytes(ours, 2 if dtype_name == "bf16" else 4)
         bound = bandwidth / weight_bytes
         print(f"[{dtype_name}] matmul weights {weight_bytes / 1e6:.1f} MB read per token "
               f"-> bandwidth bound {bound:.1f} tok/s")
-        alone = matmuls_alone_seconds(ours)
-        print(f"[{dtype_name}] the matmuls alone (F.linear through every weight, batch 1): "
+        print(f"[{dtype_name}] the matmuls alone (F.linear through every weight, batch 1, "
+              f"median of {args.steps} rounds of {reps} steps): "
               f"{1 / alone:.1f} tok/s = {1 / alone / bound:.1%} of the bound; they read "
               f"{weight_bytes / alone / 1e9:.1f} GB/s")
         row = {}
         for name, ts in times.items():
             tok_s = n / statistics.median(ts)
             row[name] = {"tok_s": tok_s, "seconds": ts, "fraction_of_bound": tok_s / bound}
-            print(f"[{dtype_name}] {name:>17}: median {statistics.median(ts) * 1000:8.1f} ms/call "
+            print(f"[{dtype_name}] {name:>20}: median {statistics.median(ts) * 1000:8.1f} ms/call "
                   f"{tok_s:9.1f} tok/s  {tok_s / bound:6.1%} of the bandwidth bound")
         best_ours = max((k for k in times if k.startswith("ours")), key=lambda k: row[k]["tok_s"])
         best_hf = max((k for k in times if k.startswith("HF")), key=lambda k: row[k]["tok_s"])

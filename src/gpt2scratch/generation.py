@@ -385,19 +385,36 @@ def generate(
 
 # %% chapters/08_generation.ipynb cell 74
 class StaticDecoder:
-    """Decoding with static shapes: one KVCache, the position as a tensor, and on CUDA
-    the one-token step captured once as a CUDA graph and replayed (section 8.7)."""
+    """Decoding with static shapes: one KVCache, the position as a tensor, and the
+    one-token step either captured once as a CUDA graph and replayed (`graph`, the
+    default on CUDA) or compiled once by `torch.compile` (`compile=True`, for a CPU:
+    the small operations between the matrix products fused). Section 8.7."""
 
     def __init__(
-        self, model, batch_size: int = 1, max_len: int | None = None, graph=None
+        self, model, batch_size: int = 1, max_len: int | None = None, graph=None,
+        compile: bool = False,
     ):
+        check_bool("compile", compile)
         self.model = model.eval()
         device = model.wte.weight.device
         self.cache = KVCache(model, batch_size, max_len)
         self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
         self.pos = torch.zeros((), dtype=torch.long, device=device)
-        self.graph = None
-        if device.type == "cuda" if graph is None else graph:
+        self.graph = self.compiled = None
+        if graph is None:
+            graph = device.type == "cuda" and not compile
+        if graph and compile:
+            raise ValueError(
+                "graph=True and compile=True: pick one (torch.compile's "
+                "mode='reduce-overhead' compiles and captures a graph)"
+            )
+        if compile:  # compiles now (seconds; needs a C++ compiler on a CPU), and the
+            # step's Python wrapper too (cpp_wrapper): kernels run back to back in C++
+            options = {"cpp_wrapper": True}
+            self.compiled = torch.compile(self._step, dynamic=False, options=options)
+            with torch.no_grad():  # the grad mode that step() calls it in
+                self.compiled()  # writes slot 0, which the prompt overwrites
+        if graph:
             self._capture()
 
     @torch.no_grad()
@@ -419,10 +436,13 @@ class StaticDecoder:
         """Logits (B, V) after `token` (B, 1) at position `pos`."""
         self.token.copy_(token)
         self.pos.fill_(pos)
-        if self.graph is None:
-            return self._step()
-        self.graph.replay()
-        return self.logits
+        if self.graph is not None:
+            self.graph.replay()
+            return self.logits
+        if self.compiled is not None:  # one graph, whose inputs never change shape:
+            with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+                return self.compiled()  # skip the checks that pick among graphs
+        return self._step()
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, settings=None, generator=None):
