@@ -58,9 +58,10 @@
 """Sampling (temperature, top-k, top-p, min-p), the decode loop with a KV cache, and the
 text wrapper behind `GPT2.generate` (Chapter 8 of the book).
 
-About 440 lines, past the house's 400, for one idea: turning logits into tokens and
-text. The settings object, its filters, the cache and the loop that uses them change
-together (a new knob touches this file, the CLI and a test), so they stay in one file.
+About 460 lines, past the house's 400, for one idea: turning logits into tokens and
+text. The settings object, its filters, the cache and the loops that use them (eager, and
+static for a CUDA graph or torch.compile) change together (a new knob touches this file,
+the CLI and a test), so they stay in one file.
 """
 
 from __future__ import annotations
@@ -1266,11 +1267,11 @@ def print_generate_bench(name: str) -> None:
               + f"; same tokens as HF: {row['identical']}")
         for k, v in row.items():
             if isinstance(v, dict) and "tok_s" in v:
-                print(f"    {k:<18} {v['tok_s']:8.1f} tok/s  "
+                print(f"    {k:<20} {v['tok_s']:8.1f} tok/s  "
                       f"{v['fraction_of_bound']:6.1%} of the bound")
         print(f"    best ours / best HF = {row['ours/HF']:.2f}")
         for k, t in row.get("per_step_s", {}).items():  # prefill excluded
-            print(f"    one decode step, {k:<4} {t * 1e3:6.1f} ms = "
+            print(f"    one decode step, {k:<20} {t * 1e3:6.1f} ms = "
                   f"{1 / alone / t:.0%} of the matmuls-alone rate")
 
 

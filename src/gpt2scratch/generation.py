@@ -4,9 +4,10 @@
 """Sampling (temperature, top-k, top-p, min-p), the decode loop with a KV cache, and the
 text wrapper behind `GPT2.generate` (Chapter 8 of the book).
 
-About 440 lines, past the house's 400, for one idea: turning logits into tokens and
-text. The settings object, its filters, the cache and the loop that uses them change
-together (a new knob touches this file, the CLI and a test), so they stay in one file.
+About 460 lines, past the house's 400, for one idea: turning logits into tokens and
+text. The settings object, its filters, the cache and the loops that use them (eager, and
+static for a CUDA graph or torch.compile) change together (a new knob touches this file,
+the CLI and a test), so they stay in one file.
 """
 
 from __future__ import annotations
