@@ -54,8 +54,10 @@ quick-base: $(VENV)/.installed
 ## bits without changing the math: one thread (another summation order in reductions and matmuls),
 ## then, on x86-64, ATen's AVX2 kernels with oneDNN and MKL held to AVX2 too (a laptop without
 ## AVX-512). Two pytest workers of one thread each keep it about as fast as the chapters in `make test`.
+## The AVX2 variant keeps its own torch.compile cache: torch 2.13 reuses kernels compiled under
+## AVX-512 when ATEN_CPU_CAPABILITY=avx2 is set, and they compute NaN (chapter 8's compiled decoder).
 PORTABLE := "OMP_NUM_THREADS=1" \
-  $(if $(filter x86_64 amd64 AMD64,$(shell uname -m)),"OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2")
+  $(if $(filter x86_64 amd64 AMD64,$(shell uname -m)),"OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2 TORCHINDUCTOR_CACHE_DIR=$(CURDIR)/runs/inductor-avx2")
 test-portable: $(VENV)/.installed-dev quick-base
 	for settings in $(PORTABLE); do \
 	  echo "== every chapter under nbval with $$settings"; \
