@@ -1366,10 +1366,14 @@ for domain, adapter in (("code", "code r=8"), ("Verdict", "Verdict r=8")):
 # The command line puts the same pieces together. `--data` takes a file, several files, or
 # folders (`--glob` chooses the files of a folder); `--init` loads the weights to start from
 # (chapter 7); `--lora-rank` trains an adapter on them instead of every weight, and the run's
-# folder then holds just the adapter (and `init.json`, which records the base weights):
+# folder then holds just the adapter (and `init.json`, which records the base weights).
+# `--lora-targets` chooses the layers: `attn.c_attn` by default, as in `peft`, or this chapter's
+# closest match to full fine-tuning, every block linear and the tied head:
 #
 # ```bash
 # python -m gpt2scratch train --data ~/notes --glob "*.md" --init gpt2 --lora-rank 8 --out runs/notes
+# python -m gpt2scratch train --data ~/notes --glob "*.md" --init gpt2 --lora-rank 8 \
+#     --lora-targets attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj,lm_head --out runs/notes-all
 # python -m gpt2scratch train --data a.txt b.txt c.txt --init gpt2 --epochs 3
 # ```
 #

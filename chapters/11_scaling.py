@@ -614,11 +614,15 @@ class FastGPT2(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         h = self.model.hidden_states(idx)  # (B, T, C)
-        weight = self.model.lm_head.weight  # (V, C)
-        extra = self.padded_size - self.vocab_size
-        if extra:
-            weight = F.pad(weight, (0, 0, 0, extra))  # (Vp, C): zero rows at the end
-        logits = F.linear(h, weight)[..., : self.vocab_size]  # (B, T, V): a view
+        head = self.model.lm_head
+        if type(head) is not nn.Linear:  # a wrapped head (chapter 9's LoRA) runs as it is
+            logits = head(h)  # (B, T, V), unpadded
+        else:
+            weight = head.weight  # (V, C)
+            extra = self.padded_size - self.vocab_size
+            if extra:
+                weight = F.pad(weight, (0, 0, 0, extra))  # (Vp, C): zero rows at the end
+            logits = F.linear(h, weight)[..., : self.vocab_size]  # (B, T, V): a view
         if targets is None:
             return logits
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())

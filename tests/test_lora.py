@@ -400,3 +400,28 @@ def test_cli_lora_run_saves_the_adapter_and_where_the_base_came_from(tmp_path, c
     assert "LoRA rank 2 on 2 layers" in out and "LoRA adapter:" in out and "initialised from" in out
     assert {p.name for p in (tmp_path / "run").iterdir()} == {ADAPTER_FILE, CONFIG_FILE, "init.json"}
     assert json.loads((tmp_path / "run" / "init.json").read_text())["init"] == str(tmp_path / "hf")
+
+
+def test_cli_lora_targets_choose_the_adapted_layers(tmp_path, capsys):
+    """--lora-targets reaches apply_lora: chapter 9's best set (every block linear and the tied
+    head) is what the saved adapter holds; an unknown layer is one clear line and exit 2."""
+    from cli_run import run_main
+
+    from gpt2scratch.lora import load_adapter
+    from gpt2scratch.pretrained import save_pretrained
+
+    save_pretrained(GPT2(CONFIG), tmp_path / "hf")
+    (tmp_path / "story.txt").write_text(TEXT, encoding="utf-8")
+    targets = "attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj,lm_head"
+    argv = ["train", "--data", str(tmp_path / "story.txt"), "--init", str(tmp_path / "hf"),
+            "--lora-rank", "2", "--context-length", "16", "--batch-size", "4", "--epochs", "1",
+            "--eval-iters", "1", "--no-progress", "--prompt", "", "--device", "cpu"]
+    code, out, err = run_main([*argv, "--lora-targets", targets, "--out", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    assert f"LoRA rank 2 on {4 * CONFIG.n_layers + 1} layers ({targets.replace(',', ', ')})" in out
+    config = json.loads((tmp_path / "run" / CONFIG_FILE).read_text())
+    assert config["targets"] == targets.split(",")
+    adapted = load_adapter(GPT2(CONFIG), tmp_path / "run")
+    assert sum(isinstance(m, LoRALinear) for m in adapted.modules()) == 4 * CONFIG.n_layers + 1
+    code, out, err = run_main([*argv, "--lora-targets", "attn.q_proj", "--out", str(tmp_path / "bad")], capsys)
+    assert code == 2 and "attn.q_proj" in err and len(err.strip().splitlines()) == 1, err

@@ -71,6 +71,13 @@ def _top_p(text: str) -> float:
     return value
 
 
+def _layer_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, got {text!r}")
+    return names
+
+
 def _positive_float(text: str) -> float:
     value = _non_negative_float(text)
     if value == 0:
@@ -153,10 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
                       "folders (every *.txt, *.md, *.py under a folder; split by document, "
                       "tokens cached next to the data; chapter 09)")
     p.add_argument("--lora-rank", type=_positive_int, default=None, metavar="R",
-                   help="fine-tune the --init weights with rank-R LoRA adapters on attn.c_attn "
+                   help="fine-tune the --init weights with rank-R LoRA adapters on --lora-targets "
                         "instead of all weights, and save just the adapter (chapter 09)")
     p.add_argument("--lora-alpha", type=_positive_float, default=16.0,
                    help="LoRA scale: the update is multiplied by alpha / rank (default 16)")
+    p.add_argument("--lora-targets", type=_layer_names, default=None, metavar="NAMES",
+                   help="comma-separated layers to adapt (default attn.c_attn); chapter 09 comes "
+                        "closest to full fine-tuning with attn.c_attn,attn.c_proj,mlp.c_fc,"
+                        "mlp.c_proj,lm_head (lm_head: the tied embedding too)")
     _add_training_options(p, out=None, checkpoint_every=1)
     p.set_defaults(func=cmd_train)
 

@@ -47,7 +47,7 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
     """Chapter 09's train_and_save with the flags: load (--init, --resume or a new --model),
     add LoRA (--lora-rank), train, save; report what it does, one line at a time."""
     from gpt2scratch.checkpoint import CheckpointWriteError
-    from gpt2scratch.lora import train_and_save
+    from gpt2scratch.lora import DEFAULT_TARGETS, train_and_save
     from gpt2scratch.validation import NonFiniteLossError
 
     if Path(args.out).is_file():  # found now, not at the first save after an epoch
@@ -77,7 +77,9 @@ def _train_and_report(args: argparse.Namespace, text: str | None, source: str,
     try:
         run, history = train_and_save(
             _settings(args), args.init, text=text, loaders=loaders, rank=lora,
-            alpha=getattr(args, "lora_alpha", 16.0), out=out if info.is_main else None,
+            alpha=getattr(args, "lora_alpha", 16.0),
+            targets=getattr(args, "lora_targets", None) or DEFAULT_TARGETS,
+            out=out if info.is_main else None,
             resume=args.resume, device=info.device, ready=ready, loop=_loop(args, info, fast))
     except NonFiniteLossError as err:
         print(f"python -m gpt2scratch: {err}", file=sys.stderr)
@@ -199,6 +201,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_precision(args)
     if args.lora_rank is not None and args.init is None:
         raise ValueError("--lora-rank adapts pretrained weights: pass --init NAME_OR_DIR too")
+    if args.lora_targets is not None and args.lora_rank is None:
+        raise ValueError("--lora-targets names the layers that --lora-rank adapts: pass "
+                         "--lora-rank R too")
     if args.lora_rank is not None and args.resume is not None:
         raise ValueError("--lora-rank saves just the adapter, which cannot be resumed: "
                          "start again with --init")
