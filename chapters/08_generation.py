@@ -58,10 +58,10 @@
 """Sampling (temperature, top-k, top-p, min-p), the decode loop with a KV cache, and the
 text wrapper behind `GPT2.generate` (Chapter 8 of the book).
 
-About 460 lines, past the house's 400, for one idea: turning logits into tokens and
-text. The settings object, its filters, the cache and the loops that use them (eager, and
-static for a CUDA graph or torch.compile) change together (a new knob touches this file,
-the CLI and a test), so they stay in one file.
+About 480 lines, past the house's 400, for one idea: turning logits into tokens and
+text. The settings object, its filters, the cache and the loops that use them (eager,
+and static for a CUDA graph or torch.compile) change together (a new knob touches this
+file, the CLI and a test), so they stay in one file.
 """
 
 from __future__ import annotations
@@ -1332,11 +1332,52 @@ if threads > 1:
 # the step once into one graph, fuses each run of small operations (the residual add and the next
 # LayerNorm, the cache write and the mask) into one C++ loop, leaves the matrix products to the
 # BLAS library, and, with its `cpp_wrapper` option, calls the whole sequence from C++: one call
-# from Python per token, where the eager step makes over a thousand. Since the shapes never
-# change, the step also skips the checks (`torch.compile`'s guards) that would pick among several
-# compiled versions. Compiling takes seconds (tens of seconds for the 124M model on two cores) and
-# needs a C++ compiler, so it is an option, `compile=True`, for long generations.
+# from Python per token, where the eager step dispatches every small operation from Python one by
+# one. Since the shapes never change, the step also skips the checks (`torch.compile`'s guards)
+# that would pick among several compiled versions. Compiling takes seconds to tens of seconds the
+# first time (torch keeps the result in a cache on disk) and needs a C++ compiler, so it is an
+# option, `compile=True`, for long generations.
 #
+# Two functions turn a step (a function of no arguments that returns the logits, reading the
+# fixed tensors) into a fast one. On a GPU, `capture_cuda_graph` runs it a few times, so that
+# kernels are chosen and memory allocated, then records it; on a CPU, `compile_static` compiles it
+# once, for fixed shapes, and runs it without the guards.
+
+
+# %%
+#| export
+def capture_cuda_graph(step):
+    """Warm `step` up on a side stream, then record it as a CUDA graph. Returns
+    (graph, out): graph.replay() reruns every kernel and refills the tensor `out`."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm up: kernels chosen, memory allocated
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    return graph, out
+
+
+def compile_static(step):
+    """`step` compiled by torch.compile for shapes that never change, its Python
+    wrapper too (cpp_wrapper: the kernels run back to back from C++). Compiles now
+    (seconds; a C++ compiler is needed on a CPU); the function it returns skips the
+    guards, which would only pick among compiled versions, and there is one."""
+    compiled = torch.compile(step, dynamic=False, options={"cpp_wrapper": True})
+    with torch.no_grad():  # the grad mode of every later call
+        compiled()
+
+    def run():
+        with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+            return compiled()
+
+    return run
+
+
+# %% [markdown]
 # `StaticDecoder` captures one decode step as a graph on CUDA, compiles it with `compile=True`,
 # and otherwise runs the same static path eagerly, which lets us check here that every variant
 # gives the same tokens.
@@ -1348,7 +1389,8 @@ class StaticDecoder:
     """Decoding with static shapes: one KVCache, the position as a tensor, and the
     one-token step either captured once as a CUDA graph and replayed (`graph`, the
     default on CUDA) or compiled once by `torch.compile` (`compile=True`, for a CPU:
-    the small operations between the matrix products fused). Section 8.7."""
+    the small operations between the matrix products fused). Section 8.7. Both are
+    built for the model as it is: after moving it or changing its dtype, build anew."""
 
     def __init__(
         self, model, batch_size: int = 1, max_len: int | None = None, graph=None,
@@ -1360,7 +1402,6 @@ class StaticDecoder:
         self.cache = KVCache(model, batch_size, max_len)
         self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
         self.pos = torch.zeros((), dtype=torch.long, device=device)
-        self.graph = self.compiled = None
         if graph is None:
             graph = device.type == "cuda" and not compile
         if graph and compile:
@@ -1368,41 +1409,22 @@ class StaticDecoder:
                 "graph=True and compile=True: pick one (torch.compile's "
                 "mode='reduce-overhead' compiles and captures a graph)"
             )
-        if compile:  # compiles now (seconds; needs a C++ compiler on a CPU), and the
-            # step's Python wrapper too (cpp_wrapper): kernels run back to back in C++
-            options = {"cpp_wrapper": True}
-            self.compiled = torch.compile(self._step, dynamic=False, options=options)
-            with torch.no_grad():  # the grad mode that step() calls it in
-                self.compiled()  # writes slot 0, which the prompt overwrites
+        self.fast_step = None  # the step as a graph replay or compiled, or None
+        if compile:  # its first run writes slot 0, which the prompt overwrites
+            self.fast_step = compile_static(self._step)
         if graph:
-            self._capture()
+            cuda_graph, logits = capture_cuda_graph(self._step)
+            self.fast_step = lambda: (cuda_graph.replay(), logits)[1]
 
     @torch.no_grad()
     def _step(self) -> torch.Tensor:
         return next_logits(self.model, self.token, self.cache, self.pos)  # (B, V)
 
-    def _capture(self) -> None:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):  # warm up: kernels chosen, memory allocated
-                self._step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = self._step()  # replay() refills this tensor
-
     def step(self, token: torch.Tensor, pos: int) -> torch.Tensor:
         """Logits (B, V) after `token` (B, 1) at position `pos`."""
         self.token.copy_(token)
         self.pos.fill_(pos)
-        if self.graph is not None:
-            self.graph.replay()
-            return self.logits
-        if self.compiled is not None:  # one graph, whose inputs never change shape:
-            with torch.no_grad(), torch.compiler.set_stance(skip_guard_eval_unsafe=True):
-                return self.compiled()  # skip the checks that pick among graphs
-        return self._step()
+        return self._step() if self.fast_step is None else self.fast_step()
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, settings=None, generator=None):

@@ -395,7 +395,7 @@ def _gpu_check_static(net, ids, n, label, dtype):
     net = net.to(_dev, dtype).eval()
     ids = ids.to(_dev)
     dec = StaticDecoder(net, max_len=ids.shape[1] + n)
-    assert (dec.graph is not None) == (_dev.type == "cuda"), "a CUDA graph on CUDA only"
+    assert (dec.fast_step is not None) == (_dev.type == "cuda"), "a CUDA graph on CUDA only"
     ours = dec.generate(ids, n, SamplingSettings(temperature=0))
     ref = net.generate(ids, n, temperature=0)
     same = torch.equal(ours, ref)
