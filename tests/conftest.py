@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gpt2scratch.dataset import create_dataloader
+from gpt2scratch.generation import compile_unavailable
 from gpt2scratch.model import GPT2, GPT2Config
 from gpt2scratch.runtime import set_seed
 
@@ -62,17 +63,6 @@ def fresh_model(config=TRAIN_TINY, lr=1e-2):
     return model, torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
 
 
-def cpp_compiler_found() -> bool:
-    """Whether torch.compile's CPU backend finds a C++ compiler (Windows often has none)."""
-    import shutil
-
-    try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-
-        return shutil.which(get_cpp_compiler()) is not None
-    except Exception:  # noqa: BLE001 - no compiler is the answer, whatever the reason
-        return False
-
 
 needs_cpp_compiler = pytest.mark.skipif(
-    not cpp_compiler_found(), reason="torch.compile on a CPU needs a C++ compiler")
+    compile_unavailable() is not None, reason=str(compile_unavailable()))

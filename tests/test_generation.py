@@ -1,4 +1,6 @@
 """Tests for gpt2scratch.generation (chapter 8): sampling, the KV cache, the decode loop, the API."""
+import re
+import shutil
 from collections import Counter
 
 import pytest
@@ -9,11 +11,11 @@ from hypothesis import strategies as st
 from torch.overrides import TorchFunctionMode
 
 from gpt2scratch.generation import (
-    KVCache, SamplingSettings, decode, generate_ids, next_logits, sample_next, stream_text, top_p_filter,
+    KVCache, SamplingSettings, compile_unavailable, decode, generate_ids, next_logits, sample_next, stream_text, top_p_filter,
 )
 from gpt2scratch.model import GPT2, GPT2Config
 from cli_run import run_main as _cli  # tests/cli_run.py
-from conftest import CharTokenizer, cpp_compiler_found, needs_cpp_compiler, tiny_config
+from conftest import CharTokenizer, needs_cpp_compiler, tiny_config
 
 TINY = tiny_config()
 GREEDY = SamplingSettings(temperature=0)
@@ -306,6 +308,26 @@ def test_compiled_static_decoder_matches_generate(tiny):
         StaticDecoder(tiny, compile="yes")
 
 
+def test_compile_without_python_headers_is_one_clear_error(tiny, tmp_path, monkeypatch):
+    """Where torch.compile cannot build CPU kernels (here: no Python.h), compile=True stops
+    before compiling, with the missing piece named; the eager decoder still works."""
+    import sysconfig
+
+    from gpt2scratch.generation import StaticDecoder
+
+    from torch._inductor import config
+
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    monkeypatch.setattr(config.cpp, "cxx", (shutil.which("true"),))  # a "compiler" is found
+    message = compile_unavailable()
+    assert message == f"torch.compile needs Python's headers: {tmp_path / 'Python.h'} is missing (python3-dev)"
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        StaticDecoder(tiny, compile=True)
+    StaticDecoder(tiny, max_len=8).generate(torch.tensor([[1, 2]]), 3)
+    monkeypatch.setattr(config.cpp, "cxx", (str(tmp_path / "no-such-c++"),))
+    assert "finds no C++ compiler" in compile_unavailable()
+
+
 def test_bench_generate_json(tmp_path, capsys):
     pytest.importorskip("transformers")
     import json
@@ -319,7 +341,7 @@ def test_bench_generate_json(tmp_path, capsys):
     assert "greedy continuations identical: True" in out and "of the bandwidth bound" in out
     figures = json.loads(path.read_text())
     row = figures["results"]["fp32"]
-    compiled = {"ours static+compiled"} if cpp_compiler_found() else set()  # else skipped, said
+    compiled = set() if compile_unavailable() else {"ours static+compiled"}  # else skipped, said
     assert {"no cache", "ours", "HF"} | compiled <= set(row) and row["best_hf"] == "HF"
     assert set(row["skipped"]) == {"ours static+compiled"} - compiled
     assert row["identical"]  # the compiled step's tokens are HF's too

@@ -4,7 +4,7 @@
 """Sampling (temperature, top-k, top-p, min-p), the decode loop with a KV cache, and the
 text wrapper behind `GPT2.generate` (Chapter 8 of the book).
 
-About 480 lines, past the house's 400, for one idea: turning logits into tokens and
+About 500 lines, past the house's 400, for one idea: turning logits into tokens and
 text. The settings object, its filters, the cache and the loops that use them (eager,
 and static for a CUDA graph or torch.compile) change together (a new knob touches this
 file, the CLI and a test), so they stay in one file.
@@ -16,11 +16,14 @@ __all__ = [
     "top_k_filter", "min_p_filter", "top_p_filter", "SamplingSettings", "sample_next",
     "LayerKV", "KVCache", "next_logits", "decode", "generate_ids", "generate_text",
     "stream_text", "check_prompt", "check_decoding", "generate", "capture_cuda_graph",
-    "compile_static", "StaticDecoder",
+    "compile_unavailable", "compile_static", "StaticDecoder",
 ]
 
+import shutil
+import sysconfig
 from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -401,6 +404,24 @@ def capture_cuda_graph(step):
     return graph, out
 
 
+def compile_unavailable() -> str | None:
+    """Why torch.compile cannot build CPU kernels here (no C++ compiler, or no
+    Python.h), or None when it can."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        compiler = get_cpp_compiler()  # $CXX, else g++ / clang++
+    except Exception as err:  # noqa: BLE001 - not found, whichever way torch says it
+        return f"torch.compile finds no C++ compiler ({type(err).__name__}); set CXX"
+    if shutil.which(compiler) is None:
+        return f"torch.compile finds no C++ compiler ({compiler!r}); set CXX"
+    header = Path(sysconfig.get_paths()["include"], "Python.h")
+    if not header.is_file():
+        missing = f"{header} is missing (python3-dev)"
+        return f"torch.compile needs Python's headers: {missing}"
+    return None
+
+
 def compile_static(step):
     """`step` compiled by torch.compile for shapes that never change, its Python
     wrapper too (cpp_wrapper: the kernels run back to back from C++). Compiles now
@@ -443,6 +464,8 @@ class StaticDecoder:
                 "mode='reduce-overhead' compiles and captures a graph)"
             )
         self.fast_step = None  # the step as a graph replay or compiled, or None
+        if compile and device.type == "cpu" and compile_unavailable():
+            raise RuntimeError(compile_unavailable())
         if compile:  # its first run writes slot 0, which the prompt overwrites
             self.fast_step = compile_static(self._step)
         if graph:
