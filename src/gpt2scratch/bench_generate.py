@@ -89,6 +89,12 @@ def _static_name(on_gpu: bool) -> str:
     return "ours static+graph" if on_gpu else "ours static+compiled"
 
 
+def _skip(skipped: dict, dtype_name: str, name: str, err: Exception) -> None:
+    """Record and print why contender `name` is left out (the error's first line)."""
+    skipped[name] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+    print(f"[{dtype_name}] skipped {name}: {skipped[name]}")
+
+
 def bench_generate(args) -> float:
     """Greedy generation at batch 1, tok/s: ours without and with the KV cache, with the static
     cache (compiled on a CPU, a CUDA graph on a GPU), and HF generate()."""
@@ -116,8 +122,7 @@ def bench_generate(args) -> float:
         try:  # captures the CUDA graph / compiles the step once; a failure drops it only
             static = StaticDecoder(ours, max_len=prompt.shape[1] + n, compile=not on_gpu)
         except Exception as err:  # noqa: BLE001 - report it and go on with the others
-            skipped[_static_name(on_gpu)] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-            print(f"[{dtype_name}] skipped {_static_name(on_gpu)}: {skipped[_static_name(on_gpu)]}")
+            _skip(skipped, dtype_name, _static_name(on_gpu), err)
         contenders = _generate_contenders(ours, hf, prompt, n, on_gpu, static)
         for name, fn in list(contenders.items()):
             try:  # a failure in the first call drops that contender only
@@ -126,8 +131,7 @@ def bench_generate(args) -> float:
             except Exception as err:  # noqa: BLE001 - report it and go on with the others
                 if name in ("ours", "HF"):
                     raise
-                skipped[name] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-                print(f"[{dtype_name}] skipped {name}: {skipped[name]}")
+                _skip(skipped, dtype_name, name, err)
                 del contenders[name]
         same = all(torch.equal(out, outs["HF"]) for out in outs.values())
         print(f"[{dtype_name}] same weights: greedy continuations identical: {same}"

@@ -464,8 +464,8 @@ class StaticDecoder:
                 "mode='reduce-overhead' compiles and captures a graph)"
             )
         self.fast_step = None  # the step as a graph replay or compiled, or None
-        if compile and device.type == "cpu" and compile_unavailable():
-            raise RuntimeError(compile_unavailable())
+        if compile and device.type == "cpu" and (why_not := compile_unavailable()):
+            raise RuntimeError(why_not)
         if compile:  # its first run writes slot 0, which the prompt overwrites
             self.fast_step = compile_static(self._step)
         if graph:
